@@ -1,0 +1,24 @@
+//! The wire protocol of the platform.
+//!
+//! - [`protos`]: the messages generated from `proto/videocall.proto` (one `PacketWrapper` per
+//!   WebSocket binary message).
+//! - [`ids`]: validation of room ids, user ids and display names. Room ids end up in NATS
+//!   subjects, so nothing that could change a subject's meaning gets through.
+//! - [`limits`]: size limits shared by clients and relays.
+//!
+//! Builds for native targets and `wasm32-unknown-unknown`.
+
+pub mod ids;
+pub mod limits;
+
+/// Generated protobuf messages.
+pub mod protos {
+    include!(concat!(env!("OUT_DIR"), "/protos/mod.rs"));
+}
+
+pub use ids::{DisplayName, IdError, RoomId, UserId};
+pub use protos::videocall::{
+    AesPacket, AudioMetadata, ConnectionPacket, MediaPacket, MediaType, MemberList, PacketType,
+    PacketWrapper, Participant, ParticipantLeft, PresencePacket, RsaPacket, VideoMetadata,
+    presence_packet,
+};
