@@ -1,0 +1,114 @@
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::free_port;
+
+/// A `nats-server` process on a free port, killed (by pid) when dropped.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    cluster_port: Option<u16>,
+    routes: Vec<u16>,
+    log: PathBuf,
+}
+
+fn binary() -> String {
+    std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into())
+}
+
+impl NatsServer {
+    /// A standalone server.
+    pub fn start() -> Result<Self> {
+        Self::spawn(free_port(), None, Vec::new())
+    }
+
+    fn spawn(port: u16, cluster_port: Option<u16>, routes: Vec<u16>) -> Result<Self> {
+        let log = std::env::temp_dir().join(format!("nats-{port}.log"));
+        let mut server = Self { child: None, port, cluster_port, routes, log };
+        server.launch()?;
+        Ok(server)
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        let mut cmd = Command::new(binary());
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-l"])
+            .arg(&self.log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(cluster_port) = self.cluster_port {
+            cmd.args(["--cluster_name", "test", "--cluster", &format!("nats://127.0.0.1:{cluster_port}")]);
+            let routes: Vec<String> = self.routes.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect();
+            if !routes.is_empty() {
+                cmd.args(["--routes", &routes.join(",")]);
+            }
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {} (is nats-server installed?)", binary()))?;
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(10))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the process and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port(s).
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.launch()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Several `nats-server` processes joined by routes into one cluster.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    pub fn start(size: usize) -> Result<Self> {
+        let cluster_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let mut nodes = Vec::with_capacity(size);
+        for (i, cluster_port) in cluster_ports.iter().enumerate() {
+            let routes = cluster_ports.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| *p).collect();
+            nodes.push(NatsServer::spawn(free_port(), Some(*cluster_port), routes)?);
+        }
+        Ok(Self { nodes })
+    }
+}
+
+fn wait_for_port(port: u16, limit: Duration) -> Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        sleep(Duration::from_millis(20));
+    }
+    bail!("nats-server did not listen on port {port} within {limit:?}")
+}

@@ -1,0 +1,465 @@
+//! The async driver: runs [`Room`] state machines over a [`RoomBus`] for any transport.
+//!
+//! A transport adapter (WebSocket, WebTransport) verifies the token, calls [`Relay::join`], then
+//! moves bytes: client packets into [`SessionHandle::publish`], and packets from
+//! [`SessionHandle::recv_batch`] out to the client, until either side ends.
+//!
+//! Rooms are sharded: each has its own lock, and delivery runs in whichever task delivers the
+//! bus message (the sender's task with [`crate::LocalBus`], the room's subscription task with
+//! NATS), while every session writes to its own socket from its own task.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, OnceCell, mpsc};
+use videocall_types::{PacketType, RoomId, UserId, limits::MAX_PACKET_BYTES};
+
+use crate::bus::{BusError, BusSink, BusSubscription, RoomBus};
+use crate::room::{CloseReason, JoinError, Member, Room, RoomConfig, RoomOutput};
+use crate::wire::{self, WireError};
+use crate::{RelayMetrics, RoomToken, SessionId, limits};
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub room: RoomConfig,
+    /// Largest packet a client may send.
+    pub max_packet_bytes: usize,
+    /// How often rooms check heartbeats and refresh presence.
+    pub tick: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self { room: RoomConfig::default(), max_packet_bytes: MAX_PACKET_BYTES, tick: Duration::from_millis(250) }
+    }
+}
+
+/// Why a client's packet was refused. Each is a protocol violation: the adapter closes the
+/// connection with the matching close code and this text as the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    #[error("packet of {len} bytes exceeds the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("{0}")]
+    Malformed(WireError),
+    #[error("{0}")]
+    UnknownType(WireError),
+    #[error("clients may not send {0:?} packets")]
+    NotAllowed(PacketType),
+}
+
+impl SessionError {
+    /// The metrics label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "oversized",
+            Self::Malformed(_) => "malformed",
+            Self::UnknownType(_) => "unknown_type",
+            Self::NotAllowed(_) => "not_allowed",
+        }
+    }
+}
+
+/// Why joining failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinFailure {
+    #[error(transparent)]
+    Room(#[from] JoinError),
+    #[error("room bus unavailable: {0}")]
+    Bus(#[from] BusError),
+}
+
+/// A relay process's rooms. Cheap to clone; needs a tokio runtime.
+#[derive(Clone)]
+pub struct Relay {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    origin: u64,
+    config: RelayConfig,
+    bus: Arc<dyn RoomBus>,
+    rooms: Mutex<HashMap<RoomId, Arc<RoomSlot>>>,
+    metrics: Arc<RelayMetrics>,
+    epoch: Instant,
+    /// Publishes that arise where nothing can await (bus delivery, session drop), in order.
+    control: mpsc::Sender<(RoomId, Option<SessionId>, Bytes)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+struct RoomSlot {
+    id: RoomId,
+    state: Mutex<RoomState>,
+    subscription: OnceCell<BusSubscription>,
+}
+
+struct RoomState {
+    room: Room,
+    signals: HashMap<SessionId, Arc<SessionSignal>>,
+    /// Set when the room left the relay's map; a joiner holding this slot must start over.
+    retired: bool,
+}
+
+#[derive(Default)]
+struct SessionSignal {
+    notify: Notify,
+    closed: Mutex<Option<CloseReason>>,
+}
+
+/// Relay-originated publishes to make, collected under a room lock and made after it.
+type Publishes = Vec<(Option<SessionId>, Bytes)>;
+
+impl Relay {
+    /// Starts the relay's background tasks on the current tokio runtime.
+    pub fn new(bus: Arc<dyn RoomBus>, config: RelayConfig, metrics: Arc<RelayMetrics>) -> Self {
+        let (control, control_rx) = mpsc::channel(4096);
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            let tasks = vec![
+                tokio::spawn(control_task(bus.clone(), metrics.clone(), control_rx)),
+                tokio::spawn(tick_task(weak.clone(), config.tick)),
+            ];
+            Inner {
+                origin: rand::random(),
+                config,
+                bus,
+                rooms: Mutex::new(HashMap::new()),
+                metrics,
+                epoch: Instant::now(),
+                control,
+                tasks,
+            }
+        });
+        Self { inner }
+    }
+
+    pub fn metrics(&self) -> &Arc<RelayMetrics> {
+        &self.inner.metrics
+    }
+
+    pub fn config(&self) -> &RelayConfig {
+        &self.inner.config
+    }
+
+    /// True while the bus can carry packets.
+    pub fn is_ready(&self) -> bool {
+        self.inner.bus.is_ready()
+    }
+
+    pub fn bus_kind(&self) -> &'static str {
+        self.inner.bus.kind()
+    }
+
+    /// Everyone in a room as this relay knows it.
+    pub fn members(&self, room: &RoomId) -> Vec<Member> {
+        let slot = self.inner.rooms.lock().get(room).cloned();
+        slot.map(|s| s.state.lock().room.members()).unwrap_or_default()
+    }
+
+    /// Joins the room the token grants as a new session.
+    pub async fn join(&self, token: &RoomToken) -> Result<SessionHandle, JoinFailure> {
+        let session = SessionId::random();
+        let member = Member { session, user: token.user.clone(), name: token.name.clone() };
+        let signal = Arc::new(SessionSignal::default());
+        let (slot, publishes) = loop {
+            let slot = self.slot(&token.room);
+            let sink = Arc::new(RoomSink { slot: Arc::downgrade(&slot), relay: Arc::downgrade(&self.inner) });
+            slot.subscription.get_or_try_init(|| self.inner.bus.subscribe(&token.room, sink)).await?;
+            let mut state = slot.state.lock();
+            if state.retired {
+                continue;
+            }
+            state.room.join(Instant::now(), member.clone())?;
+            state.signals.insert(session, signal.clone());
+            let publishes = self.inner.apply_outputs(&mut state);
+            drop(state);
+            break (slot, publishes);
+        };
+        self.inner.metrics.sessions.inc();
+        for (from, payload) in publishes {
+            // Presence must precede the session's first packet, so it is published right here.
+            self.inner.publish(&slot.id, from, payload).await;
+        }
+        Ok(SessionHandle {
+            relay: self.clone(),
+            slot,
+            member,
+            signal,
+            last_touch_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn slot(&self, room: &RoomId) -> Arc<RoomSlot> {
+        let mut rooms = self.inner.rooms.lock();
+        let slot = rooms.entry(room.clone()).or_insert_with(|| {
+            self.inner.metrics.rooms.inc();
+            Arc::new(RoomSlot {
+                id: room.clone(),
+                state: Mutex::new(RoomState {
+                    room: Room::new(room.clone(), self.inner.origin, self.inner.config.room),
+                    signals: HashMap::new(),
+                    retired: false,
+                }),
+                subscription: OnceCell::new(),
+            })
+        });
+        slot.clone()
+    }
+}
+
+impl Inner {
+    /// Carries out a room's outputs under its lock; returns the publishes to make after it.
+    fn apply_outputs(&self, state: &mut RoomState) -> Publishes {
+        let mut publishes = Vec::new();
+        while let Some(output) = state.room.poll_output() {
+            match output {
+                RoomOutput::Publish { from, payload } => publishes.push((from, payload)),
+                RoomOutput::Wake(session) => {
+                    if let Some(signal) = state.signals.get(&session) {
+                        signal.notify.notify_one();
+                    }
+                }
+                RoomOutput::Close { session, reason } => {
+                    if let Some(signal) = state.signals.remove(&session) {
+                        *signal.closed.lock() = Some(reason);
+                        signal.notify.notify_one();
+                        self.metrics.sessions.dec();
+                        self.metrics.closed(reason.as_str());
+                    }
+                }
+            }
+        }
+        publishes
+    }
+
+    /// Hands relay-originated publishes to the control task, which makes them in order.
+    fn publish_later(&self, room: &RoomId, publishes: Publishes) {
+        for (from, payload) in publishes {
+            if self.control.try_send((room.clone(), from, payload)).is_err() {
+                self.metrics.dropped("control_queue_full", 1);
+            }
+        }
+    }
+
+    async fn publish(&self, room: &RoomId, from: Option<SessionId>, payload: Bytes) {
+        publish_measured(&*self.bus, &self.metrics, room, from, payload).await;
+    }
+
+    /// Removes a room that has no local session left, unless someone joined meanwhile.
+    fn retire_if_empty(&self, slot: &Arc<RoomSlot>) {
+        {
+            let mut state = slot.state.lock();
+            if state.room.has_local() || state.retired {
+                return;
+            }
+            state.retired = true;
+        }
+        let mut rooms = self.rooms.lock();
+        if rooms.get(&slot.id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            rooms.remove(&slot.id);
+            self.metrics.rooms.dec();
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+async fn publish_measured(bus: &dyn RoomBus, metrics: &RelayMetrics, room: &RoomId, from: Option<SessionId>, payload: Bytes) -> bool {
+    let started = Instant::now();
+    let result = bus.publish(room, from, payload).await;
+    metrics.bus_publish_seconds.observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            metrics.dropped("bus_unavailable", 1);
+            tracing::debug!(room = %room, error = %e, "bus publish failed");
+            false
+        }
+    }
+}
+
+async fn control_task(bus: Arc<dyn RoomBus>, metrics: Arc<RelayMetrics>, mut rx: mpsc::Receiver<(RoomId, Option<SessionId>, Bytes)>) {
+    while let Some((room, from, payload)) = rx.recv().await {
+        publish_measured(&*bus, &metrics, &room, from, payload).await;
+    }
+}
+
+/// Heartbeats, remote-member expiry and presence refresh for every room.
+async fn tick_task(relay: Weak<Inner>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(inner) = relay.upgrade() else { return };
+        inner.metrics.bus_ready.set(i64::from(inner.bus.is_ready()));
+        let slots: Vec<Arc<RoomSlot>> = inner.rooms.lock().values().cloned().collect();
+        let now = Instant::now();
+        for slot in slots {
+            let publishes = {
+                let mut state = slot.state.lock();
+                if state.room.poll_timeout().is_some_and(|due| due > now) {
+                    continue;
+                }
+                state.room.handle_timeout(now);
+                inner.apply_outputs(&mut state)
+            };
+            for (from, payload) in publishes {
+                inner.publish(&slot.id, from, payload).await;
+            }
+            inner.retire_if_empty(&slot);
+        }
+    }
+}
+
+/// Delivers a room's bus messages into its state machine.
+struct RoomSink {
+    slot: Weak<RoomSlot>,
+    relay: Weak<Inner>,
+}
+
+impl BusSink for RoomSink {
+    fn deliver(&self, from: Option<SessionId>, payload: Bytes) {
+        let (Some(slot), Some(relay)) = (self.slot.upgrade(), self.relay.upgrade()) else { return };
+        let (delivery, publishes, emptied) = {
+            let mut state = slot.state.lock();
+            let delivery = state.room.handle_bus(Instant::now(), from, payload);
+            let publishes = relay.apply_outputs(&mut state);
+            (delivery, publishes, !state.room.has_local())
+        };
+        if delivery.invalid {
+            relay.metrics.dropped("invalid_from_bus", 1);
+        }
+        if delivery.dropped.packets > 0 {
+            relay.metrics.dropped("slow_receiver", delivery.dropped.packets);
+        }
+        relay.publish_later(&slot.id, publishes);
+        if emptied {
+            relay.retire_if_empty(&slot);
+        }
+    }
+}
+
+/// One client's membership of a room. Dropping it leaves the room.
+pub struct SessionHandle {
+    relay: Relay,
+    slot: Arc<RoomSlot>,
+    member: Member,
+    signal: Arc<SessionSignal>,
+    last_touch_ms: AtomicU64,
+}
+
+impl SessionHandle {
+    pub fn id(&self) -> SessionId {
+        self.member.session
+    }
+
+    pub fn room(&self) -> &RoomId {
+        &self.slot.id
+    }
+
+    pub fn user(&self) -> &UserId {
+        &self.member.user
+    }
+
+    /// Validates a packet from the client, stamps the sender identity from the token, and
+    /// publishes it to the room. A bus failure is counted and is not the client's error.
+    pub async fn publish(&self, packet: &[u8]) -> Result<(), SessionError> {
+        let inner = &self.relay.inner;
+        let result = self.stamp(packet);
+        let stamped = match result {
+            Ok(stamped) => stamped,
+            Err(e) => {
+                inner.metrics.rejected(e.reason());
+                return Err(e);
+            }
+        };
+        inner.metrics.packets_in.inc();
+        inner.metrics.bytes_in.inc_by(packet.len() as u64);
+        self.touch();
+        inner.publish(&self.slot.id, Some(self.member.session), stamped).await;
+        Ok(())
+    }
+
+    fn stamp(&self, packet: &[u8]) -> Result<Bytes, SessionError> {
+        let max = self.relay.inner.config.max_packet_bytes;
+        if packet.len() > max {
+            return Err(SessionError::TooLarge { len: packet.len(), max });
+        }
+        let (stamped, header) = wire::stamp(packet, &self.member.user, self.member.session).map_err(|e| match e {
+            WireError::UnknownPacketType(_) => SessionError::UnknownType(e),
+            e => SessionError::Malformed(e),
+        })?;
+        if header.packet_type == PacketType::PRESENCE {
+            return Err(SessionError::NotAllowed(header.packet_type));
+        }
+        Ok(stamped)
+    }
+
+    /// Records that the client is alive (any frame, a pong included). Takes the room lock at
+    /// most once per [`limits::TOUCH_INTERVAL`].
+    pub fn touch(&self) {
+        let inner = &self.relay.inner;
+        let now_ms = inner.now_ms();
+        let last = self.last_touch_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms.saturating_sub(last) < limits::TOUCH_INTERVAL.as_millis() as u64 {
+            return;
+        }
+        self.last_touch_ms.store(now_ms.max(1), Ordering::Relaxed);
+        self.slot.state.lock().room.touch(Instant::now(), self.member.session);
+    }
+
+    /// Waits until packets are waiting for this client and moves up to a batch of them into
+    /// `out`. `Err` when the relay ended the session, with the reason.
+    pub async fn recv_batch(&self, out: &mut Vec<Bytes>) -> Result<(), CloseReason> {
+        loop {
+            if let Some(reason) = *self.signal.closed.lock() {
+                return Err(reason);
+            }
+            self.slot.state.lock().room.drain(self.member.session, out, limits::DRAIN_BATCH);
+            if !out.is_empty() {
+                let metrics = &self.relay.inner.metrics;
+                metrics.packets_out.inc_by(out.len() as u64);
+                metrics.bytes_out.inc_by(out.iter().map(|p| p.len() as u64).sum());
+                return Ok(());
+            }
+            self.signal.notify.notified().await;
+        }
+    }
+
+    /// Why the relay ended this session, if it did.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        *self.signal.closed.lock()
+    }
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        let inner = &self.relay.inner;
+        let publishes = {
+            let mut state = self.slot.state.lock();
+            if state.signals.remove(&self.member.session).is_some() {
+                inner.metrics.sessions.dec();
+                inner.metrics.closed(CloseReason::Left.as_str());
+            }
+            state.room.leave(self.member.session);
+            inner.apply_outputs(&mut state)
+        };
+        inner.publish_later(&self.slot.id, publishes);
+        inner.retire_if_empty(&self.slot);
+    }
+}

@@ -1,0 +1,338 @@
+//! The room state machine on virtual time, with relays joined by a simulated bus that, like the
+//! real ones, hands every publish to every relay's subscription (the sender's own included).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use protobuf::Message;
+use videocall_types::{DisplayName, PacketType, PacketWrapper, PresencePacket, RoomId, UserId, presence_packet::Event};
+
+use super::*;
+use crate::outbox::OutboxLimits;
+
+fn sid(n: u64) -> SessionId {
+    SessionId::new(n).unwrap()
+}
+
+fn member(session: u64, user: &str) -> Member {
+    Member {
+        session: sid(session),
+        user: UserId::parse(user).unwrap(),
+        name: DisplayName::parse(&format!("Name of {user}")).unwrap(),
+    }
+}
+
+fn media(n: u8, len: usize, keyframe: bool) -> Bytes {
+    let w = PacketWrapper { packet_type: PacketType::MEDIA.into(), data: vec![n; len], keyframe, ..Default::default() };
+    Bytes::from(w.write_to_bytes().unwrap())
+}
+
+fn addressed(to: u64) -> Bytes {
+    let w = PacketWrapper { packet_type: PacketType::AES_KEY.into(), to_session_id: to, data: vec![9], ..Default::default() };
+    Bytes::from(w.write_to_bytes().unwrap())
+}
+
+/// What a client sees, decoded.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Members(Vec<u64>),
+    Joined(u64),
+    Left(u64, String),
+    Media(u8),
+    Key,
+}
+
+fn decode(packet: &Bytes) -> Seen {
+    let w = PacketWrapper::parse_from_bytes(packet).unwrap();
+    match w.packet_type.enum_value().unwrap() {
+        PacketType::MEDIA => Seen::Media(w.data[0]),
+        PacketType::AES_KEY => Seen::Key,
+        PacketType::PRESENCE => match PresencePacket::parse_from_bytes(&w.data).unwrap().event.unwrap() {
+            Event::Members(l) => Seen::Members(l.participants.iter().map(|p| p.session_id).collect()),
+            Event::Joined(p) => Seen::Joined(p.session_id),
+            Event::Left(l) => Seen::Left(l.participant.session_id, l.reason),
+            other => panic!("unexpected {other:?}"),
+        },
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Relays on one simulated bus, all serving the same room.
+struct Net {
+    relays: Vec<Room>,
+    now: Instant,
+    closed: Vec<(SessionId, CloseReason)>,
+    /// Sessions whose outbox went non-empty since the last drain.
+    woken: Vec<SessionId>,
+    /// Relays cut off from the bus.
+    partitioned: Vec<usize>,
+    /// Relays subscribed to the room: as the driver does, from just before their first join
+    /// until their last local session is gone, when the room state is dropped.
+    subscribed: Vec<bool>,
+    room: RoomId,
+    config: RoomConfig,
+}
+
+impl Net {
+    fn new(relays: usize, config: RoomConfig) -> Self {
+        let room = RoomId::parse("standup").unwrap();
+        Self {
+            relays: (0..relays).map(|i| Room::new(room.clone(), 100 + i as u64, config)).collect(),
+            subscribed: vec![false; relays],
+            room,
+            config,
+            now: Instant::now(),
+            closed: Vec::new(),
+            woken: Vec::new(),
+            partitioned: Vec::new(),
+        }
+    }
+
+    /// Runs every relay's outputs until the bus is quiet.
+    fn settle(&mut self) {
+        loop {
+            let mut publishes = Vec::new();
+            for (i, relay) in self.relays.iter_mut().enumerate() {
+                while let Some(out) = relay.poll_output() {
+                    match out {
+                        RoomOutput::Publish { from, payload } => publishes.push((i, from, payload)),
+                        RoomOutput::Wake(s) => self.woken.push(s),
+                        RoomOutput::Close { session, reason } => self.closed.push((session, reason)),
+                    }
+                }
+            }
+            if publishes.is_empty() {
+                for (i, relay) in self.relays.iter_mut().enumerate() {
+                    if self.subscribed[i] && !relay.has_local() {
+                        self.subscribed[i] = false;
+                        *relay = Room::new(self.room.clone(), 100 + i as u64, self.config);
+                    }
+                }
+                return;
+            }
+            for (origin, from, payload) in publishes {
+                if self.partitioned.contains(&origin) {
+                    continue;
+                }
+                for (i, relay) in self.relays.iter_mut().enumerate() {
+                    if self.subscribed[i] && !self.partitioned.contains(&i) {
+                        relay.handle_bus(self.now, from, payload.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn join(&mut self, relay: usize, m: Member) {
+        self.subscribed[relay] = true;
+        self.relays[relay].join(self.now, m).unwrap();
+        self.settle();
+    }
+
+    /// A client publishes: its relay stamps and publishes, as the driver does.
+    fn send(&mut self, relay: usize, from: u64, packet: Bytes) {
+        let (stamped, _) = crate::wire::stamp(&packet, &UserId::parse("x").unwrap(), sid(from)).unwrap();
+        self.relays[relay]
+            .outputs
+            .push_back(RoomOutput::Publish { from: Some(sid(from)), payload: stamped });
+        self.settle();
+    }
+
+    fn recv(&mut self, relay: usize, session: u64) -> Vec<Seen> {
+        let mut out = Vec::new();
+        self.relays[relay].drain(sid(session), &mut out, usize::MAX);
+        out.iter().map(decode).collect()
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        for relay in &mut self.relays {
+            relay.handle_timeout(self.now);
+        }
+        self.settle();
+    }
+}
+
+#[test]
+fn join_and_leave_reach_everyone_and_the_joiner_gets_the_member_list() {
+    let mut net = Net::new(1, RoomConfig::default());
+    net.join(0, member(1, "ada"));
+    assert_eq!(net.recv(0, 1), vec![Seen::Members(vec![])]);
+    net.join(0, member(2, "bob"));
+    assert_eq!(net.recv(0, 2), vec![Seen::Members(vec![1])]);
+    assert_eq!(net.recv(0, 1), vec![Seen::Joined(2)]);
+    assert!(net.relays[0].leave(sid(2)));
+    net.settle();
+    assert_eq!(net.recv(0, 1), vec![Seen::Left(2, "left".into())]);
+    assert!(!net.relays[0].leave(sid(2)));
+    assert!(net.closed.is_empty(), "a client that leaves is not closed by the relay");
+}
+
+#[test]
+fn packets_reach_everyone_but_the_sender_and_addressed_ones_only_their_addressee() {
+    let mut net = Net::new(1, RoomConfig::default());
+    for (s, u) in [(1, "a"), (2, "b"), (3, "c")] {
+        net.join(0, member(s, u));
+    }
+    for s in 1..=3 {
+        net.recv(0, s);
+    }
+    net.send(0, 1, media(7, 10, false));
+    net.send(0, 1, addressed(3));
+    net.send(0, 1, addressed(1));
+    assert_eq!(net.recv(0, 1), vec![]);
+    assert_eq!(net.recv(0, 2), vec![Seen::Media(7)]);
+    assert_eq!(net.recv(0, 3), vec![Seen::Media(7), Seen::Key]);
+}
+
+#[test]
+fn a_slow_receiver_loses_old_media_while_the_others_get_everything() {
+    let config = RoomConfig { outbox: OutboxLimits { max_packets: 8, max_bytes: 1 << 20 }, ..RoomConfig::default() };
+    let mut net = Net::new(1, config);
+    for (s, u) in [(1, "sender"), (2, "slow"), (3, "fast")] {
+        net.join(0, member(s, u));
+    }
+    for s in 1..=3 {
+        net.recv(0, s);
+    }
+    let mut fast = Vec::new();
+    let mut dropped = 0;
+    for n in 0..40u8 {
+        let (stamped, _) = crate::wire::stamp(&media(n, 100, n % 10 == 0), &UserId::parse("s").unwrap(), sid(1)).unwrap();
+        let d = net.relays[0].handle_bus(net.now, Some(sid(1)), stamped);
+        dropped += d.dropped.packets;
+        fast.extend(net.recv(0, 3));
+    }
+    assert_eq!(fast, (0..40).map(Seen::Media).collect::<Vec<_>>());
+    assert_eq!(dropped, 32);
+    // The slow one kept the keyframes and the newest deltas: deltas go first.
+    assert_eq!(net.recv(0, 2), vec![0, 10, 20, 30, 36, 37, 38, 39].into_iter().map(Seen::Media).collect::<Vec<_>>());
+    net.settle();
+    assert!(net.closed.is_empty());
+}
+
+#[test]
+fn a_receiver_that_cannot_take_control_packets_is_closed_as_too_slow() {
+    let config = RoomConfig { outbox: OutboxLimits { max_packets: 3, max_bytes: 1 << 20 }, ..RoomConfig::default() };
+    let mut net = Net::new(1, config);
+    net.join(0, member(1, "stuck"));
+    net.join(0, member(2, "other"));
+    for s in 3..6 {
+        net.join(0, member(s, &format!("u{s}")));
+        for other in 2..=s {
+            net.recv(0, other);
+        }
+    }
+    assert_eq!(net.closed, vec![(sid(1), CloseReason::TooSlow)]);
+    net.join(0, member(6, "u6"));
+    assert_eq!(net.recv(0, 2), vec![Seen::Joined(6)]);
+}
+
+#[test]
+fn silent_sessions_time_out_and_touched_ones_stay() {
+    let mut net = Net::new(1, RoomConfig::default());
+    let t0 = net.now;
+    net.join(0, member(1, "quiet"));
+    net.join(0, member(2, "chatty"));
+    net.recv(0, 2);
+    assert_eq!(net.relays[0].poll_timeout(), Some(t0 + limits::PRESENCE_REFRESH));
+    for _ in 0..4 {
+        net.advance(Duration::from_secs(4));
+        net.relays[0].touch(net.now, sid(2));
+    }
+    assert_eq!(net.closed, vec![(sid(1), CloseReason::TimedOut)]);
+    assert_eq!(net.recv(0, 2), vec![Seen::Left(1, "timed out".into())]);
+    assert_eq!(net.relays[0].local_count(), 1);
+}
+
+#[test]
+fn the_same_user_joining_again_replaces_the_old_session() {
+    let mut net = Net::new(1, RoomConfig::default());
+    net.join(0, member(1, "ada"));
+    net.join(0, member(2, "bob"));
+    net.recv(0, 2);
+    net.join(0, member(3, "ada"));
+    assert_eq!(net.closed, vec![(sid(1), CloseReason::Replaced)]);
+    assert_eq!(net.recv(0, 2), vec![Seen::Left(1, "replaced by a newer connection".into()), Seen::Joined(3)]);
+    assert_eq!(net.recv(0, 3), vec![Seen::Members(vec![2])]);
+}
+
+#[test]
+fn a_full_room_refuses_joins_but_a_rejoin_of_a_member_fits() {
+    let config = RoomConfig { max_participants: 2, ..RoomConfig::default() };
+    let mut net = Net::new(1, config);
+    net.join(0, member(1, "a"));
+    net.join(0, member(2, "b"));
+    assert_eq!(net.relays[0].join(net.now, member(3, "c")), Err(JoinError::RoomFull { max: 2 }));
+    assert_eq!(net.relays[0].join(net.now, member(2, "x")), Err(JoinError::SessionExists(sid(2))));
+    net.relays[0].join(net.now, member(4, "a")).unwrap();
+}
+
+#[test]
+fn presence_crosses_relays_and_a_late_relay_learns_who_is_there() {
+    let mut net = Net::new(2, RoomConfig::default());
+    net.join(0, member(1, "a"));
+    net.join(0, member(2, "b"));
+    // Relay 1 gets its first session after the others joined: its sync request brings them.
+    net.join(1, member(3, "c"));
+    let mut c = net.recv(1, 3);
+    c.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(c, vec![Seen::Joined(1), Seen::Joined(2), Seen::Members(vec![])]);
+    assert_eq!(net.recv(0, 1), vec![Seen::Members(vec![]), Seen::Joined(2), Seen::Joined(3)]);
+    net.join(1, member(4, "d"));
+    assert_eq!(net.recv(1, 4), vec![Seen::Members(vec![3, 1, 2])]);
+    net.send(1, 4, media(5, 3, false));
+    for (relay, s) in [(0, 1), (0, 2), (1, 3)] {
+        assert!(net.recv(relay, s).contains(&Seen::Media(5)));
+    }
+    assert_eq!(net.recv(1, 4), vec![]);
+    net.relays[0].leave(sid(1));
+    net.settle();
+    assert_eq!(net.recv(1, 3), vec![Seen::Left(1, "left".into())]);
+}
+
+#[test]
+fn members_of_a_relay_that_went_silent_are_reported_gone() {
+    let mut net = Net::new(2, RoomConfig::default());
+    net.join(0, member(1, "a"));
+    net.join(1, member(2, "b"));
+    net.recv(1, 2);
+    net.partitioned.push(0);
+    for _ in 0..4 {
+        net.advance(Duration::from_secs(4));
+        net.relays[0].touch(net.now, sid(1));
+        net.relays[1].touch(net.now, sid(2));
+    }
+    assert_eq!(net.recv(1, 2), vec![Seen::Left(1, "timed out".into())]);
+    // Relay 0 comes back: its refresh brings its member back.
+    net.partitioned.clear();
+    net.relays[0].touch(net.now, sid(1));
+    net.advance(Duration::from_secs(5));
+    assert_eq!(net.recv(1, 2), vec![Seen::Joined(1)]);
+}
+
+#[test]
+fn a_refresh_that_no_longer_lists_a_member_reports_it_gone() {
+    let mut net = Net::new(2, RoomConfig::default());
+    net.join(0, member(1, "a"));
+    net.join(0, member(5, "e"));
+    net.join(1, member(2, "b"));
+    net.recv(1, 2);
+    // Relay 0's leave of session 1 is lost on the bus.
+    net.partitioned.push(0);
+    net.relays[0].leave(sid(1));
+    net.settle();
+    net.partitioned.clear();
+    net.advance(limits::PRESENCE_REFRESH);
+    assert_eq!(net.recv(1, 2), vec![Seen::Left(1, "left".into())]);
+}
+
+#[test]
+fn garbage_from_the_bus_is_counted_and_goes_nowhere() {
+    let mut net = Net::new(1, RoomConfig::default());
+    net.join(0, member(1, "a"));
+    net.recv(0, 1);
+    let d = net.relays[0].handle_bus(net.now, None, Bytes::from_static(b"\xff\xff"));
+    assert!(d.invalid);
+    assert_eq!(net.recv(0, 1), vec![]);
+}
