@@ -63,6 +63,16 @@ impl SessionError {
             Self::NotAllowed(_) => "not_allowed",
         }
     }
+
+    /// The close code both transports use: RFC 6455's for size (1009), invalid data (1007)
+    /// and policy (1008).
+    pub fn close_code(&self) -> u16 {
+        match self {
+            Self::TooLarge { .. } => 1009,
+            Self::Malformed(_) => 1007,
+            Self::UnknownType(_) | Self::NotAllowed(_) => 1008,
+        }
+    }
 }
 
 /// Why joining failed.
@@ -199,6 +209,7 @@ impl Relay {
             member,
             signal,
             last_touch_ms: AtomicU64::new(0),
+            end_label: CloseReason::Left.as_str(),
         })
     }
 
@@ -361,6 +372,8 @@ pub struct SessionHandle {
     member: Member,
     signal: Arc<SessionSignal>,
     last_touch_ms: AtomicU64,
+    /// The `sessions_closed` label recorded when the client side ends the session.
+    end_label: &'static str,
 }
 
 impl SessionHandle {
@@ -441,6 +454,12 @@ impl SessionHandle {
         }
     }
 
+    /// Leaves the room, recording `label` (a protocol violation, say) as why the session ended.
+    /// Dropping the handle leaves as "left".
+    pub fn finish(mut self, label: &'static str) {
+        self.end_label = label;
+    }
+
     /// Why the relay ended this session, if it did.
     pub fn close_reason(&self) -> Option<CloseReason> {
         *self.signal.closed.lock()
@@ -454,7 +473,7 @@ impl Drop for SessionHandle {
             let mut state = self.slot.state.lock();
             if state.signals.remove(&self.member.session).is_some() {
                 inner.metrics.sessions.dec();
-                inner.metrics.closed(CloseReason::Left.as_str());
+                inner.metrics.closed(self.end_label);
             }
             state.room.leave(self.member.session);
             inner.apply_outputs(&mut state)

@@ -71,6 +71,16 @@ impl CloseReason {
             Self::TooSlow => "too slow to keep up",
         }
     }
+
+    /// The close code both transports use (WebSocket close code, WebTransport session code).
+    pub fn close_code(self) -> u16 {
+        match self {
+            Self::Left => 1000,
+            Self::Replaced => 4000,
+            Self::TimedOut => 4001,
+            Self::TooSlow => 4002,
+        }
+    }
 }
 
 /// What the driver must do.

@@ -1,0 +1,92 @@
+//! Health, readiness, metrics and guest tokens.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use videocall_relay::RoomToken;
+use videocall_types::{DisplayName, RoomId, UserId};
+
+use crate::error::ApiError;
+use crate::{AppState, unix_now};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/api/v1/guest-tokens", web::post().to(guest_token));
+}
+
+/// The process is up and serving HTTP.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    bus: &'static str,
+}
+
+/// Ready when the room bus can carry packets.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let ready = state.relay.is_ready();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    HttpResponse::build(status).json(Readiness { ready, bus: state.relay.bus_kind() })
+}
+
+async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let relay = &state.relay;
+    relay.metrics().bus_ready.set(i64::from(relay.is_ready()));
+    let mut body = String::new();
+    prometheus_client::encoding::text::encode(&mut body, &state.registry)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics", e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(body))
+}
+
+#[derive(Deserialize)]
+struct GuestTokenRequest {
+    room: String,
+    display_name: String,
+}
+
+#[derive(Serialize)]
+struct GuestTokenResponse {
+    token: String,
+    user_id: String,
+    room: String,
+    display_name: String,
+    expires_at: u64,
+    /// Path of the WebSocket endpoint for this token, query included.
+    websocket_path: String,
+}
+
+fn bad_request(code: &'static str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+}
+
+/// A token for a guest: a random user id, the display name and room asked for.
+async fn guest_token(state: web::Data<AppState>, body: web::Json<GuestTokenRequest>) -> Result<HttpResponse, ApiError> {
+    if !state.config.guest_tokens {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "guest_tokens_disabled", "this server does not issue guest tokens"));
+    }
+    let room = RoomId::parse(&body.room).map_err(|e| bad_request("bad_room_id", e))?;
+    let name = DisplayName::parse(&body.display_name).map_err(|e| bad_request("bad_display_name", e))?;
+    let suffix: u64 = rand::random();
+    let user = UserId::parse(&format!("guest-{suffix:016x}")).map_err(|e| bad_request("bad_user_id", e))?;
+    let now = unix_now();
+    let grant = RoomToken { user, room, name, expires_at: now + state.config.guest_token_ttl_secs };
+    let token = state
+        .tokens
+        .issue(&grant, now)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "token", e.to_string()))?;
+    Ok(HttpResponse::Created().json(GuestTokenResponse {
+        websocket_path: format!("/lobby/{}/{}?token={token}", grant.user, grant.room),
+        token,
+        user_id: grant.user.to_string(),
+        room: grant.room.to_string(),
+        display_name: grant.name.to_string(),
+        expires_at: grant.expires_at,
+    }))
+}

@@ -1,0 +1,183 @@
+//! The WebSocket relay endpoint: `GET /lobby/{email}/{room}?token=…`.
+//!
+//! Refusals before the upgrade are HTTP errors with a JSON body; after it, protocol violations
+//! close the connection with a close code and a reason:
+//!
+//! | what | result |
+//! |---|---|
+//! | room or user id invalid | 400 `bad_room_id` / `bad_user_id` |
+//! | token missing, forged, malformed, expired | 401 `token_missing` / `token_invalid` / `token_expired` |
+//! | token for another user or room | 403 `token_mismatch` |
+//! | room full | 409 `room_full` |
+//! | bus unavailable | 503 `bus_unavailable` |
+//! | text frame | close 1003 |
+//! | malformed `PacketWrapper` | close 1007 |
+//! | unknown or forbidden packet type | close 1008 |
+//! | message over the size limit | close 1009 |
+//! | replaced by a newer connection of the same user | close 4000 |
+//! | nothing heard within the heartbeat timeout | close 4001 |
+//! | too slow to receive control packets | close 4002 |
+//!
+//! A packet's sender identity is always overwritten with the token's.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
+use bytes::Bytes;
+use serde::Deserialize;
+use videocall_relay::relay::JoinFailure;
+use videocall_relay::room::JoinError;
+use videocall_relay::{RelayMetrics, RoomToken, SessionHandle, TokenError};
+use videocall_types::{RoomId, UserId};
+
+use crate::error::ApiError;
+use crate::{AppState, unix_now};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/lobby/{email}/{room}", web::get().to(lobby));
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+fn refuse(metrics: &RelayMetrics, status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    metrics.refused(code);
+    ApiError::new(status, code, message)
+}
+
+/// Checks ids and token; the path must name the token's user and room.
+fn authorize(state: &AppState, path: &(String, String), query: &TokenQuery) -> Result<RoomToken, ApiError> {
+    let metrics = state.relay.metrics();
+    let user = UserId::parse(&path.0).map_err(|e| refuse(metrics, StatusCode::BAD_REQUEST, "bad_user_id", e.to_string()))?;
+    let room = RoomId::parse(&path.1).map_err(|e| refuse(metrics, StatusCode::BAD_REQUEST, "bad_room_id", e.to_string()))?;
+    let Some(token) = query.token.as_deref().filter(|t| !t.is_empty()) else {
+        return Err(refuse(metrics, StatusCode::UNAUTHORIZED, "token_missing", "a room token is required (?token=…)"));
+    };
+    let grant = state.tokens.verify(token, unix_now()).map_err(|e| {
+        let code = match e {
+            TokenError::Expired => "token_expired",
+            _ => "token_invalid",
+        };
+        refuse(metrics, StatusCode::UNAUTHORIZED, code, e.to_string())
+    })?;
+    if grant.user != user || grant.room != room {
+        return Err(refuse(metrics, StatusCode::FORBIDDEN, "token_mismatch", "the token is for another user or room"));
+    }
+    Ok(grant)
+}
+
+async fn lobby(
+    req: HttpRequest,
+    body: web::Payload,
+    path: web::Path<(String, String)>,
+    query: web::Query<TokenQuery>,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
+    let grant = authorize(&state, &path, &query)?;
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let metrics = state.relay.metrics();
+    let handle = state.relay.join(&grant).await.map_err(|e| match e {
+        JoinFailure::Room(JoinError::RoomFull { .. }) => refuse(metrics, StatusCode::CONFLICT, "room_full", e.to_string()),
+        JoinFailure::Bus(_) => refuse(metrics, StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", e.to_string()),
+        _ => refuse(metrics, StatusCode::CONFLICT, "join_refused", e.to_string()),
+    })?;
+    tracing::info!(room = %grant.room, user = %grant.user, session = %handle.id(), "joined");
+    let max = state.config.max_packet_bytes;
+    let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
+    actix_web::rt::spawn(run_session(handle, session, stream, state.into_inner()));
+    Ok(response)
+}
+
+fn close(code: u16, reason: impl Into<String>) -> CloseReason {
+    CloseReason { code: CloseCode::from(code), description: Some(reason.into()) }
+}
+
+/// Moves packets both ways until the client or the relay ends the session.
+async fn run_session(
+    handle: SessionHandle,
+    mut session: actix_ws::Session,
+    mut stream: actix_ws::AggregatedMessageStream,
+    state: std::sync::Arc<AppState>,
+) {
+    let metrics = state.relay.metrics().clone();
+    let max = state.config.max_packet_bytes;
+    let mut ping = tokio::time::interval(state.config.ping_interval());
+    let mut writer_session = session.clone();
+    let writer = async {
+        let mut batch: Vec<Bytes> = Vec::new();
+        loop {
+            batch.clear();
+            if let Err(reason) = handle.recv_batch(&mut batch).await {
+                return Some(close(reason.close_code(), reason.as_str()));
+            }
+            for packet in batch.drain(..) {
+                if writer_session.binary(packet).await.is_err() {
+                    return None;
+                }
+            }
+        }
+    };
+    let reader = async {
+        loop {
+            tokio::select! {
+                message = stream.recv() => match message {
+                    None | Some(Ok(AggregatedMessage::Close(_))) => return None,
+                    Some(Ok(AggregatedMessage::Binary(packet))) => {
+                        if let Err(e) = handle.publish(&packet).await {
+                            return Some(close(e.close_code(), e.to_string()));
+                        }
+                    }
+                    Some(Ok(AggregatedMessage::Text(_))) => {
+                        metrics.rejected("text_frame");
+                        return Some(close(1003, "text frames are not accepted: send one binary PacketWrapper per message"));
+                    }
+                    Some(Ok(AggregatedMessage::Ping(payload))) => {
+                        handle.touch();
+                        let _ = session.pong(&payload).await;
+                    }
+                    Some(Ok(AggregatedMessage::Pong(_))) => handle.touch(),
+                    Some(Err(ProtocolError::Overflow | ProtocolError::Io(_))) => {
+                        metrics.rejected("oversized");
+                        return Some(close(1009, format!("message exceeds the limit of {max} bytes")));
+                    }
+                    Some(Err(e)) => {
+                        metrics.rejected("protocol_error");
+                        return Some(close(1002, e.to_string()));
+                    }
+                },
+                _ = ping.tick() => {
+                    if session.ping(b"").await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    };
+    let ending = tokio::select! {
+        ending = writer => ending,
+        ending = reader => ending,
+    };
+    tracing::info!(
+        room = %handle.room(),
+        user = %handle.user(),
+        session = %handle.id(),
+        close = ?ending.as_ref().map(|c| (u16::from(c.code), c.description.clone())),
+        "session ended"
+    );
+    // Sessions the relay ended are already counted with the relay's reason.
+    handle.finish(ending.as_ref().map_or("left", |c| close_label(u16::from(c.code))));
+    let _ = session.close(ending).await;
+}
+
+fn close_label(code: u16) -> &'static str {
+    match code {
+        1002 => "protocol_error",
+        1003 => "text_frame",
+        1007 => "malformed",
+        1008 => "policy",
+        1009 => "oversized",
+        _ => "left",
+    }
+}

@@ -1,0 +1,118 @@
+//! The WebSocket relay end to end: real server, real clients, in one process.
+
+mod common;
+
+use common::*;
+use videocall_types::PacketType;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_exchange_packets_with_stamped_identity_and_presence() {
+    let server = start(Config::for_tests()).await;
+    let http = http_url(&server);
+    let (ga, gb) = (guest(&http, "standup", "Ada").await, guest(&http, "standup", "Bob").await);
+    let mut a = Client::join(&http, &ga).await;
+    let mut b = Client::join(&http, &gb).await;
+    let Received::Joined(b_session, b_user) = a.recv().await.unwrap() else { panic!("a should see b join") };
+    assert_eq!(b_user, gb.user);
+
+    // B claims to be A: the relay overwrites it.
+    let mut spoofed = media(b"hello");
+    spoofed.email = ga.user.clone();
+    spoofed.session_id = 1;
+    b.send(&spoofed).await.unwrap();
+    let got = next_packet(&mut a).await;
+    assert_eq!((got.email.as_str(), got.session_id, &got.data[..]), (gb.user.as_str(), b_session, &b"hello"[..]));
+    assert_eq!(got.packet_type.enum_value(), Ok(PacketType::MEDIA));
+
+    // Nobody gets their own packets back.
+    a.send(&media(b"from a")).await.unwrap();
+    assert_eq!(next_packet(&mut b).await.data, b"from a");
+    assert!(a.recv_within(std::time::Duration::from_millis(300)).await.is_err());
+
+    b.close().await;
+    assert_eq!(a.recv().await.unwrap(), Received::Left(b_session, "left".into()));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addressed_packets_reach_only_their_recipient() {
+    let server = start(Config::for_tests()).await;
+    let http = http_url(&server);
+    let mut a = Client::join(&http, &guest(&http, "keys", "A").await).await;
+    let mut b = Client::join(&http, &guest(&http, "keys", "B").await).await;
+    let Received::Joined(b_session, _) = a.recv().await.unwrap() else { panic!() };
+    let mut c = Client::join(&http, &guest(&http, "keys", "C").await).await;
+    a.recv().await.unwrap();
+    b.recv().await.unwrap();
+    let mut key = media(b"wrapped key");
+    key.packet_type = PacketType::AES_KEY.into();
+    key.to_session_id = b_session;
+    a.send(&key).await.unwrap();
+    assert_eq!(next_packet(&mut b).await.data, b"wrapped key");
+    assert!(c.recv_within(std::time::Duration::from_millis(300)).await.is_err());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics_are_served() {
+    let server = start(Config::for_tests()).await;
+    let http = http_url(&server);
+    let get = |path: &'static str| {
+        let url = format!("{http}{path}");
+        async move { reqwest::get(url).await.unwrap() }
+    };
+    assert_eq!(get("/healthz").await.status(), 200);
+    let ready = get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.json::<serde_json::Value>().await.unwrap(), serde_json::json!({"ready": true, "bus": "local"}));
+
+    let mut a = Client::join(&http, &guest(&http, "metrics", "A").await).await;
+    let mut b = Client::join(&http, &guest(&http, "metrics", "B").await).await;
+    let packet = media(&[0; 1000]);
+    a.send(&packet).await.unwrap();
+    next_packet(&mut b).await;
+    let text = get("/metrics").await.text().await.unwrap();
+    let bytes_in = format!("videocall_bytes_in_total {}", protobuf::Message::compute_size(&packet));
+    for expected in [
+        "videocall_sessions 2",
+        "videocall_rooms 1",
+        "videocall_packets_in_total 1",
+        &bytes_in,
+        "videocall_bus_ready 1",
+        "videocall_bus_publish_seconds_count",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing from\n{text}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_tokens_validate_input_and_can_be_turned_off() {
+    let server = start(Config::for_tests()).await;
+    let http = http_url(&server);
+    let post = |body: serde_json::Value| {
+        let url = format!("{http}/api/v1/guest-tokens");
+        async move { reqwest::Client::new().post(url).json(&body).send().await.unwrap() }
+    };
+    let bad_room = post(serde_json::json!({"room": "a.b", "display_name": "X"})).await;
+    assert_eq!(bad_room.status(), 400);
+    assert_eq!(bad_room.json::<serde_json::Value>().await.unwrap()["code"], "bad_room_id");
+    let bad_name = post(serde_json::json!({"room": "ok", "display_name": "  "})).await;
+    assert_eq!(bad_name.json::<serde_json::Value>().await.unwrap()["code"], "bad_display_name");
+    let huge = post(serde_json::json!({"room": "ok", "display_name": "x".repeat(10_000)})).await;
+    assert_eq!(huge.status(), 413);
+    assert_eq!(huge.json::<serde_json::Value>().await.unwrap()["code"], "body_too_large");
+    server.stop().await;
+
+    let mut config = Config::for_tests();
+    config.guest_tokens = false;
+    let server = start(config).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/guest-tokens", http_url(&server)))
+        .json(&serde_json::json!({"room": "ok", "display_name": "X"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    server.stop().await;
+}
