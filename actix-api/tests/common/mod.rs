@@ -49,8 +49,9 @@ pub fn http_url(server: &RunningServer) -> String {
 
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    pub session_id: u64,
     pub user: String,
+    /// The member list the relay sent right after joining.
+    pub members: Vec<u64>,
 }
 
 /// What a client receives, decoded.
@@ -71,7 +72,7 @@ impl Client {
     pub async fn connect_raw(http: &str, path: &str) -> Result<Self, (u16, String)> {
         let url = format!("{}{path}", http.replacen("http://", "ws://", 1));
         match tokio_tungstenite::connect_async(url).await {
-            Ok((ws, _)) => Ok(Self { ws, session_id: 0, user: String::new() }),
+            Ok((ws, _)) => Ok(Self { ws, user: String::new(), members: Vec::new() }),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 let body = response.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
                 Err((response.status().as_u16(), body))
@@ -80,14 +81,13 @@ impl Client {
         }
     }
 
-    /// Connects with a guest token and reads the member list, learning its own session id
-    /// from the first packet the relay stamps for it (see [`Client::learn_session`]).
+    /// Connects with a guest token and reads the member list.
     pub async fn join(http: &str, guest: &Guest) -> Self {
         let path = format!("/lobby/{}/{}?token={}", guest.user, guest.room, guest.token);
         let mut client = Self::connect_raw(http, &path).await.expect("joins");
         client.user = guest.user.clone();
         match client.recv().await.unwrap() {
-            Received::Members(_) => {}
+            Received::Members(members) => client.members = members,
             other => panic!("expected the member list first, got {other:?}"),
         }
         client
@@ -132,8 +132,6 @@ impl Client {
         }
     }
 
-    /// Learns this client's session id: sends a packet addressed to nobody and reads the
-    /// stamped copy another client received.
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
