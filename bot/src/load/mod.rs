@@ -1,0 +1,196 @@
+//! `bot load`: N synthetic participants in one or more rooms. Each publishes video-like packets
+//! (a bitrate and frame rate, sizes varying like an encoder's, keyframes every few seconds) and
+//! audio-like packets, and records what it receives: delivered packets and bytes, loss,
+//! duplicates, reordering and relay latency (send time carried in the payload; sender and
+//! receivers share this machine's clock).
+
+mod participant;
+mod payload;
+mod stats;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+use participant::{Live, Participant, SendPlan};
+use stats::{Latency, ReceiverStats, Summary};
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Server base URL (guest tokens are requested from it, then WebSocket to the same host).
+    #[arg(long, env = "BOT_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Participants in all, spread evenly over the rooms.
+    #[arg(long, default_value_t = 25)]
+    pub participants: usize,
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 20.0)]
+    pub duration: f64,
+    /// Video frames per second per participant (0: no video).
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// Video bitrate per participant, bits/s (default: 30 frames/s averaging 6 KB).
+    #[arg(long, default_value_t = 1_440_000)]
+    pub video_bitrate: u64,
+    /// Seconds between keyframes.
+    #[arg(long, default_value_t = 2.0)]
+    pub keyframe_interval: f64,
+    /// Audio packets per second per participant (0: no audio).
+    #[arg(long, default_value_t = 50)]
+    pub audio_pps: u32,
+    /// Bytes per audio packet (Opus at 32 kbit/s in 20 ms frames is about 80–100).
+    #[arg(long, default_value_t = 100)]
+    pub audio_bytes: usize,
+    /// Seconds to keep receiving after publishing stops, so packets in flight are counted.
+    #[arg(long, default_value_t = 2.0)]
+    pub drain: f64,
+    /// Room name prefix; rooms are `{prefix}-{run}-{n}`.
+    #[arg(long, default_value = "load")]
+    pub room_prefix: String,
+    /// Print the summary as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl LoadArgs {
+    fn plan(&self) -> SendPlan {
+        let fps = self.fps.max(1);
+        SendPlan {
+            fps: self.fps,
+            video_frame_bytes: (self.video_bitrate / 8 / u64::from(fps)) as usize,
+            keyframe_every: ((self.keyframe_interval * f64::from(fps)).round() as u32).max(1),
+            audio_pps: self.audio_pps,
+            audio_bytes: self.audio_bytes,
+        }
+    }
+}
+
+pub async fn run(args: LoadArgs) -> Result<()> {
+    if args.participants < 2 * args.rooms.max(1) {
+        bail!("need at least two participants per room");
+    }
+    let rooms = args.rooms.max(1);
+    let run_id: u32 = rand::random::<u32>() % 100_000;
+    let server = args.server.trim_end_matches('/').to_owned();
+    let http = reqwest::Client::new();
+
+    // Join everyone, a few at a time.
+    let gate = Arc::new(Semaphore::new(8));
+    let joins: Vec<_> = (0..args.participants)
+        .map(|i| {
+            let (http, server, gate) = (http.clone(), server.clone(), gate.clone());
+            let room = i % rooms;
+            let room_name = format!("{}-{run_id}-{room}", args.room_prefix);
+            tokio::spawn(async move {
+                let _permit = gate.acquire().await?;
+                Participant::join(&http, &server, room, &room_name, &format!("Load bot {i}")).await
+            })
+        })
+        .collect();
+    let mut participants = Vec::with_capacity(joins.len());
+    for join in joins {
+        participants.push(join.await.context("join task")??);
+    }
+    let room_sizes: Vec<usize> = (0..rooms).map(|r| participants.iter().filter(|p| p.room == r).count()).collect();
+    for p in &mut participants {
+        p.await_peers(room_sizes[p.room] - 1, Duration::from_secs(30)).await?;
+    }
+    if !args.quiet {
+        eprintln!("{} participants joined {rooms} room(s) on {server}; publishing for {:.0} s", participants.len(), args.duration);
+    }
+
+    let live = Arc::new(Live::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let start = Instant::now() + Duration::from_millis(200);
+    let end = start + Duration::from_secs_f64(args.duration);
+    let plan = args.plan();
+    let mut running = Vec::with_capacity(participants.len());
+    for p in participants {
+        let room = p.room;
+        let (sender, receiver) = p.run(plan, start, end, stop_rx.clone(), live.clone());
+        running.push((room, sender, receiver));
+    }
+    let progress = (!args.quiet).then(|| tokio::spawn(progress(live.clone(), start, end)));
+
+    tokio::time::sleep_until(end + Duration::from_secs_f64(args.drain)).await;
+    let _ = stop_tx.send(true);
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+
+    let mut sent_per_room = vec![0u64; rooms];
+    let (mut sent_packets, mut sent_bytes) = (0u64, 0u64);
+    let mut total = ReceiverStats::default();
+    for (room, sender, receiver) in running {
+        let (sink, packets, bytes) = sender.await.context("sender task")??;
+        sent_per_room[room] += packets;
+        sent_packets += packets;
+        sent_bytes += bytes;
+        let (stream, stats) = receiver.await.context("receiver task")?;
+        total.merge(&stats);
+        if let Ok(mut ws) = sink.reunite(stream) {
+            let _ = ws.close(None).await;
+        }
+    }
+    let expected: u64 = sent_per_room.iter().zip(&room_sizes).map(|(sent, size)| sent * (*size as u64 - 1)).sum();
+    let seconds = args.duration;
+    let summary = Summary {
+        server,
+        rooms,
+        participants: args.participants,
+        seconds,
+        sent_packets,
+        sent_bytes,
+        expected_deliveries: expected,
+        delivered_packets: total.unique,
+        delivered_bytes: total.bytes,
+        delivered_packets_per_sec: total.unique as f64 / seconds,
+        delivered_mbytes_per_sec: total.bytes as f64 / seconds / 1e6,
+        lost: expected.saturating_sub(total.unique),
+        loss_percent: if expected == 0 { 0.0 } else { expected.saturating_sub(total.unique) as f64 * 100.0 / expected as f64 },
+        duplicates: total.duplicates,
+        reordered: total.reordered,
+        latency_ms: Latency::of(&total.latency_us),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.table());
+    }
+    Ok(())
+}
+
+/// One line a second on stderr: what was sent and delivered in that second.
+async fn progress(live: Arc<Live>, start: Instant, end: Instant) {
+    tokio::time::sleep_until(start).await;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    let (mut sent, mut delivered, mut bytes) = (0, 0, 0);
+    loop {
+        ticker.tick().await;
+        let (s, d, b) = (
+            live.sent.load(Ordering::Relaxed),
+            live.delivered.load(Ordering::Relaxed),
+            live.delivered_bytes.load(Ordering::Relaxed),
+        );
+        let phase = if Instant::now() > end { "draining" } else { "publishing" };
+        eprintln!(
+            "[{:>4.0} s] {phase}: sent {} packets/s, delivered {} packets/s, {:.2} MB/s",
+            start.elapsed().as_secs_f64(),
+            s - sent,
+            d - delivered,
+            (b - bytes) as f64 / 1e6
+        );
+        (sent, delivered, bytes) = (s, d, b);
+    }
+}

@@ -1,0 +1,191 @@
+//! One synthetic participant: a WebSocket connection that publishes on a schedule and records
+//! everything it receives.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use protobuf::Message as _;
+use rand::{RngExt, SeedableRng};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use videocall_types::{PacketType, PacketWrapper, PresencePacket, presence_packet::Event};
+
+use super::payload::{self, FrameSizer, Kind, Stamp};
+use super::stats::ReceiverStats;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Counters the progress line reads while the run goes on.
+#[derive(Default)]
+pub struct Live {
+    pub sent: AtomicU64,
+    pub delivered: AtomicU64,
+    pub delivered_bytes: AtomicU64,
+}
+
+/// What each participant publishes.
+#[derive(Debug, Clone, Copy)]
+pub struct SendPlan {
+    pub fps: u32,
+    pub video_frame_bytes: usize,
+    pub keyframe_every: u32,
+    pub audio_pps: u32,
+    pub audio_bytes: usize,
+}
+
+pub struct Participant {
+    pub user: String,
+    pub room: usize,
+    ws: Ws,
+    known: std::collections::HashSet<u64>,
+}
+
+#[derive(Deserialize)]
+struct GuestToken {
+    user_id: String,
+    websocket_path: String,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+impl Participant {
+    /// Gets a guest token from `server` and joins `room_name`.
+    pub async fn join(http: &reqwest::Client, server: &str, room: usize, room_name: &str, name: &str) -> Result<Self> {
+        let response = http
+            .post(format!("{server}/api/v1/guest-tokens"))
+            .json(&serde_json::json!({"room": room_name, "display_name": name}))
+            .send()
+            .await
+            .with_context(|| format!("requesting a guest token from {server}"))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            bail!("guest token refused: {status} {}", response.text().await.unwrap_or_default());
+        }
+        let token: GuestToken = response.json().await.context("reading the guest token")?;
+        let ws_url = format!("{}{}", server.replacen("http", "ws", 1), token.websocket_path);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(&ws_url, None, true)
+            .await
+            .with_context(|| format!("connecting to {}", ws_url.split('?').next().unwrap_or_default()))?;
+        Ok(Self { user: token.user_id, room, ws, known: Default::default() })
+    }
+
+    /// Reads presence until this participant knows `others` other sessions.
+    pub async fn await_peers(&mut self, others: usize, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        while self.known.len() < others {
+            let message = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .with_context(|| format!("{} saw {} of {others} peers", self.user, self.known.len()))?;
+            let Some(message) = message else { bail!("{}: connection closed while waiting for peers", self.user) };
+            if let Message::Binary(bytes) = message? {
+                let Ok(packet) = PacketWrapper::parse_from_bytes(&bytes) else { continue };
+                if packet.packet_type.enum_value() != Ok(PacketType::PRESENCE) {
+                    continue;
+                }
+                match PresencePacket::parse_from_bytes(&packet.data).ok().and_then(|p| p.event) {
+                    Some(Event::Members(list)) => self.known.extend(list.participants.iter().map(|p| p.session_id)),
+                    Some(Event::Joined(p)) => {
+                        self.known.insert(p.session_id);
+                    }
+                    Some(Event::Left(l)) => {
+                        self.known.remove(&l.participant.session_id);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts publishing at `start` until `end`, and receiving until `stop` turns true.
+    pub fn run(
+        self,
+        plan: SendPlan,
+        start: Instant,
+        end: Instant,
+        stop: watch::Receiver<bool>,
+        live: Arc<Live>,
+    ) -> (tokio::task::JoinHandle<Result<(SplitSink<Ws, Message>, u64, u64)>>, tokio::task::JoinHandle<(SplitStream<Ws>, ReceiverStats)>) {
+        let (sink, stream) = self.ws.split();
+        let sender = tokio::spawn(send(sink, plan, start, end, live.clone()));
+        let receiver = tokio::spawn(receive(stream, stop, live));
+        (sender, receiver)
+    }
+}
+
+/// Publishes video frames and audio packets; returns the sink and packets and bytes sent.
+async fn send(
+    mut sink: SplitSink<Ws, Message>,
+    plan: SendPlan,
+    start: Instant,
+    end: Instant,
+    live: Arc<Live>,
+) -> Result<(SplitSink<Ws, Message>, u64, u64)> {
+    let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+    let mut sizer = FrameSizer::new(plan.video_frame_bytes, plan.keyframe_every);
+    let video_period = Duration::from_secs_f64(1.0 / f64::from(plan.fps.max(1)));
+    let audio_period = Duration::from_secs_f64(1.0 / f64::from(plan.audio_pps.max(1)));
+    // Spread participants over a frame interval, as independent cameras would be.
+    let mut video = tokio::time::interval_at(start + video_period.mul_f64(rng.random_range(0.0..1.0)), video_period);
+    let mut audio = tokio::time::interval_at(start + audio_period.mul_f64(rng.random_range(0.0..1.0)), audio_period);
+    let (mut seq, mut sent_bytes) = (0u64, 0u64);
+    loop {
+        let (kind, size, keyframe) = tokio::select! {
+            _ = video.tick(), if plan.fps > 0 => {
+                let (size, key) = sizer.next(&mut rng);
+                (Kind::Video, size, key)
+            }
+            _ = audio.tick(), if plan.audio_pps > 0 => (Kind::Audio, plan.audio_bytes, false),
+            _ = tokio::time::sleep_until(end) => break,
+        };
+        let data = payload::encode(Stamp { kind, seq, sent_at_ns: now_ns() }, size);
+        let packet = PacketWrapper { packet_type: PacketType::MEDIA.into(), keyframe, data, ..Default::default() };
+        let bytes = packet.write_to_bytes()?;
+        sent_bytes += bytes.len() as u64;
+        sink.send(Message::Binary(bytes.into())).await.context("sending")?;
+        seq += 1;
+        live.sent.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok((sink, seq, sent_bytes))
+}
+
+/// Records every media packet received until `stop`.
+async fn receive(mut stream: SplitStream<Ws>, mut stop: watch::Receiver<bool>, live: Arc<Live>) -> (SplitStream<Ws>, ReceiverStats) {
+    let mut stats = ReceiverStats::default();
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => message,
+            _ = stop.changed() => break,
+        };
+        let bytes = match message {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "receive failed");
+                break;
+            }
+            None => break,
+        };
+        let received_at = now_ns();
+        let Ok(packet) = PacketWrapper::parse_from_bytes(&bytes) else { continue };
+        if packet.packet_type.enum_value() != Ok(PacketType::MEDIA) {
+            continue;
+        }
+        let Some(stamp) = payload::decode(&packet.data) else { continue };
+        let latency_us = received_at.saturating_sub(stamp.sent_at_ns) / 1000;
+        stats.record(&packet.email, stamp.seq, bytes.len(), latency_us);
+        live.delivered.fetch_add(1, Ordering::Relaxed);
+        live.delivered_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    }
+    (stream, stats)
+}

@@ -1,0 +1,31 @@
+//! `bot`: the native client. `bot load` runs synthetic participants against a relay and
+//! measures what the relay delivers.
+
+mod load;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "bot", version, about = "Native client of the video conferencing platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Synthetic participants publishing video- and audio-like packets; prints delivery,
+    /// loss and latency figures.
+    Load(load::LoadArgs),
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match Cli::parse().command {
+        Command::Load(args) => load::run(args).await,
+    }
+}
