@@ -40,9 +40,7 @@ async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut body = String::new();
     prometheus_client::encoding::text::encode(&mut body, &state.registry)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics", e.to_string()))?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(body))
+    Ok(HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(body))
 }
 
 #[derive(Deserialize)]
@@ -69,7 +67,11 @@ fn bad_request(code: &'static str, e: impl std::fmt::Display) -> ApiError {
 /// A token for a guest: a random user id, the display name and room asked for.
 async fn guest_token(state: web::Data<AppState>, body: web::Json<GuestTokenRequest>) -> Result<HttpResponse, ApiError> {
     if !state.config.guest_tokens {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "guest_tokens_disabled", "this server does not issue guest tokens"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "guest_tokens_disabled",
+            "this server does not issue guest tokens",
+        ));
     }
     let room = RoomId::parse(&body.room).map_err(|e| bad_request("bad_room_id", e))?;
     let name = DisplayName::parse(&body.display_name).map_err(|e| bad_request("bad_display_name", e))?;

@@ -50,8 +50,10 @@ fn refuse(metrics: &RelayMetrics, status: StatusCode, code: &'static str, messag
 /// Checks ids and token; the path must name the token's user and room.
 fn authorize(state: &AppState, path: &(String, String), query: &TokenQuery) -> Result<RoomToken, ApiError> {
     let metrics = state.relay.metrics();
-    let user = UserId::parse(&path.0).map_err(|e| refuse(metrics, StatusCode::BAD_REQUEST, "bad_user_id", e.to_string()))?;
-    let room = RoomId::parse(&path.1).map_err(|e| refuse(metrics, StatusCode::BAD_REQUEST, "bad_room_id", e.to_string()))?;
+    let user =
+        UserId::parse(&path.0).map_err(|e| refuse(metrics, StatusCode::BAD_REQUEST, "bad_user_id", e.to_string()))?;
+    let room =
+        RoomId::parse(&path.1).map_err(|e| refuse(metrics, StatusCode::BAD_REQUEST, "bad_room_id", e.to_string()))?;
     let Some(token) = query.token.as_deref().filter(|t| !t.is_empty()) else {
         return Err(refuse(metrics, StatusCode::UNAUTHORIZED, "token_missing", "a room token is required (?token=…)"));
     };
@@ -79,7 +81,9 @@ async fn lobby(
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let metrics = state.relay.metrics();
     let handle = state.relay.join(&grant).await.map_err(|e| match e {
-        JoinFailure::Room(JoinError::RoomFull { .. }) => refuse(metrics, StatusCode::CONFLICT, "room_full", e.to_string()),
+        JoinFailure::Room(JoinError::RoomFull { .. }) => {
+            refuse(metrics, StatusCode::CONFLICT, "room_full", e.to_string())
+        }
         JoinFailure::Bus(_) => refuse(metrics, StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", e.to_string()),
         _ => refuse(metrics, StatusCode::CONFLICT, "join_refused", e.to_string()),
     })?;

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::*;
+use futures_util::SinkExt;
 use protobuf::Message as _;
 use tokio_tungstenite::tungstenite::Message;
-use futures_util::SinkExt;
 use videocall_relay::{RoomToken, TokenKey};
 use videocall_types::{DisplayName, PacketType, RoomId, UserId, limits::MAX_PACKET_BYTES};
 
@@ -96,7 +96,10 @@ async fn connections_with_bad_ids_or_tokens_are_refused_with_a_clear_status() {
         ("/lobby/mallory/busy?token=garbage".to_owned(), (401, "token_invalid")),
         (format!("/lobby/mallory/busy?token={}", token(SECRET, "mallory", "busy", now() - 1)), (401, "token_expired")),
         (
-            format!("/lobby/mallory/busy?token={}", token("a different secret, also long enough", "mallory", "busy", now() + 60)),
+            format!(
+                "/lobby/mallory/busy?token={}",
+                token("a different secret, also long enough", "mallory", "busy", now() + 60)
+            ),
             (401, "token_invalid"),
         ),
         (format!("/lobby/mallory/other?token={valid}"), (403, "token_mismatch")),
@@ -131,7 +134,12 @@ async fn protocol_violations_close_only_the_offender_with_a_close_code() {
         ("malformed protobuf", Message::Binary(vec![0xff, 0xff, 0xff].into()), 1007, "malformed PacketWrapper"),
         ("no packet type", Message::Binary(vec![0x1a, 0x01, 0x00].into()), 1007, "PacketWrapper has no packet_type"),
         ("unknown packet type", Message::Binary(unknown_type.into()), 1008, "unknown packet type 77"),
-        ("presence from a client", Message::Binary(presence.write_to_bytes().unwrap().into()), 1008, "clients may not send PRESENCE packets"),
+        (
+            "presence from a client",
+            Message::Binary(presence.write_to_bytes().unwrap().into()),
+            1008,
+            "clients may not send PRESENCE packets",
+        ),
         ("text frame", Message::Text("{\"hello\":1}".into()), 1003, "text frames are not accepted"),
         ("oversized message", Message::Binary(oversized.into()), 1009, "exceeds the limit"),
     ];
@@ -145,7 +153,10 @@ async fn protocol_violations_close_only_the_offender_with_a_close_code() {
     }
     let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
     for reason in ["malformed\"} 2", "unknown_type\"} 1", "not_allowed\"} 1", "text_frame\"} 1", "oversized\"} 1"] {
-        assert!(metrics.contains(&format!("videocall_packets_rejected_total{{reason=\"{reason}")), "{reason} in {metrics}");
+        assert!(
+            metrics.contains(&format!("videocall_packets_rejected_total{{reason=\"{reason}")),
+            "{reason} in {metrics}"
+        );
     }
     live.sender_task.abort();
     server.stop().await;

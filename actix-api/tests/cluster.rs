@@ -87,13 +87,17 @@ async fn every_client_gets_every_other_clients_packets_once_in_order_across_rela
                     };
                     if let Received::Packet(p) = decode(&bytes) {
                         if p.packet_type.enum_value() == Ok(PacketType::MEDIA) {
-                            by_sender.entry(p.email.clone()).or_default().push(u32::from_be_bytes(p.data[..4].try_into().unwrap()));
+                            by_sender
+                                .entry(p.email.clone())
+                                .or_default()
+                                .push(u32::from_be_bytes(p.data[..4].try_into().unwrap()));
                             received += 1;
                         }
                     }
                 }
                 // Anything extra (a duplicate) would arrive now.
-                while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(500), stream.next()).await {
+                while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(500), stream.next()).await
+                {
                     if let Message::Binary(bytes) = message {
                         if let Received::Packet(p) = decode(&bytes) {
                             panic!("{user}: extra packet from {}", p.email);
@@ -113,7 +117,11 @@ async fn every_client_gets_every_other_clients_packets_once_in_order_across_rela
         assert_eq!(by_sender.len(), 5, "{user} heard from {} senders", by_sender.len());
         for (sender, seqs) in by_sender {
             assert!(users.contains(&sender));
-            assert_eq!(seqs, (0..PACKETS_PER_CLIENT).collect::<Vec<_>>(), "{user} from {sender}: lost, duplicated or reordered");
+            assert_eq!(
+                seqs,
+                (0..PACKETS_PER_CLIENT).collect::<Vec<_>>(),
+                "{user} from {sender}: lost, duplicated or reordered"
+            );
         }
         streams.push(ws);
     }
@@ -125,7 +133,8 @@ async fn every_client_gets_every_other_clients_packets_once_in_order_across_rela
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             assert!(Instant::now() < deadline, "leave not seen");
-            if let Ok(Some(Ok(Message::Binary(bytes)))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            if let Ok(Some(Ok(Message::Binary(bytes)))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await
+            {
                 if let Received::Left(_, reason) = decode(&bytes) {
                     assert_eq!(reason, "left");
                     break;

@@ -73,7 +73,11 @@ impl RelayMetrics {
         r.register("bytes_out", "Bytes handed to client connections", self.bytes_out.clone());
         r.register("packets_dropped", "Valid packets that did not reach a receiver", self.packets_dropped.clone());
         r.register("packets_rejected", "Packets refused from clients", self.packets_rejected.clone());
-        r.register("connections_refused", "Connections refused before joining a room", self.connections_refused.clone());
+        r.register(
+            "connections_refused",
+            "Connections refused before joining a room",
+            self.connections_refused.clone(),
+        );
         r.register("sessions_closed", "Sessions ended, by reason", self.sessions_closed.clone());
         r.register("bus_publish_seconds", "Time to hand a packet to the room bus", self.bus_publish_seconds.clone());
     }

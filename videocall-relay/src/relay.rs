@@ -290,7 +290,13 @@ impl Inner {
     }
 }
 
-async fn publish_measured(bus: &dyn RoomBus, metrics: &RelayMetrics, room: &RoomId, from: Option<SessionId>, payload: Bytes) -> bool {
+async fn publish_measured(
+    bus: &dyn RoomBus,
+    metrics: &RelayMetrics,
+    room: &RoomId,
+    from: Option<SessionId>,
+    payload: Bytes,
+) -> bool {
     let started = Instant::now();
     let result = bus.publish(room, from, payload).await;
     metrics.bus_publish_seconds.observe(started.elapsed().as_secs_f64());
@@ -304,7 +310,11 @@ async fn publish_measured(bus: &dyn RoomBus, metrics: &RelayMetrics, room: &Room
     }
 }
 
-async fn control_task(bus: Arc<dyn RoomBus>, metrics: Arc<RelayMetrics>, mut rx: mpsc::Receiver<(RoomId, Option<SessionId>, Bytes)>) {
+async fn control_task(
+    bus: Arc<dyn RoomBus>,
+    metrics: Arc<RelayMetrics>,
+    mut rx: mpsc::Receiver<(RoomId, Option<SessionId>, Bytes)>,
+) {
     while let Some((room, from, payload)) = rx.recv().await {
         publish_measured(&*bus, &metrics, &room, from, payload).await;
     }

@@ -74,8 +74,7 @@ impl TokenKey {
             exp: token.expires_at,
             iat: now,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|_| TokenError::Signing)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|_| TokenError::Signing)
     }
 
     /// Checks signature, expiry (against `now`, seconds since the Unix epoch) and claims.

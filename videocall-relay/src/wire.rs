@@ -140,12 +140,8 @@ pub fn scan(buf: &[u8]) -> Result<Header, WireError> {
 
 fn scan_with(buf: &[u8], mut each: impl FnMut(&Field)) -> Result<Header, WireError> {
     let mut packet_type_raw = None;
-    let mut header = Header {
-        packet_type: PacketType::PACKET_TYPE_UNKNOWN,
-        to_session: None,
-        keyframe: false,
-        session_id: 0,
-    };
+    let mut header =
+        Header { packet_type: PacketType::PACKET_TYPE_UNKNOWN, to_session: None, keyframe: false, session_id: 0 };
     for field in fields(buf) {
         let field = field?;
         match field.number {
@@ -264,12 +260,7 @@ mod tests {
         assert_eq!(got.unknown_fields().get(42), Some(protobuf::UnknownValueRef::LengthDelimited(b"future")));
         assert_eq!(
             header,
-            Header {
-                packet_type: PacketType::MEDIA,
-                to_session: Some(sid(99)),
-                keyframe: true,
-                session_id: 1234
-            }
+            Header { packet_type: PacketType::MEDIA, to_session: Some(sid(99)), keyframe: true, session_id: 1234 }
         );
         assert_eq!(scan(&stamped).unwrap(), header);
     }
@@ -301,7 +292,10 @@ mod tests {
         assert_eq!(scan(&[0x00, 0x01]), Err(WireError::FieldZero(0)));
         assert_eq!(scan(&[0x0b]), Err(WireError::BadWireType { field: 1, wire_type: 3 }));
         assert_eq!(scan(&[0x0a, 0x00]), Err(WireError::BadWireType { field: 1, wire_type: 2 }));
-        assert_eq!(scan(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), Err(WireError::VarintTooLong(1)));
+        assert_eq!(
+            scan(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            Err(WireError::VarintTooLong(1))
+        );
         assert_eq!(scan(&[0x1a, 0xff, 0xff, 0xff, 0xff, 0x0f]), Err(WireError::Truncated(6)));
         // Every prefix and every single-byte corruption of a valid packet: no panic.
         let valid = packet(PacketType::AES_KEY, "a@b", 5, &[7; 40]).write_to_bytes().unwrap();

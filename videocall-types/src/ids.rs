@@ -22,12 +22,7 @@ pub enum IdError {
     BadCharacter { kind: &'static str, found: char },
 }
 
-fn check(
-    kind: &'static str,
-    value: &str,
-    max: usize,
-    allowed: impl Fn(char) -> bool,
-) -> Result<(), IdError> {
+fn check(kind: &'static str, value: &str, max: usize, allowed: impl Fn(char) -> bool) -> Result<(), IdError> {
     if value.is_empty() {
         return Err(IdError::Empty { kind });
     }
@@ -99,9 +94,7 @@ id_type!(
 
 impl RoomId {
     pub fn parse(value: &str) -> Result<Self, IdError> {
-        check("room id", value, MAX_ROOM_ID_LEN, |c| {
-            c.is_ascii_alphanumeric() || c == '-' || c == '_'
-        })?;
+        check("room id", value, MAX_ROOM_ID_LEN, |c| c.is_ascii_alphanumeric() || c == '-' || c == '_')?;
         Ok(Self(value.to_owned()))
     }
 }
@@ -151,10 +144,7 @@ mod tests {
         for bad in ["a b", "a*b", "a>b", "", "a\u{0}b", "é@x"] {
             assert!(UserId::parse(bad).is_err(), "{bad:?} was accepted");
         }
-        assert_eq!(
-            UserId::parse("a b"),
-            Err(IdError::BadCharacter { kind: "user id", found: ' ' })
-        );
+        assert_eq!(UserId::parse("a b"), Err(IdError::BadCharacter { kind: "user id", found: ' ' }));
     }
 
     #[test]

@@ -74,7 +74,8 @@ impl Client {
         match tokio_tungstenite::connect_async(url).await {
             Ok((ws, _)) => Ok(Self { ws, user: String::new(), members: Vec::new() }),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                let body = response.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+                let body =
+                    response.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
                 Err((response.status().as_u16(), body))
             }
             Err(e) => Err((0, e.to_string())),
@@ -108,7 +109,8 @@ impl Client {
 
     pub async fn recv_within(&mut self, limit: Duration) -> Result<Received> {
         loop {
-            let message = tokio::time::timeout(limit, self.ws.next()).await.context("timed out waiting for a packet")?;
+            let message =
+                tokio::time::timeout(limit, self.ws.next()).await.context("timed out waiting for a packet")?;
             match message {
                 Some(Ok(Message::Binary(bytes))) => return Ok(decode(&bytes)),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -122,7 +124,8 @@ impl Client {
     /// Waits for the close frame the server sends; returns its code and reason.
     pub async fn expect_close(&mut self) -> (u16, String) {
         loop {
-            let message = tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await.expect("close within 10 s");
+            let message =
+                tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await.expect("close within 10 s");
             match message {
                 Some(Ok(Message::Close(Some(frame)))) => return (u16::from(frame.code), frame.reason.to_string()),
                 Some(Ok(Message::Close(None))) => return (u16::from(CloseCode::Status), String::new()),

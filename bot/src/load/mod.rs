@@ -106,7 +106,11 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         p.await_peers(room_sizes[p.room] - 1, Duration::from_secs(30)).await?;
     }
     if !args.quiet {
-        eprintln!("{} participants joined {rooms} room(s) on {server}; publishing for {:.0} s", participants.len(), args.duration);
+        eprintln!(
+            "{} participants joined {rooms} room(s) on {server}; publishing for {:.0} s",
+            participants.len(),
+            args.duration
+        );
     }
 
     let live = Arc::new(Live::default());
@@ -157,7 +161,11 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         delivered_packets_per_sec: total.unique as f64 / seconds,
         delivered_mbytes_per_sec: total.bytes as f64 / seconds / 1e6,
         lost: expected.saturating_sub(total.unique),
-        loss_percent: if expected == 0 { 0.0 } else { expected.saturating_sub(total.unique) as f64 * 100.0 / expected as f64 },
+        loss_percent: if expected == 0 {
+            0.0
+        } else {
+            expected.saturating_sub(total.unique) as f64 * 100.0 / expected as f64
+        },
         duplicates: total.duplicates,
         reordered: total.reordered,
         latency_ms: Latency::of(&total.latency_us),

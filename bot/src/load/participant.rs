@@ -115,7 +115,10 @@ impl Participant {
         end: Instant,
         stop: watch::Receiver<bool>,
         live: Arc<Live>,
-    ) -> (tokio::task::JoinHandle<Result<(SplitSink<Ws, Message>, u64, u64)>>, tokio::task::JoinHandle<(SplitStream<Ws>, ReceiverStats)>) {
+    ) -> (
+        tokio::task::JoinHandle<Result<(SplitSink<Ws, Message>, u64, u64)>>,
+        tokio::task::JoinHandle<(SplitStream<Ws>, ReceiverStats)>,
+    ) {
         let (sink, stream) = self.ws.split();
         let sender = tokio::spawn(send(sink, plan, start, end, live.clone()));
         let receiver = tokio::spawn(receive(stream, stop, live));
@@ -160,7 +163,11 @@ async fn send(
 }
 
 /// Records every media packet received until `stop`.
-async fn receive(mut stream: SplitStream<Ws>, mut stop: watch::Receiver<bool>, live: Arc<Live>) -> (SplitStream<Ws>, ReceiverStats) {
+async fn receive(
+    mut stream: SplitStream<Ws>,
+    mut stop: watch::Receiver<bool>,
+    live: Arc<Live>,
+) -> (SplitStream<Ws>, ReceiverStats) {
     let mut stats = ReceiverStats::default();
     loop {
         let message = tokio::select! {

@@ -53,7 +53,12 @@ impl Drop for Unsubscribe {
 }
 
 impl RoomBus for LocalBus {
-    fn publish<'a>(&'a self, room: &'a RoomId, from: Option<SessionId>, payload: Bytes) -> BoxFuture<'a, Result<(), BusError>> {
+    fn publish<'a>(
+        &'a self,
+        room: &'a RoomId,
+        from: Option<SessionId>,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
         // The same subject string NATS would carry, parsed back as a subscriber would.
         let subject = subject(room, from);
         let sinks: Vec<Arc<dyn BusSink>> = self
@@ -71,7 +76,11 @@ impl RoomBus for LocalBus {
         std::future::ready(Ok(())).boxed()
     }
 
-    fn subscribe<'a>(&'a self, room: &'a RoomId, sink: Arc<dyn BusSink>) -> BoxFuture<'a, Result<BusSubscription, BusError>> {
+    fn subscribe<'a>(
+        &'a self,
+        room: &'a RoomId,
+        sink: Arc<dyn BusSink>,
+    ) -> BoxFuture<'a, Result<BusSubscription, BusError>> {
         let key = room_wildcard(room);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         self.inner.subscribers.write().entry(key.clone()).or_default().push((id, sink));

@@ -57,10 +57,19 @@ impl BusSubscription {
 
 pub trait RoomBus: Send + Sync + 'static {
     /// Publishes one packet of `from` (`None`: the relay itself) to the room.
-    fn publish<'a>(&'a self, room: &'a RoomId, from: Option<SessionId>, payload: Bytes) -> BoxFuture<'a, Result<(), BusError>>;
+    fn publish<'a>(
+        &'a self,
+        room: &'a RoomId,
+        from: Option<SessionId>,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<(), BusError>>;
 
     /// Subscribes to every packet of the room until the returned guard is dropped.
-    fn subscribe<'a>(&'a self, room: &'a RoomId, sink: Arc<dyn BusSink>) -> BoxFuture<'a, Result<BusSubscription, BusError>>;
+    fn subscribe<'a>(
+        &'a self,
+        room: &'a RoomId,
+        sink: Arc<dyn BusSink>,
+    ) -> BoxFuture<'a, Result<BusSubscription, BusError>>;
 
     /// True while packets can flow (always, for [`LocalBus`]).
     fn is_ready(&self) -> bool;

@@ -66,7 +66,12 @@ impl NatsBus {
 }
 
 impl RoomBus for NatsBus {
-    fn publish<'a>(&'a self, room: &'a RoomId, from: Option<SessionId>, payload: Bytes) -> BoxFuture<'a, Result<(), BusError>> {
+    fn publish<'a>(
+        &'a self,
+        room: &'a RoomId,
+        from: Option<SessionId>,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
         async move {
             if self.client.connection_state() != State::Connected {
                 return Err(BusError::NotConnected);
@@ -81,13 +86,14 @@ impl RoomBus for NatsBus {
         .boxed()
     }
 
-    fn subscribe<'a>(&'a self, room: &'a RoomId, sink: Arc<dyn BusSink>) -> BoxFuture<'a, Result<BusSubscription, BusError>> {
+    fn subscribe<'a>(
+        &'a self,
+        room: &'a RoomId,
+        sink: Arc<dyn BusSink>,
+    ) -> BoxFuture<'a, Result<BusSubscription, BusError>> {
         async move {
-            let mut subscriber = self
-                .client
-                .subscribe(room_wildcard(room))
-                .await
-                .map_err(|e| BusError::Subscribe(e.to_string()))?;
+            let mut subscriber =
+                self.client.subscribe(room_wildcard(room)).await.map_err(|e| BusError::Subscribe(e.to_string()))?;
             let room = room.clone();
             let task = tokio::spawn(async move {
                 while let Some(message) = subscriber.next().await {

@@ -37,10 +37,7 @@ pub struct RoomConfig {
 impl Default for RoomConfig {
     fn default() -> Self {
         Self {
-            outbox: OutboxLimits {
-                max_packets: limits::OUTBOX_MAX_PACKETS,
-                max_bytes: limits::OUTBOX_MAX_BYTES,
-            },
+            outbox: OutboxLimits { max_packets: limits::OUTBOX_MAX_PACKETS, max_bytes: limits::OUTBOX_MAX_BYTES },
             heartbeat_timeout: limits::HEARTBEAT_TIMEOUT,
             presence_refresh: limits::PRESENCE_REFRESH,
             remote_member_timeout: limits::REMOTE_MEMBER_TIMEOUT,
@@ -195,12 +192,8 @@ impl Room {
         if self.local.contains_key(&session) || self.remote.contains_key(&session) {
             return Err(JoinError::SessionExists(session));
         }
-        let replaced: Vec<SessionId> = self
-            .local
-            .values()
-            .filter(|s| s.member.user == member.user)
-            .map(|s| s.member.session)
-            .collect();
+        let replaced: Vec<SessionId> =
+            self.local.values().filter(|s| s.member.user == member.user).map(|s| s.member.session).collect();
         let seats_freed = replaced.len();
         if self.local.len() + self.remote.len() - seats_freed >= self.config.max_participants {
             return Err(JoinError::RoomFull { max: self.config.max_participants });

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use protobuf::Message;
 use videocall_types::{
-    DisplayName, MemberList, PacketType, PacketWrapper, Participant, ParticipantLeft,
-    PresencePacket, UserId, presence_packet::Event,
+    DisplayName, MemberList, PacketType, PacketWrapper, Participant, ParticipantLeft, PresencePacket, UserId,
+    presence_packet::Event,
 };
 
 use crate::SessionId;
@@ -73,10 +73,7 @@ pub fn left(origin: u64, member: &Member, reason: &str) -> Bytes {
 }
 
 pub fn members<'a>(origin: u64, members: impl IntoIterator<Item = &'a Member>) -> Bytes {
-    let list = MemberList {
-        participants: members.into_iter().map(Member::to_proto).collect(),
-        ..Default::default()
-    };
+    let list = MemberList { participants: members.into_iter().map(Member::to_proto).collect(), ..Default::default() };
     wrap(origin, None, Event::Members(list))
 }
 
@@ -92,9 +89,9 @@ pub fn parse(packet: &[u8]) -> Option<(u64, PresenceEvent)> {
     let event = match presence.event? {
         Event::Joined(p) => PresenceEvent::Joined(Member::from_proto(&p)?),
         Event::Left(l) => PresenceEvent::Left(Member::from_proto(l.participant.as_ref()?)?),
-        Event::Members(list) => PresenceEvent::Members(
-            list.participants.iter().filter_map(Member::from_proto).collect(),
-        ),
+        Event::Members(list) => {
+            PresenceEvent::Members(list.participants.iter().filter_map(Member::from_proto).collect())
+        }
         Event::SyncRequest(_) => PresenceEvent::SyncRequest,
         _ => return None,
     };

@@ -28,7 +28,12 @@ fn media(n: u8, len: usize, keyframe: bool) -> Bytes {
 }
 
 fn addressed(to: u64) -> Bytes {
-    let w = PacketWrapper { packet_type: PacketType::AES_KEY.into(), to_session_id: to, data: vec![9], ..Default::default() };
+    let w = PacketWrapper {
+        packet_type: PacketType::AES_KEY.into(),
+        to_session_id: to,
+        data: vec![9],
+        ..Default::default()
+    };
     Bytes::from(w.write_to_bytes().unwrap())
 }
 
@@ -132,9 +137,7 @@ impl Net {
     /// A client publishes: its relay stamps and publishes, as the driver does.
     fn send(&mut self, relay: usize, from: u64, packet: Bytes) {
         let (stamped, _) = crate::wire::stamp(&packet, &UserId::parse("x").unwrap(), sid(from)).unwrap();
-        self.relays[relay]
-            .outputs
-            .push_back(RoomOutput::Publish { from: Some(sid(from)), payload: stamped });
+        self.relays[relay].outputs.push_back(RoomOutput::Publish { from: Some(sid(from)), payload: stamped });
         self.settle();
     }
 
@@ -198,7 +201,8 @@ fn a_slow_receiver_loses_old_media_while_the_others_get_everything() {
     let mut fast = Vec::new();
     let mut dropped = 0;
     for n in 0..40u8 {
-        let (stamped, _) = crate::wire::stamp(&media(n, 100, n % 10 == 0), &UserId::parse("s").unwrap(), sid(1)).unwrap();
+        let (stamped, _) =
+            crate::wire::stamp(&media(n, 100, n % 10 == 0), &UserId::parse("s").unwrap(), sid(1)).unwrap();
         let d = net.relays[0].handle_bus(net.now, Some(sid(1)), stamped);
         dropped += d.dropped.packets;
         fast.extend(net.recv(0, 3));

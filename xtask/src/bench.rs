@@ -1,0 +1,202 @@
+//! `cargo xtask bench`: starts the server(s) as separate processes, runs `bot load` against
+//! them, and prints delivery, loss, latency, and the servers' CPU time and peak memory.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use testkit::{NatsServer, free_port};
+
+use crate::{cargo, setup, status, target_dir};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// One actix-api with the in-process bus.
+    Local,
+    /// One actix-api publishing through a real nats-server.
+    Nats,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which scenarios (default: all).
+    #[arg(long, value_enum)]
+    scenario: Vec<Scenario>,
+    /// Participants in the room.
+    #[arg(long, default_value_t = 25)]
+    participants: usize,
+    /// Seconds of publishing per scenario.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+}
+
+/// CPU seconds and peak resident memory of a process, from /proc.
+struct ProcUsage {
+    cpu_seconds: f64,
+    peak_rss_mb: f64,
+}
+
+fn usage(pid: u32) -> Result<ProcUsage> {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let after = stat.rsplit_once(") ").map(|(_, rest)| rest).context("parsing /proc/pid/stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name; they
+    // count USER_HZ ticks, 100 per second on Linux.
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let hwm_kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    Ok(ProcUsage { cpu_seconds: ticks as f64 / 100.0, peak_rss_mb: hwm_kb / 1024.0 })
+}
+
+/// A server process killed (by pid) when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_ready(http: &str) -> Result<()> {
+    let started = Instant::now();
+    let address = http.trim_start_matches("http://");
+    while started.elapsed() < Duration::from_secs(15) {
+        if let Ok(mut stream) = std::net::TcpStream::connect(address) {
+            use std::io::{Read, Write};
+            let _ = write!(stream, "GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n");
+            let mut response = String::new();
+            let _ = stream.read_to_string(&mut response);
+            if response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200") {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("server at {http} not ready within 15 s")
+}
+
+struct Row {
+    name: &'static str,
+    report: serde_json::Value,
+    server: ProcUsage,
+    nats: Option<ProcUsage>,
+    wall: f64,
+}
+
+fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Row> {
+    let nats = match scenario {
+        Scenario::Nats => Some(NatsServer::start()?),
+        Scenario::Local => None,
+    };
+    let port = free_port();
+    let http = format!("http://127.0.0.1:{port}");
+    let mut server = Command::new(target_dir().join("release/actix-api"));
+    server.env("LISTEN_ADDR", format!("127.0.0.1:{port}")).env("RUST_LOG", "warn").stdout(Stdio::null());
+    if let Some(nats) = &nats {
+        server.env("NATS_URL", nats.url()).env("TOKEN_SECRET", "bench secret that is long enough for HS256");
+    }
+    let server = Server(server.spawn().context("starting actix-api")?);
+    wait_ready(&http)?;
+    let server_before = usage(server.0.id())?;
+    let nats_before = nats.as_ref().and_then(|n| n.pid()).map(usage).transpose()?;
+    let started = Instant::now();
+    let output = Command::new(target_dir().join("release/bot"))
+        .args(["load", "--json", "--server", &http, "--participants", &args.participants.to_string()])
+        .args(["--duration", &args.duration.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running bot load")?;
+    let wall = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        bail!("bot load failed: {}", output.status);
+    }
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).context("reading bot load's JSON")?;
+    let server_after = usage(server.0.id())?;
+    let nats_usage = match (&nats, nats_before) {
+        (Some(n), Some(before)) => {
+            let after = usage(n.pid().context("nats pid")?)?;
+            Some(ProcUsage { cpu_seconds: after.cpu_seconds - before.cpu_seconds, peak_rss_mb: after.peak_rss_mb })
+        }
+        _ => None,
+    };
+    Ok(Row {
+        name: match scenario {
+            Scenario::Local => "local bus",
+            Scenario::Nats => "nats",
+        },
+        report,
+        server: ProcUsage {
+            cpu_seconds: server_after.cpu_seconds - server_before.cpu_seconds,
+            peak_rss_mb: server_after.peak_rss_mb,
+        },
+        nats: nats_usage,
+        wall,
+    })
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.scenario.is_empty() || args.scenario.contains(&Scenario::Nats) {
+        setup::ensure_commands(&[("nats-server", "nats-server")])?;
+    }
+    status(cargo().args(["build", "--release", "--locked", "-p", "actix-api", "-p", "bot"]))?;
+    let scenarios =
+        if args.scenario.is_empty() { vec![Scenario::Local, Scenario::Nats] } else { args.scenario.clone() };
+    let mut rows = Vec::new();
+    for scenario in scenarios {
+        println!("xtask: bench {scenario:?}: {} participants, {} s", args.participants, args.duration);
+        rows.push(run_scenario(scenario, &args)?);
+    }
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let machine = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
+        .unwrap_or_default();
+    println!("\nmachine: {cpus} cores, {machine}");
+    println!(
+        "{:<10} {:>12} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>16} {:>12} {:>14}",
+        "scenario",
+        "delivered/s",
+        "MB/s",
+        "loss %",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "relay CPU s (cores)",
+        "relay RSS MB",
+        "nats CPU s"
+    );
+    for row in &rows {
+        let r = &row.report;
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        let l = |k: &str| r["latency_ms"][k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:<10} {:>12.0} {:>8.1} {:>8.3} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>11.1} ({:>4.2}) {:>12.1} {:>14}",
+            row.name,
+            f("delivered_packets_per_sec"),
+            f("delivered_mbytes_per_sec"),
+            f("loss_percent"),
+            l("p50"),
+            l("p95"),
+            l("p99"),
+            l("max"),
+            row.server.cpu_seconds,
+            row.server.cpu_seconds / row.wall,
+            row.server.peak_rss_mb,
+            row.nats.as_ref().map_or("-".into(), |n| format!("{:.1}", n.cpu_seconds)),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! `cargo xtask run | test | bench`: the project's own commands.
+
+mod bench;
+mod setup;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run, test and benchmark the platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Run the platform on this machine: one process, in-process bus, no NATS or database.
+    /// Extra arguments go to actix-api (see `cargo xtask run -- --help`).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test (installs missing system packages with apt when run as root on Debian).
+    Test,
+    /// Start the server(s) and run the standard load scenarios, printing figures.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Task::Run { args } => run(args),
+        Task::Test => test(),
+        Task::Bench(args) => bench::run(args),
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Where cargo puts build output.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs a command to completion; fails with its name if it fails.
+pub fn status(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    println!("xtask: {shown}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn run(args: Vec<String>) -> Result<()> {
+    status(cargo().args(["build", "--release", "--locked", "-p", "actix-api"]))?;
+    let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    println!("\nxtask: single node on http://{listen} (in-process bus, no NATS, no database)");
+    println!("xtask:   health   http://{listen}/healthz   metrics http://{listen}/metrics");
+    println!(
+        "xtask:   join     POST http://{listen}/api/v1/guest-tokens, then ws://{listen}/lobby/{{user}}/{{room}}?token=…"
+    );
+    println!("xtask:   load     cargo run --release -p bot -- load --server http://{listen}\n");
+    let server = target_dir().join("release/actix-api");
+    status(Command::new(server).env("LISTEN_ADDR", &listen).args(args))
+}
+
+fn test() -> Result<()> {
+    setup::ensure_commands(&[("nats-server", "nats-server")])?;
+    if setup::has_command("cargo-fmt") || cargo().args(["fmt", "--version"]).output().is_ok_and(|o| o.status.success())
+    {
+        status(cargo().args(["fmt", "--all", "--check"]))?;
+    }
+    status(cargo().args(["test", "--workspace", "--locked"]))?;
+    setup::wasm_build("videocall-types")?;
+    println!("xtask: every test passed");
+    Ok(())
+}
