@@ -142,10 +142,12 @@ async fn run_session(
                         let _ = session.pong(&payload).await;
                     }
                     Some(Ok(AggregatedMessage::Pong(_))) => handle.touch(),
-                    Some(Err(ProtocolError::Overflow | ProtocolError::Io(_))) => {
+                    Some(Err(e)) if is_oversized(&e) => {
                         metrics.rejected("oversized");
                         return Some(close(1009, format!("message exceeds the limit of {max} bytes")));
                     }
+                    // The connection itself failed (reset, dropped): nobody to tell.
+                    Some(Err(ProtocolError::Io(_))) => return None,
                     Some(Err(e)) => {
                         metrics.rejected("protocol_error");
                         return Some(close(1002, e.to_string()));
@@ -173,6 +175,16 @@ async fn run_session(
     // Sessions the relay ended are already counted with the relay's reason.
     handle.finish(ending.as_ref().map_or("left", |c| close_label(u16::from(c.code))));
     let _ = session.close(ending).await;
+}
+
+/// A frame over the limit, or continuations adding up to more than it.
+fn is_oversized(e: &ProtocolError) -> bool {
+    match e {
+        ProtocolError::Overflow => true,
+        // actix-ws reports an over-long continuation as this I/O error.
+        ProtocolError::Io(io) => io.to_string().contains("maximum continuation size"),
+        _ => false,
+    }
 }
 
 fn close_label(code: u16) -> &'static str {
