@@ -95,6 +95,24 @@ impl Config {
         }
     }
 
+    /// Refuses settings that cannot work together.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        // A live client is heard from once per ping interval, and the relay records it at most
+        // once per touch interval: the timeout must leave room for both.
+        let minimum = self.ping_interval_secs + limits::TOUCH_INTERVAL.as_secs() + 1;
+        if self.heartbeat_timeout_secs < minimum {
+            anyhow::bail!(
+                "HEARTBEAT_TIMEOUT_SECS ({}) must be at least PING_INTERVAL_SECS + {} = {minimum}, or live clients time out",
+                self.heartbeat_timeout_secs,
+                limits::TOUCH_INTERVAL.as_secs() + 1
+            );
+        }
+        if self.max_packet_bytes == 0 || self.outbox_max_bytes < self.max_packet_bytes {
+            anyhow::bail!("OUTBOX_MAX_BYTES must be at least MAX_PACKET_BYTES, and MAX_PACKET_BYTES above 0");
+        }
+        Ok(())
+    }
+
     pub fn ping_interval(&self) -> Duration {
         Duration::from_secs(self.ping_interval_secs.max(1))
     }

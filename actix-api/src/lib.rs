@@ -94,6 +94,7 @@ fn token_key(config: &Config) -> Result<TokenKey> {
 
 /// Binds, starts the relay and the HTTP workers, and returns once the server accepts connections.
 pub async fn start(config: Config) -> Result<RunningServer> {
+    config.validate()?;
     let tokens = token_key(&config)?;
     let bus = connect_bus(&config).await?;
     let metrics = Arc::new(RelayMetrics::default());

@@ -116,3 +116,41 @@ async fn guest_tokens_validate_input_and_can_be_turned_off() {
     assert_eq!(response.status(), 403);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_answering_is_closed_and_reported_gone() {
+    let mut config = Config::for_tests();
+    config.heartbeat_timeout_secs = 3;
+    config.ping_interval_secs = 1;
+    let server = start(config).await;
+    let http = http_url(&server);
+    let mut alive = Client::join(&http, &guest(&http, "quiet", "Alive").await).await;
+    // Never read again, so never answers a ping.
+    let mut silent = Client::join(&http, &guest(&http, "quiet", "Silent").await).await;
+    let Received::Joined(silent_session, _) = alive.recv().await.unwrap() else { panic!() };
+    let started = std::time::Instant::now();
+    // `alive` keeps reading, so it answers pings and stays.
+    assert_eq!(
+        alive.recv_within(std::time::Duration::from_secs(8)).await.unwrap(),
+        Received::Left(silent_session, "timed out".into())
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(silent.expect_close().await, (4001, "timed out".into()));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_user_connecting_again_replaces_the_old_connection() {
+    let server = start(Config::for_tests()).await;
+    let http = http_url(&server);
+    let mut other = Client::join(&http, &guest(&http, "again", "Other").await).await;
+    let ada = guest(&http, "again", "Ada").await;
+    let mut first = Client::join(&http, &ada).await;
+    let Received::Joined(first_session, _) = other.recv().await.unwrap() else { panic!() };
+    let second = Client::join(&http, &ada).await;
+    assert_eq!(second.members.len(), 1, "the new connection sees the others, not its old self");
+    assert_eq!(first.expect_close().await, (4000, "replaced by a newer connection".into()));
+    assert_eq!(other.recv().await.unwrap(), Received::Left(first_session, "replaced by a newer connection".into()));
+    assert!(matches!(other.recv().await.unwrap(), Received::Joined(_, user) if user == ada.user));
+    server.stop().await;
+}
