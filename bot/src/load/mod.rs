@@ -22,7 +22,8 @@ use stats::{Latency, ReceiverStats, Summary};
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// Server base URL (guest tokens are requested from it, then WebSocket to the same host).
+    /// Server base URL, http or https (guest tokens are requested from it, then ws or wss to the
+    /// same host).
     #[arg(long, env = "BOT_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
     /// Participants in all, spread evenly over the rooms.
