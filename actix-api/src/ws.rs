@@ -27,8 +27,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use videocall_relay::relay::JoinFailure;
 use videocall_relay::room::JoinError;
-use videocall_relay::{RelayMetrics, RoomToken, SessionHandle, TokenError};
-use videocall_types::{RoomId, UserId};
+use videocall_relay::{RelayMetrics, RoomToken, SessionHandle, auth};
 
 use crate::error::ApiError;
 use crate::{AppState, unix_now};
@@ -49,25 +48,10 @@ fn refuse(metrics: &RelayMetrics, status: StatusCode, code: &'static str, messag
 
 /// Checks ids and token; the path must name the token's user and room.
 fn authorize(state: &AppState, path: &(String, String), query: &TokenQuery) -> Result<RoomToken, ApiError> {
-    let metrics = state.relay.metrics();
-    let user =
-        UserId::parse(&path.0).map_err(|e| refuse(metrics, StatusCode::BAD_REQUEST, "bad_user_id", e.to_string()))?;
-    let room =
-        RoomId::parse(&path.1).map_err(|e| refuse(metrics, StatusCode::BAD_REQUEST, "bad_room_id", e.to_string()))?;
-    let Some(token) = query.token.as_deref().filter(|t| !t.is_empty()) else {
-        return Err(refuse(metrics, StatusCode::UNAUTHORIZED, "token_missing", "a room token is required (?token=…)"));
-    };
-    let grant = state.tokens.verify(token, unix_now()).map_err(|e| {
-        let code = match e {
-            TokenError::Expired => "token_expired",
-            _ => "token_invalid",
-        };
-        refuse(metrics, StatusCode::UNAUTHORIZED, code, e.to_string())
-    })?;
-    if grant.user != user || grant.room != room {
-        return Err(refuse(metrics, StatusCode::FORBIDDEN, "token_mismatch", "the token is for another user or room"));
-    }
-    Ok(grant)
+    auth::authorize(&state.tokens, &path.0, &path.1, query.token.as_deref(), unix_now()).map_err(|e| {
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        refuse(state.relay.metrics(), status, e.code(), e.to_string())
+    })
 }
 
 async fn lobby(

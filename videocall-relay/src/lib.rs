@@ -5,13 +5,14 @@
 //! - [`wire`]: reading and stamping the `PacketWrapper` header without touching the payload.
 //! - [`bus`]: the [`RoomBus`] trait that connects relays, with [`LocalBus`] (one process) and
 //!   [`NatsBus`] (NATS subjects `room.{room}.{session}`).
-//! - [`token`]: room tokens (JWT, HS256).
+//! - [`token`]: room tokens (JWT, HS256); [`auth`]: the checks before a session starts.
 //! - [`relay`]: the async driver that runs rooms over a bus for any transport; a transport
 //!   adapter only moves bytes between its sockets and a [`SessionHandle`].
 //! - [`metrics`]: the Prometheus metrics both servers expose.
 //!
 //! This crate knows nothing of Actix or wtransport.
 
+pub mod auth;
 pub mod bus;
 pub mod limits;
 pub mod metrics;
