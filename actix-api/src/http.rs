@@ -1,7 +1,7 @@
 //! Health, readiness, metrics and guest tokens.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use videocall_relay::RoomToken;
 use videocall_types::{DisplayName, RoomId, UserId};
@@ -13,7 +13,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
-        .route("/api/v1/guest-tokens", web::post().to(guest_token));
+        .route("/api/v1/guest-tokens", web::post().to(guest_token))
+        .route("/api/v1/webtransport", web::get().to(webtransport));
 }
 
 /// The process is up and serving HTTP.
@@ -37,10 +38,54 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let relay = &state.relay;
     relay.metrics().bus_ready.set(i64::from(relay.is_ready()));
-    let mut body = String::new();
-    prometheus_client::encoding::text::encode(&mut body, &state.registry)
+    let (body, content_type) = videocall_relay::metrics::encode(&state.registry)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics", e.to_string()))?;
-    Ok(HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(body))
+    Ok(HttpResponse::Ok().content_type(content_type).body(body))
+}
+
+#[derive(Serialize)]
+struct CertificateHash {
+    algorithm: &'static str,
+    /// The SHA-256 digest, hex.
+    value: String,
+}
+
+#[derive(Serialize)]
+struct WebTransportInfo {
+    /// Base URL; sessions are at `{url}lobby/{user}/{room}?token=…`.
+    url: String,
+    /// For `new WebTransport(url, {serverCertificateHashes})` with a self-signed certificate.
+    certificate_hashes: Vec<CertificateHash>,
+}
+
+/// Where the WebTransport relay is and, for a development certificate, its hash.
+async fn webtransport(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let hash = state.webtransport.as_ref().and_then(|(_, hash)| *hash.read());
+    let url = match (&state.config.webtransport_url, &state.webtransport) {
+        (Some(url), _) => url.clone(),
+        (None, Some((port, _))) => {
+            let info = req.connection_info();
+            let host = info.host();
+            // Strip the HTTP port; keep IPv6 brackets.
+            let name = match host.rfind(':') {
+                Some(i) if !host[i..].contains(']') => &host[..i],
+                _ => host,
+            };
+            format!("https://{name}:{port}/")
+        }
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "webtransport_unavailable",
+                "this server has no WebTransport relay",
+            ));
+        }
+    };
+    let certificate_hashes = hash
+        .map(|h| CertificateHash { algorithm: "sha-256", value: h.iter().map(|b| format!("{b:02x}")).collect() })
+        .into_iter()
+        .collect();
+    Ok(HttpResponse::Ok().json(WebTransportInfo { url, certificate_hashes }))
 }
 
 #[derive(Deserialize)]

@@ -6,20 +6,18 @@
 pub mod config;
 mod error;
 mod http;
-pub mod telemetry;
 mod ws;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{App, HttpServer, web};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use prometheus_client::registry::Registry;
-use videocall_relay::bus::NatsBusOptions;
-use videocall_relay::{LocalBus, NatsBus, Relay, RelayMetrics, RoomBus, TokenKey};
+use videocall_relay::{Relay, TokenKey};
+use webtransport_server::{SharedHash, WebTransportHandle};
 
-pub use config::{Config, LogFormat};
+pub use config::Config;
 
 /// What request handlers share.
 pub(crate) struct AppState {
@@ -27,6 +25,8 @@ pub(crate) struct AppState {
     pub tokens: TokenKey,
     pub config: Config,
     pub registry: Registry,
+    /// The in-process WebTransport listener's port and certificate hash, when there is one.
+    pub webtransport: Option<(u16, SharedHash)>,
 }
 
 /// Seconds since the Unix epoch.
@@ -40,6 +40,7 @@ pub struct RunningServer {
     relay: Relay,
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    webtransport: Option<WebTransportHandle>,
 }
 
 impl RunningServer {
@@ -51,8 +52,16 @@ impl RunningServer {
         &self.relay
     }
 
+    /// The in-process WebTransport listener's UDP address, when it runs.
+    pub fn webtransport_addr(&self) -> Option<SocketAddr> {
+        self.webtransport.as_ref().map(WebTransportHandle::local_addr)
+    }
+
     /// Stops accepting, closes connections, and waits for the workers to finish.
     pub async fn stop(self) {
+        if let Some(webtransport) = self.webtransport {
+            webtransport.stop().await;
+        }
         self.handle.stop(false).await;
         let _ = self.task.await;
     }
@@ -70,38 +79,24 @@ impl RunningServer {
     }
 }
 
-async fn connect_bus(config: &Config) -> Result<Arc<dyn RoomBus>> {
-    Ok(match &config.nats_url {
-        Some(url) => {
-            let options = NatsBusOptions { client_name: format!("actix-api {}", config.listen), ..Default::default() };
-            Arc::new(NatsBus::connect(url, options).await.with_context(|| format!("connecting to NATS at {url}"))?)
-        }
-        None => Arc::new(LocalBus::new()),
-    })
-}
-
-fn token_key(config: &Config) -> Result<TokenKey> {
-    let secret = match (&config.token_secret, &config.nats_url) {
-        (Some(secret), _) => secret.clone().into_bytes(),
-        (None, Some(_)) => bail!("TOKEN_SECRET is required with NATS_URL: every relay must verify the same tokens"),
-        (None, None) => {
-            tracing::warn!("TOKEN_SECRET not set: using a random secret; tokens will not survive a restart");
-            (0..32).map(|_| rand::random::<u8>()).collect()
-        }
-    };
-    TokenKey::from_secret(&secret).context("TOKEN_SECRET")
-}
-
 /// Binds, starts the relay and the HTTP workers, and returns once the server accepts connections.
 pub async fn start(config: Config) -> Result<RunningServer> {
-    config.validate()?;
-    let tokens = token_key(&config)?;
-    let bus = connect_bus(&config).await?;
-    let metrics = Arc::new(RelayMetrics::default());
-    let mut registry = Registry::default();
-    metrics.register(&mut registry);
-    let relay = Relay::new(bus, config.relay(), metrics);
-    let state = web::Data::new(AppState { relay: relay.clone(), tokens, config: config.clone(), registry });
+    let (relay, tokens, registry) = config.relay.start_relay(&format!("actix-api {}", config.listen)).await?;
+    let webtransport = match config.webtransport_listen {
+        Some(listen) => {
+            let options = config.cert.options(listen, &config.relay);
+            Some(webtransport_server::serve(relay.clone(), tokens.clone(), options).await?)
+        }
+        None => None,
+    };
+    let webtransport_info = webtransport.as_ref().map(|w| (w.local_addr().port(), w.shared_hash()));
+    let state = web::Data::new(AppState {
+        relay: relay.clone(),
+        tokens,
+        config: config.clone(),
+        registry,
+        webtransport: webtransport_info,
+    });
 
     let mut server = HttpServer::new(move || {
         App::new()
@@ -126,5 +121,5 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let handle = server.handle();
     let task = tokio::spawn(server);
     tracing::info!(%addr, bus = relay.bus_kind(), "actix-api listening");
-    Ok(RunningServer { addr, relay, handle, task })
+    Ok(RunningServer { addr, relay, handle, task, webtransport })
 }

@@ -72,7 +72,7 @@ async fn lobby(
         _ => refuse(metrics, StatusCode::CONFLICT, "join_refused", e.to_string()),
     })?;
     tracing::info!(room = %grant.room, user = %grant.user, session = %handle.id(), "joined");
-    let max = state.config.max_packet_bytes;
+    let max = state.config.relay.max_packet_bytes;
     let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
     actix_web::rt::spawn(run_session(handle, session, stream, state.into_inner()));
     Ok(response)
@@ -90,8 +90,8 @@ async fn run_session(
     state: std::sync::Arc<AppState>,
 ) {
     let metrics = state.relay.metrics().clone();
-    let max = state.config.max_packet_bytes;
-    let mut ping = tokio::time::interval(state.config.ping_interval());
+    let max = state.config.relay.max_packet_bytes;
+    let mut ping = tokio::time::interval(state.config.relay.ping_interval());
     let mut writer_session = session.clone();
     let writer = async {
         let mut batch: Vec<Bytes> = Vec::new();

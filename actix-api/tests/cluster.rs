@@ -16,7 +16,7 @@ const PACKETS_PER_CLIENT: u32 = 300;
 
 fn config_on(nats: &NatsServer) -> Config {
     let mut config = Config::for_tests();
-    config.nats_url = Some(nats.url());
+    config.relay.nats_url = Some(nats.url());
     config
 }
 

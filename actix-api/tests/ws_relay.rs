@@ -120,8 +120,8 @@ async fn guest_tokens_validate_input_and_can_be_turned_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_answering_is_closed_and_reported_gone() {
     let mut config = Config::for_tests();
-    config.heartbeat_timeout_secs = 3;
-    config.ping_interval_secs = 1;
+    config.relay.heartbeat_timeout_secs = 3;
+    config.relay.ping_interval_secs = 1;
     let server = start(config).await;
     let http = http_url(&server);
     let mut alive = Client::join(&http, &guest(&http, "quiet", "Alive").await).await;

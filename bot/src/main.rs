@@ -26,6 +26,7 @@ async fn main() -> Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     // TLS (https/wss servers) through rustls with ring; fails only if one is already installed.
+    #[cfg(feature = "tls")]
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::Load(args) => load::run(args).await,

@@ -16,3 +16,19 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("loopback must be available to tests")
 }
+
+/// Path of a binary of this workspace, built (debug) if it is not there yet. Tests use it to
+/// run a server as a separate process.
+pub fn workspace_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).context("unexpected test executable location")?;
+    let binary = profile_dir.join(name);
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo).args(["build", "--bin", name]).status()?;
+        anyhow::ensure!(status.success(), "cargo build --bin {name} failed");
+    }
+    Ok(binary)
+}

@@ -14,6 +14,8 @@
 
 pub mod auth;
 pub mod bus;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod limits;
 pub mod metrics;
 pub mod outbox;

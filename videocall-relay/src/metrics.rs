@@ -98,3 +98,10 @@ impl RelayMetrics {
         self.sessions_closed.get_or_create(&Reason::new(reason)).inc();
     }
 }
+
+/// The registry in the Prometheus/OpenMetrics text format, and its content type.
+pub fn encode(registry: &Registry) -> Result<(String, &'static str), std::fmt::Error> {
+    let mut body = String::new();
+    prometheus_client::encoding::text::encode(&mut body, registry)?;
+    Ok((body, "application/openmetrics-text; version=1.0.0; charset=utf-8"))
+}

@@ -14,6 +14,8 @@ use videocall_types::{PacketType, PacketWrapper, PresencePacket, presence_packet
 
 pub use actix_api::{Config, RunningServer};
 
+pub mod webtransport;
+
 pub async fn start(config: Config) -> RunningServer {
     actix_api::start(config).await.expect("server starts")
 }

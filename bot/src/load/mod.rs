@@ -22,8 +22,8 @@ use stats::{Latency, ReceiverStats, Summary};
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// Server base URL, http or https (guest tokens are requested from it, then ws or wss to the
-    /// same host).
+    /// Server base URL, http (or https with the `tls` feature); guest tokens are requested from
+    /// it, then ws or wss to the same host.
     #[arg(long, env = "BOT_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
     /// Participants in all, spread evenly over the rooms.
@@ -83,6 +83,9 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let rooms = args.rooms.max(1);
     let run_id: u32 = rand::random::<u32>() % 100_000;
     let server = args.server.trim_end_matches('/').to_owned();
+    if server.starts_with("https://") && !cfg!(feature = "tls") {
+        bail!("{server}: this bot was built without TLS; build it with `--features tls`");
+    }
     let http = reqwest::Client::new();
 
     // Join everyone, a few at a time.

@@ -1,0 +1,71 @@
+//! A native WebTransport client (wtransport) for tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use protobuf::Message as _;
+use videocall_types::PacketWrapper;
+use wtransport::tls::Sha256Digest;
+use wtransport::{ClientConfig, Connection, Endpoint};
+
+use super::{Received, decode};
+
+pub struct WtClient {
+    pub connection: Connection,
+    _endpoint: Endpoint<wtransport::endpoint::endpoint_side::Client>,
+}
+
+pub fn hash_from_hex(hex: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
+
+impl WtClient {
+    /// Connects to `url` (`https://…/lobby/{user}/{room}?token=…`) trusting `hash`.
+    pub async fn connect(url: &str, hash: [u8; 32]) -> Result<Self> {
+        let config = ClientConfig::builder()
+            .with_bind_default()
+            .with_server_certificate_hashes([Sha256Digest::new(hash)])
+            .keep_alive_interval(Some(Duration::from_secs(1)))
+            .build();
+        let endpoint = Endpoint::client(config)?;
+        let connection = endpoint.connect(url).await.context("webtransport connect")?;
+        Ok(Self { connection, _endpoint: endpoint })
+    }
+
+    pub async fn send(&self, packet: &PacketWrapper) -> Result<()> {
+        self.send_bytes(&packet.write_to_bytes()?).await
+    }
+
+    pub async fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        let mut stream = self.connection.open_uni().await?.await?;
+        stream.write_all(bytes).await?;
+        stream.finish().await?;
+        Ok(())
+    }
+
+    pub async fn recv(&self) -> Result<Received> {
+        self.recv_within(Duration::from_secs(5)).await
+    }
+
+    pub async fn recv_within(&self, limit: Duration) -> Result<Received> {
+        let mut stream = tokio::time::timeout(limit, self.connection.accept_uni()).await.context("timed out")??;
+        let bytes = stream.quic_stream_mut().read_to_end(1 << 20).await?;
+        Ok(decode(&bytes))
+    }
+
+    /// Waits for the server to close the session; returns the code and reason.
+    pub async fn closed(&self) -> (u32, String) {
+        match tokio::time::timeout(Duration::from_secs(15), self.connection.closed()).await.expect("closed within 15 s")
+        {
+            wtransport::error::ConnectionError::ApplicationClosed(close) => {
+                (close.code().into_inner() as u32, String::from_utf8_lossy(close.reason()).into_owned())
+            }
+            other => (0, other.to_string()),
+        }
+    }
+}

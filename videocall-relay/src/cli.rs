@@ -1,0 +1,146 @@
+//! Configuration every relay binary shares (flags and environment variables), and what it
+//! builds: the bus, the token key, the relay, logging.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use prometheus_client::registry::Registry;
+use tracing_subscriber::EnvFilter;
+use videocall_types::limits::MAX_PACKET_BYTES;
+
+use crate::bus::NatsBusOptions;
+use crate::outbox::OutboxLimits;
+use crate::{LocalBus, NatsBus, Relay, RelayConfig, RelayMetrics, RoomBus, RoomConfig, TokenKey, limits};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    /// NATS server(s), comma-separated. Unset: a single node with the in-process bus.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// Secret that signs room tokens (at least 32 bytes). Every relay of a deployment needs the
+    /// same one. Unset on a single node: a random secret is generated at start-up (tokens then
+    /// do not survive a restart). Required with NATS_URL.
+    #[arg(long, env = "TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+
+    /// Largest packet a client may send, in bytes.
+    #[arg(long, env = "MAX_PACKET_BYTES", default_value_t = MAX_PACKET_BYTES)]
+    pub max_packet_bytes: usize,
+
+    /// Most packets queued for one receiver before old media is dropped.
+    #[arg(long, env = "OUTBOX_MAX_PACKETS", default_value_t = limits::OUTBOX_MAX_PACKETS)]
+    pub outbox_max_packets: usize,
+
+    /// Most bytes queued for one receiver before old media is dropped.
+    #[arg(long, env = "OUTBOX_MAX_BYTES", default_value_t = limits::OUTBOX_MAX_BYTES)]
+    pub outbox_max_bytes: usize,
+
+    /// Participants per room, across all relays.
+    #[arg(long, env = "MAX_PARTICIPANTS", default_value_t = limits::MAX_PARTICIPANTS)]
+    pub max_participants: usize,
+
+    /// Seconds between keep-alive pings to each client (WebSocket ping, QUIC keep-alive).
+    #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = 5)]
+    pub ping_interval_secs: u64,
+
+    /// Seconds without anything from a client (pongs included) before its session ends.
+    #[arg(long, env = "HEARTBEAT_TIMEOUT_SECS", default_value_t = limits::HEARTBEAT_TIMEOUT.as_secs())]
+    pub heartbeat_timeout_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl RelayArgs {
+    /// Refuses settings that cannot work together.
+    pub fn validate(&self) -> Result<()> {
+        // A live client is heard from once per ping interval, and the relay records it at most
+        // once per touch interval: the timeout must leave room for both.
+        let minimum = self.ping_interval_secs + limits::TOUCH_INTERVAL.as_secs() + 1;
+        if self.heartbeat_timeout_secs < minimum {
+            bail!(
+                "HEARTBEAT_TIMEOUT_SECS ({}) must be at least PING_INTERVAL_SECS + {} = {minimum}, or live clients time out",
+                self.heartbeat_timeout_secs,
+                limits::TOUCH_INTERVAL.as_secs() + 1
+            );
+        }
+        if self.max_packet_bytes == 0 || self.outbox_max_bytes < self.max_packet_bytes {
+            bail!("OUTBOX_MAX_BYTES must be at least MAX_PACKET_BYTES, and MAX_PACKET_BYTES above 0");
+        }
+        Ok(())
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs.max(1))
+    }
+
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_timeout_secs)
+    }
+
+    pub fn relay_config(&self) -> RelayConfig {
+        RelayConfig {
+            room: RoomConfig {
+                outbox: OutboxLimits { max_packets: self.outbox_max_packets, max_bytes: self.outbox_max_bytes },
+                heartbeat_timeout: self.heartbeat_timeout(),
+                max_participants: self.max_participants,
+                ..RoomConfig::default()
+            },
+            max_packet_bytes: self.max_packet_bytes,
+            ..RelayConfig::default()
+        }
+    }
+
+    pub fn token_key(&self) -> Result<TokenKey> {
+        let secret = match (&self.token_secret, &self.nats_url) {
+            (Some(secret), _) => secret.clone().into_bytes(),
+            (None, Some(_)) => bail!("TOKEN_SECRET is required with NATS_URL: every relay must verify the same tokens"),
+            (None, None) => {
+                tracing::warn!("TOKEN_SECRET not set: using a random secret; tokens will not survive a restart");
+                (0..32).map(|_| rand::random::<u8>()).collect()
+            }
+        };
+        TokenKey::from_secret(&secret).context("TOKEN_SECRET")
+    }
+
+    pub async fn connect_bus(&self, client_name: &str) -> Result<Arc<dyn RoomBus>> {
+        Ok(match &self.nats_url {
+            Some(url) => {
+                let options = NatsBusOptions { client_name: client_name.to_owned(), ..Default::default() };
+                Arc::new(NatsBus::connect(url, options).await.with_context(|| format!("connecting to NATS at {url}"))?)
+            }
+            None => Arc::new(LocalBus::new()),
+        })
+    }
+
+    /// Validates, connects the bus and starts the relay; its metrics go into a new registry.
+    pub async fn start_relay(&self, client_name: &str) -> Result<(Relay, TokenKey, Registry)> {
+        self.validate()?;
+        let tokens = self.token_key()?;
+        let bus = self.connect_bus(client_name).await?;
+        let metrics = Arc::new(RelayMetrics::default());
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        Ok((Relay::new(bus, self.relay_config(), metrics), tokens, registry))
+    }
+}
+
+/// Logging through `tracing`; `RUST_LOG` filters (default `info`).
+pub fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,65 @@
+//! Configuration of the standalone binary; [`CertArgs`] is shared with `actix-api`, which can
+//! run the listener in its own process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser};
+use videocall_relay::cli::RelayArgs;
+
+use crate::{IdentitySource, WebTransportOptions};
+
+#[derive(Debug, Clone, Args)]
+pub struct CertArgs {
+    /// Certificate chain (PEM) for WebTransport. Unset: a self-signed development certificate
+    /// (ECDSA P-256, valid 13 days) whose hash browsers get from /api/v1/webtransport.
+    /// Reloaded when the file changes or on SIGHUP.
+    #[arg(long, env = "TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// Private key (PEM) for TLS_CERT_FILE.
+    #[arg(long, env = "TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Names the self-signed certificate is issued for, comma-separated.
+    #[arg(long, env = "SELF_SIGNED_NAMES", value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+    pub self_signed_names: Vec<String>,
+}
+
+impl CertArgs {
+    pub fn identity_source(&self) -> IdentitySource {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => IdentitySource::Files { cert: cert.clone(), key: key.clone() },
+            _ => IdentitySource::SelfSigned { names: self.self_signed_names.clone() },
+        }
+    }
+
+    pub fn options(&self, listen: SocketAddr, relay: &RelayArgs) -> WebTransportOptions {
+        WebTransportOptions {
+            listen,
+            identity: self.identity_source(),
+            max_packet_bytes: relay.max_packet_bytes,
+            keep_alive: relay.ping_interval(),
+            idle_timeout: relay.heartbeat_timeout(),
+        }
+    }
+}
+
+/// The WebTransport relay of the video conferencing platform.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "webtransport-server", version, about)]
+pub struct Config {
+    /// UDP address for WebTransport (HTTP/3). `[::]` also accepts IPv4.
+    #[arg(long, env = "WEBTRANSPORT_LISTEN", default_value = "[::]:4433")]
+    pub listen: SocketAddr,
+
+    /// TCP address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "HEALTH_LISTEN_ADDR", default_value = "0.0.0.0:4434")]
+    pub health_listen: SocketAddr,
+
+    #[command(flatten)]
+    pub cert: CertArgs,
+
+    #[command(flatten)]
+    pub relay: RelayArgs,
+}

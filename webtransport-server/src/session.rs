@@ -1,0 +1,214 @@
+//! One WebTransport session: moves packets between the client's streams and a relay session.
+//!
+//! In: every unidirectional stream carries one `PacketWrapper`; streams are read concurrently
+//! and published in the order they were opened. Datagrams carry small packets whose loss is
+//! acceptable (heartbeats), rate-limited. Out: one unidirectional stream per packet.
+//! Liveness comes from QUIC: keep-alives while the peer answers, the idle timeout when it
+//! does not, which ends the session and reports the leave.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use videocall_relay::relay::JoinFailure;
+use videocall_relay::room::JoinError;
+use videocall_relay::{Relay, SessionHandle, TokenKey, auth};
+use wtransport::endpoint::IncomingSession;
+use wtransport::{Connection, VarInt};
+
+use crate::limits::{DATAGRAMS_PER_SECOND, MAX_STREAMS_IN_FLIGHT, STREAM_FINISH_TIMEOUT};
+
+pub(crate) struct Shared {
+    pub relay: Relay,
+    pub tokens: TokenKey,
+    pub max_packet_bytes: usize,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Authorizes, joins and runs one incoming session to its end.
+pub(crate) async fn handle_incoming(incoming: IncomingSession, shared: Arc<Shared>) {
+    let request = match incoming.await {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::debug!(error = %e, "webtransport handshake failed");
+            return;
+        }
+    };
+    let metrics = shared.relay.metrics().clone();
+    let grant = auth::parse_lobby_path(request.path())
+        .and_then(|(user, room, token)| auth::authorize(&shared.tokens, &user, &room, token.as_deref(), unix_now()));
+    let grant = match grant {
+        Ok(grant) => grant,
+        Err(e) => {
+            // WebTransport can only answer 403, 404 or 429 here.
+            metrics.refused(e.code());
+            tracing::info!(path = request.path().split('?').next().unwrap_or(""), reason = %e, "refused");
+            match e.http_status() {
+                400 => request.not_found().await,
+                _ => request.forbidden().await,
+            }
+            return;
+        }
+    };
+    let handle = match shared.relay.join(&grant).await {
+        Ok(handle) => handle,
+        Err(e) => {
+            let code = match e {
+                JoinFailure::Room(JoinError::RoomFull { .. }) => "room_full",
+                JoinFailure::Bus(_) => "bus_unavailable",
+                _ => "join_refused",
+            };
+            metrics.refused(code);
+            request.too_many_requests().await;
+            return;
+        }
+    };
+    let connection = match request.accept().await {
+        Ok(connection) => connection,
+        Err(e) => {
+            tracing::debug!(error = %e, "accepting the session failed");
+            return;
+        }
+    };
+    tracing::info!(room = %handle.room(), user = %handle.user(), session = %handle.id(), "joined over webtransport");
+    run(connection, handle, &shared).await;
+}
+
+/// How a session ended.
+enum Ending {
+    /// The connection is gone; nobody to tell.
+    Gone,
+    /// Close with this code and reason, counting it under `label`.
+    Close { code: u16, reason: String, label: &'static str },
+}
+
+#[derive(Debug)]
+enum StreamFailure {
+    TooLarge,
+    NotFinished,
+    /// Reset by the client or lost with the connection: skipped.
+    Broken,
+}
+
+async fn read_stream(mut stream: wtransport::RecvStream, max: usize) -> Result<Bytes, StreamFailure> {
+    let read = stream.quic_stream_mut().read_to_end(max);
+    match tokio::time::timeout(STREAM_FINISH_TIMEOUT, read).await {
+        Ok(Ok(bytes)) => Ok(Bytes::from(bytes)),
+        Ok(Err(quinn::ReadToEndError::TooLong)) => Err(StreamFailure::TooLarge),
+        Ok(Err(_)) => Err(StreamFailure::Broken),
+        Err(_) => Err(StreamFailure::NotFinished),
+    }
+}
+
+/// A token bucket for datagrams.
+struct DatagramBudget {
+    tokens: f64,
+    last: Instant,
+}
+
+impl DatagramBudget {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let rate = f64::from(DATAGRAMS_PER_SECOND);
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate).min(rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+async fn run(connection: Connection, handle: SessionHandle, shared: &Shared) {
+    let metrics = shared.relay.metrics().clone();
+    let max = shared.max_packet_bytes;
+
+    let writer = async {
+        let mut batch = Vec::new();
+        loop {
+            batch.clear();
+            if let Err(reason) = handle.recv_batch(&mut batch).await {
+                return Ending::Close {
+                    code: reason.close_code(),
+                    reason: reason.as_str().into(),
+                    label: reason.as_str(),
+                };
+            }
+            for packet in batch.drain(..) {
+                let Ok(opening) = connection.open_uni().await else { return Ending::Gone };
+                let Ok(mut stream) = opening.await else { return Ending::Gone };
+                if stream.write_all(&packet).await.is_err() {
+                    return Ending::Gone;
+                }
+                // Finish without waiting for the peer's acknowledgement.
+                let _ = stream.quic_stream_mut().finish();
+            }
+        }
+    };
+
+    let reader = async {
+        let mut in_flight = FuturesOrdered::new();
+        let mut budget = DatagramBudget { tokens: f64::from(DATAGRAMS_PER_SECOND), last: Instant::now() };
+        let mut alive = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                stream = connection.accept_uni(), if in_flight.len() < MAX_STREAMS_IN_FLIGHT => match stream {
+                    Ok(stream) => in_flight.push_back(read_stream(stream, max)),
+                    Err(_) => return Ending::Gone,
+                },
+                Some(read) = in_flight.next() => match read {
+                    Ok(packet) => {
+                        if let Err(e) = handle.publish(&packet).await {
+                            return Ending::Close { code: e.close_code(), reason: e.to_string(), label: e.reason() };
+                        }
+                    }
+                    Err(StreamFailure::TooLarge) => {
+                        metrics.rejected("oversized");
+                        return Ending::Close { code: 1009, reason: format!("packet exceeds the limit of {max} bytes"), label: "oversized" };
+                    }
+                    Err(StreamFailure::NotFinished) => {
+                        metrics.rejected("stream_not_finished");
+                        let reason = format!("stream not finished within {} s", STREAM_FINISH_TIMEOUT.as_secs());
+                        return Ending::Close { code: 1008, reason, label: "stream_not_finished" };
+                    }
+                    Err(StreamFailure::Broken) => {}
+                },
+                datagram = connection.receive_datagram() => match datagram {
+                    Ok(datagram) if budget.take() => {
+                        if let Err(e) = handle.publish(&datagram.payload()).await {
+                            return Ending::Close { code: e.close_code(), reason: e.to_string(), label: e.reason() };
+                        }
+                    }
+                    Ok(_) => metrics.dropped("datagram_rate", 1),
+                    Err(_) => return Ending::Gone,
+                },
+                // The QUIC connection is up (its idle timeout ends it otherwise): the client is alive.
+                _ = alive.tick() => handle.touch(),
+            }
+        }
+    };
+
+    let ending = tokio::select! {
+        ending = writer => ending,
+        ending = reader => ending,
+    };
+    match ending {
+        Ending::Gone => {
+            tracing::info!(room = %handle.room(), session = %handle.id(), "webtransport session gone");
+            handle.finish("left");
+        }
+        Ending::Close { code, reason, label } => {
+            tracing::info!(room = %handle.room(), session = %handle.id(), code, %reason, "closing webtransport session");
+            // Sessions the relay ended were counted with the relay's reason already.
+            handle.finish(label);
+            connection.close(VarInt::from(u32::from(code)), reason.as_bytes());
+        }
+    }
+}
