@@ -68,14 +68,14 @@ pub fn status(cmd: &mut Command) -> Result<()> {
 fn run(args: Vec<String>) -> Result<()> {
     status(cargo().args(["build", "--release", "--locked", "-p", "actix-api"]))?;
     let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let webtransport = std::env::var("WEBTRANSPORT_LISTEN").unwrap_or_else(|_| "[::]:4433".into());
     println!("\nxtask: single node on http://{listen} (in-process bus, no NATS, no database)");
+    println!("xtask:   WebTransport on udp {webtransport} (self-signed; hash at http://{listen}/api/v1/webtransport)");
     println!("xtask:   health   http://{listen}/healthz   metrics http://{listen}/metrics");
-    println!(
-        "xtask:   join     POST http://{listen}/api/v1/guest-tokens, then ws://{listen}/lobby/{{user}}/{{room}}?token=…"
-    );
+    println!("xtask:   join     POST http://{listen}/api/v1/guest-tokens, then ws://{listen}/lobby/{{user}}/{{room}}?token=…");
     println!("xtask:   load     cargo run --release -p bot -- load --server http://{listen}\n");
     let server = target_dir().join("release/actix-api");
-    status(Command::new(server).env("LISTEN_ADDR", &listen).args(args))
+    status(Command::new(server).env("LISTEN_ADDR", &listen).env("WEBTRANSPORT_LISTEN", &webtransport).args(args))
 }
 
 fn test() -> Result<()> {
