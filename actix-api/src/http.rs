@@ -14,7 +14,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/api/v1/guest-tokens", web::post().to(guest_token))
-        .route("/api/v1/webtransport", web::get().to(webtransport));
+        .route("/api/v1/webtransport", web::get().to(webtransport))
+        .route("/diagnostics/webtransport", web::get().to(webtransport_check));
 }
 
 /// The process is up and serving HTTP.
@@ -56,6 +57,12 @@ struct WebTransportInfo {
     url: String,
     /// For `new WebTransport(url, {serverCertificateHashes})` with a self-signed certificate.
     certificate_hashes: Vec<CertificateHash>,
+}
+
+/// A plain page that joins a room over WebTransport and shows what flows: a connection check
+/// for users, and what the browser tests drive.
+async fn webtransport_check() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(include_str!("../static/webtransport-check.html"))
 }
 
 /// Where the WebTransport relay is and, for a development certificate, its hash.

@@ -6,22 +6,10 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::webtransport::{WtClient, hash_from_hex};
+use common::webtransport::{WtClient, lobby, webtransport_info};
 use common::*;
 use testkit::{NatsServer, free_port};
 use videocall_types::PacketType;
-
-async fn webtransport_info(http: &str) -> (String, [u8; 32]) {
-    let info: serde_json::Value =
-        reqwest::get(format!("{http}/api/v1/webtransport")).await.unwrap().json().await.unwrap();
-    let hash = info["certificate_hashes"][0]["value"].as_str().expect("a development certificate hash");
-    assert_eq!(info["certificate_hashes"][0]["algorithm"], "sha-256");
-    (info["url"].as_str().unwrap().to_owned(), hash_from_hex(hash))
-}
-
-fn lobby(base: &str, guest: &Guest) -> String {
-    format!("{base}lobby/{}/{}?token={}", guest.user, guest.room, guest.token)
-}
 
 /// WebSocket `ws` and WebTransport `wt` (both already joined) see each other and exchange
 /// packets with stamped identities.

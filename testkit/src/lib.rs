@@ -1,9 +1,12 @@
 //! Test support: real servers for tests, started on free ports and stopped by process id.
 //!
-//! Nothing here is a mock: [`NatsServer`] runs the `nats-server` binary.
+//! Nothing here is a mock: [`NatsServer`] runs the `nats-server` binary, [`Browser`] runs
+//! headless Chromium through `chromedriver`.
 
+mod browser;
 mod nats;
 
+pub use browser::Browser;
 pub use nats::{NatsCluster, NatsServer};
 
 use std::net::TcpListener;

@@ -72,14 +72,17 @@ fn run(args: Vec<String>) -> Result<()> {
     println!("\nxtask: single node on http://{listen} (in-process bus, no NATS, no database)");
     println!("xtask:   WebTransport on udp {webtransport} (self-signed; hash at http://{listen}/api/v1/webtransport)");
     println!("xtask:   health   http://{listen}/healthz   metrics http://{listen}/metrics");
-    println!("xtask:   join     POST http://{listen}/api/v1/guest-tokens, then ws://{listen}/lobby/{{user}}/{{room}}?token=…");
+    println!(
+        "xtask:   join     POST http://{listen}/api/v1/guest-tokens, then ws://{listen}/lobby/{{user}}/{{room}}?token=…"
+    );
     println!("xtask:   load     cargo run --release -p bot -- load --server http://{listen}\n");
     let server = target_dir().join("release/actix-api");
     status(Command::new(server).env("LISTEN_ADDR", &listen).env("WEBTRANSPORT_LISTEN", &webtransport).args(args))
 }
 
 fn test() -> Result<()> {
-    setup::ensure_commands(&[("nats-server", "nats-server")])?;
+    // NATS for the bus and cluster tests, Chromium for the browser tests.
+    setup::ensure_commands(&[("nats-server", "nats-server"), ("chromium", "chromium")])?;
     if setup::has_command("cargo-fmt") || cargo().args(["fmt", "--version"]).output().is_ok_and(|o| o.status.success())
     {
         status(cargo().args(["fmt", "--all", "--check"]))?;

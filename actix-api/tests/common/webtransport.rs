@@ -9,7 +9,20 @@ use videocall_types::PacketWrapper;
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Connection, Endpoint};
 
-use super::{Received, decode};
+use super::{Guest, Received, decode};
+
+/// The relay's base URL and development certificate hash, from `/api/v1/webtransport`.
+pub async fn webtransport_info(http: &str) -> (String, [u8; 32]) {
+    let info: serde_json::Value =
+        reqwest::get(format!("{http}/api/v1/webtransport")).await.unwrap().json().await.unwrap();
+    let hash = info["certificate_hashes"][0]["value"].as_str().expect("a development certificate hash");
+    assert_eq!(info["certificate_hashes"][0]["algorithm"], "sha-256");
+    (info["url"].as_str().unwrap().to_owned(), hash_from_hex(hash))
+}
+
+pub fn lobby(base: &str, guest: &Guest) -> String {
+    format!("{base}lobby/{}/{}?token={}", guest.user, guest.room, guest.token)
+}
 
 pub struct WtClient {
     pub connection: Connection,
