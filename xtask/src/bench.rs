@@ -16,6 +16,29 @@ enum Scenario {
     Local,
     /// One actix-api publishing through a real nats-server.
     Nats,
+    /// Everyone over WebTransport, to the same single-node process.
+    Webtransport,
+    /// Half the room over WebSocket, half over WebTransport.
+    Mixed,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Local => "ws, local bus",
+            Self::Nats => "ws, nats",
+            Self::Webtransport => "wt, local bus",
+            Self::Mixed => "ws+wt, local",
+        }
+    }
+
+    fn transport(self) -> &'static str {
+        match self {
+            Self::Local | Self::Nats => "websocket",
+            Self::Webtransport => "webtransport",
+            Self::Mixed => "mixed",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -95,12 +118,16 @@ struct Row {
 fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Row> {
     let nats = match scenario {
         Scenario::Nats => Some(NatsServer::start()?),
-        Scenario::Local => None,
+        _ => None,
     };
     let port = free_port();
     let http = format!("http://127.0.0.1:{port}");
     let mut server = Command::new(target_dir().join("release/actix-api"));
-    server.env("LISTEN_ADDR", format!("127.0.0.1:{port}")).env("RUST_LOG", "warn").stdout(Stdio::null());
+    server
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("WEBTRANSPORT_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
     if let Some(nats) = &nats {
         server.env("NATS_URL", nats.url()).env("TOKEN_SECRET", "bench secret that is long enough for HS256");
     }
@@ -111,6 +138,7 @@ fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Row> {
     let started = Instant::now();
     let output = Command::new(target_dir().join("release/bot"))
         .args(["load", "--json", "--server", &http, "--participants", &args.participants.to_string()])
+        .args(["--transport", scenario.transport()])
         .args(["--duration", &args.duration.to_string()])
         .stderr(Stdio::inherit())
         .output()
@@ -129,10 +157,7 @@ fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Row> {
         _ => None,
     };
     Ok(Row {
-        name: match scenario {
-            Scenario::Local => "local bus",
-            Scenario::Nats => "nats",
-        },
+        name: scenario.name(),
         report,
         server: ProcUsage {
             cpu_seconds: server_after.cpu_seconds - server_before.cpu_seconds,
@@ -148,8 +173,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         setup::ensure_commands(&[("nats-server", "nats-server")])?;
     }
     status(cargo().args(["build", "--release", "--locked", "-p", "actix-api", "-p", "bot"]))?;
-    let scenarios =
-        if args.scenario.is_empty() { vec![Scenario::Local, Scenario::Nats] } else { args.scenario.clone() };
+    let scenarios = if args.scenario.is_empty() {
+        vec![Scenario::Local, Scenario::Nats, Scenario::Webtransport, Scenario::Mixed]
+    } else {
+        args.scenario.clone()
+    };
     let mut rows = Vec::new();
     for scenario in scenarios {
         println!("xtask: bench {scenario:?}: {} participants, {} s", args.participants, args.duration);
@@ -165,11 +193,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .unwrap_or_default();
     println!("\nmachine: {cpus} cores, {machine}");
     println!(
-        "{:<10} {:>12} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>16} {:>12} {:>14}",
+        "{:<14} {:>12} {:>8} {:>8} {:>10} {:>7} {:>7} {:>7} {:>7} {:>16} {:>12} {:>14}",
         "scenario",
         "delivered/s",
         "MB/s",
         "loss %",
+        "reordered",
         "p50 ms",
         "p95 ms",
         "p99 ms",
@@ -183,11 +212,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         let l = |k: &str| r["latency_ms"][k].as_f64().unwrap_or(f64::NAN);
         println!(
-            "{:<10} {:>12.0} {:>8.1} {:>8.3} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>11.1} ({:>4.2}) {:>12.1} {:>14}",
+            "{:<14} {:>12.0} {:>8.1} {:>8.3} {:>10} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>11.1} ({:>4.2}) {:>12.1} {:>14}",
             row.name,
             f("delivered_packets_per_sec"),
             f("delivered_mbytes_per_sec"),
             f("loss_percent"),
+            r["reordered"].as_u64().unwrap_or(0),
             l("p50"),
             l("p95"),
             l("p99"),

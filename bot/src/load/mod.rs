@@ -4,6 +4,7 @@
 //! duplicates, reordering and relay latency (send time carried in the payload; sender and
 //! receivers share this machine's clock).
 
+mod link;
 mod participant;
 mod payload;
 mod stats;
@@ -17,6 +18,7 @@ use clap::Args;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
+use link::Transport;
 use participant::{Live, Participant, SendPlan};
 use stats::{Latency, ReceiverStats, Summary};
 
@@ -55,12 +57,35 @@ pub struct LoadArgs {
     /// Room name prefix; rooms are `{prefix}-{run}-{n}`.
     #[arg(long, default_value = "load")]
     pub room_prefix: String,
+    /// How participants connect: all over WebSocket, all over WebTransport, or alternating.
+    #[arg(long, value_enum, default_value_t = TransportChoice::Websocket)]
+    pub transport: TransportChoice,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
     /// No progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportChoice {
+    Websocket,
+    Webtransport,
+    /// Even participants on WebSocket, odd ones on WebTransport.
+    Mixed,
+}
+
+impl TransportChoice {
+    fn for_participant(self, index: usize) -> Transport {
+        match self {
+            Self::Websocket => Transport::Websocket,
+            Self::Webtransport => Transport::Webtransport,
+            Self::Mixed if index % 2 == 0 => Transport::Websocket,
+            Self::Mixed => Transport::Webtransport,
+        }
+    }
 }
 
 impl LoadArgs {
@@ -83,21 +108,25 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let rooms = args.rooms.max(1);
     let run_id: u32 = rand::random::<u32>() % 100_000;
     let server = args.server.trim_end_matches('/').to_owned();
-    if server.starts_with("https://") && !cfg!(feature = "tls") {
-        bail!("{server}: this bot was built without TLS; build it with `--features tls`");
-    }
+    link::check_server(&server)?;
     let http = reqwest::Client::new();
+    let webtransport = match args.transport {
+        TransportChoice::Websocket => None,
+        _ => Some(Arc::new(link::WebTransportInfo::fetch(&http, &server).await?)),
+    };
 
     // Join everyone, a few at a time.
     let gate = Arc::new(Semaphore::new(8));
     let joins: Vec<_> = (0..args.participants)
         .map(|i| {
-            let (http, server, gate) = (http.clone(), server.clone(), gate.clone());
+            let (http, server, gate, webtransport) = (http.clone(), server.clone(), gate.clone(), webtransport.clone());
+            let transport = args.transport.for_participant(i);
             let room = i % rooms;
             let room_name = format!("{}-{run_id}-{room}", args.room_prefix);
             tokio::spawn(async move {
                 let _permit = gate.acquire().await?;
-                Participant::join(&http, &server, room, &room_name, &format!("Load bot {i}")).await
+                let name = format!("Load bot {i}");
+                Participant::join(&http, &server, transport, webtransport.as_deref(), room, &room_name, &name).await
             })
         })
         .collect();
@@ -144,16 +173,15 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         sent_per_room[room] += packets;
         sent_packets += packets;
         sent_bytes += bytes;
-        let (stream, stats) = receiver.await.context("receiver task")?;
+        let (receiving, stats) = receiver.await.context("receiver task")?;
         total.merge(&stats);
-        if let Ok(mut ws) = sink.reunite(stream) {
-            let _ = ws.close(None).await;
-        }
+        link::close(sink, receiving).await;
     }
     let expected: u64 = sent_per_room.iter().zip(&room_sizes).map(|(sent, size)| sent * (*size as u64 - 1)).sum();
     let seconds = args.duration;
     let summary = Summary {
         server,
+        transport: args.transport,
         rooms,
         participants: args.participants,
         seconds,

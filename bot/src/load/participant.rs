@@ -6,22 +6,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use protobuf::Message as _;
 use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use videocall_types::{PacketType, PacketWrapper, PresencePacket, presence_packet::Event};
 
+use super::link::{self, LinkReceiver, LinkSender, Transport, WebTransportInfo};
 use super::payload::{self, FrameSizer, Kind, Stamp};
 use super::stats::ReceiverStats;
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Counters the progress line reads while the run goes on.
 #[derive(Default)]
@@ -44,7 +38,8 @@ pub struct SendPlan {
 pub struct Participant {
     pub user: String,
     pub room: usize,
-    ws: Ws,
+    sender: LinkSender,
+    receiver: LinkReceiver,
     known: std::collections::HashSet<u64>,
 }
 
@@ -59,8 +54,16 @@ fn now_ns() -> u64 {
 }
 
 impl Participant {
-    /// Gets a guest token from `server` and joins `room_name`.
-    pub async fn join(http: &reqwest::Client, server: &str, room: usize, room_name: &str, name: &str) -> Result<Self> {
+    /// Gets a guest token from `server` and joins `room_name` over `transport`.
+    pub async fn join(
+        http: &reqwest::Client,
+        server: &str,
+        transport: Transport,
+        webtransport: Option<&WebTransportInfo>,
+        room: usize,
+        room_name: &str,
+        name: &str,
+    ) -> Result<Self> {
         let response = http
             .post(format!("{server}/api/v1/guest-tokens"))
             .json(&serde_json::json!({"room": room_name, "display_name": name}))
@@ -72,22 +75,20 @@ impl Participant {
             bail!("guest token refused: {status} {}", response.text().await.unwrap_or_default());
         }
         let token: GuestToken = response.json().await.context("reading the guest token")?;
-        let ws_url = format!("{}{}", server.replacen("http", "ws", 1), token.websocket_path);
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(&ws_url, None, true)
-            .await
-            .with_context(|| format!("connecting to {}", ws_url.split('?').next().unwrap_or_default()))?;
-        Ok(Self { user: token.user_id, room, ws, known: Default::default() })
+        let (sender, receiver) = link::connect(transport, server, webtransport, &token.websocket_path).await?;
+        Ok(Self { user: token.user_id, room, sender, receiver, known: Default::default() })
     }
 
     /// Reads presence until this participant knows `others` other sessions.
     pub async fn await_peers(&mut self, others: usize, limit: Duration) -> Result<()> {
         let deadline = Instant::now() + limit;
         while self.known.len() < others {
-            let message = tokio::time::timeout_at(deadline, self.ws.next())
+            let message = tokio::time::timeout_at(deadline, self.receiver.recv())
                 .await
                 .with_context(|| format!("{} saw {} of {others} peers", self.user, self.known.len()))?;
             let Some(message) = message else { bail!("{}: connection closed while waiting for peers", self.user) };
-            if let Message::Binary(bytes) = message? {
+            {
+                let bytes = message?;
                 let Ok(packet) = PacketWrapper::parse_from_bytes(&bytes) else { continue };
                 if packet.packet_type.enum_value() != Ok(PacketType::PRESENCE) {
                     continue;
@@ -115,25 +116,22 @@ impl Participant {
         end: Instant,
         stop: watch::Receiver<bool>,
         live: Arc<Live>,
-    ) -> (
-        tokio::task::JoinHandle<Result<(SplitSink<Ws, Message>, u64, u64)>>,
-        tokio::task::JoinHandle<(SplitStream<Ws>, ReceiverStats)>,
-    ) {
-        let (sink, stream) = self.ws.split();
-        let sender = tokio::spawn(send(sink, plan, start, end, live.clone()));
-        let receiver = tokio::spawn(receive(stream, stop, live));
+    ) -> (tokio::task::JoinHandle<Result<(LinkSender, u64, u64)>>, tokio::task::JoinHandle<(LinkReceiver, ReceiverStats)>)
+    {
+        let sender = tokio::spawn(send(self.sender, plan, start, end, live.clone()));
+        let receiver = tokio::spawn(receive(self.receiver, stop, live));
         (sender, receiver)
     }
 }
 
-/// Publishes video frames and audio packets; returns the sink and packets and bytes sent.
+/// Publishes video frames and audio packets; returns the link and the packets and bytes sent.
 async fn send(
-    mut sink: SplitSink<Ws, Message>,
+    mut link: LinkSender,
     plan: SendPlan,
     start: Instant,
     end: Instant,
     live: Arc<Live>,
-) -> Result<(SplitSink<Ws, Message>, u64, u64)> {
+) -> Result<(LinkSender, u64, u64)> {
     let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
     let mut sizer = FrameSizer::new(plan.video_frame_bytes, plan.keyframe_every);
     let video_period = Duration::from_secs_f64(1.0 / f64::from(plan.fps.max(1)));
@@ -155,28 +153,27 @@ async fn send(
         let packet = PacketWrapper { packet_type: PacketType::MEDIA.into(), keyframe, data, ..Default::default() };
         let bytes = packet.write_to_bytes()?;
         sent_bytes += bytes.len() as u64;
-        sink.send(Message::Binary(bytes.into())).await.context("sending")?;
+        link.send(bytes).await?;
         seq += 1;
         live.sent.fetch_add(1, Ordering::Relaxed);
     }
-    Ok((sink, seq, sent_bytes))
+    Ok((link, seq, sent_bytes))
 }
 
 /// Records every media packet received until `stop`.
 async fn receive(
-    mut stream: SplitStream<Ws>,
+    mut link: LinkReceiver,
     mut stop: watch::Receiver<bool>,
     live: Arc<Live>,
-) -> (SplitStream<Ws>, ReceiverStats) {
+) -> (LinkReceiver, ReceiverStats) {
     let mut stats = ReceiverStats::default();
     loop {
         let message = tokio::select! {
-            message = stream.next() => message,
+            message = link.recv() => message,
             _ = stop.changed() => break,
         };
         let bytes = match message {
-            Some(Ok(Message::Binary(bytes))) => bytes,
-            Some(Ok(_)) => continue,
+            Some(Ok(bytes)) => bytes,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "receive failed");
                 break;
@@ -194,5 +191,5 @@ async fn receive(
         live.delivered.fetch_add(1, Ordering::Relaxed);
         live.delivered_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     }
-    (stream, stats)
+    (link, stats)
 }

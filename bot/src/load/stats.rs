@@ -83,6 +83,7 @@ impl ReceiverStats {
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub server: String,
+    pub transport: super::TransportChoice,
     pub rooms: usize,
     pub participants: usize,
     pub seconds: f64,
@@ -124,7 +125,7 @@ impl Summary {
     pub fn table(&self) -> String {
         let l = &self.latency_ms;
         format!(
-            "server       {}\n\
+            "server       {} over {:?}\n\
              participants {} in {} room(s), sending for {:.1} s\n\
              sent         {} packets, {:.2} MB ({:.0} packets/s)\n\
              delivered    {} of {} expected ({:.0} packets/s, {:.2} MB/s)\n\
@@ -133,6 +134,7 @@ impl Summary {
              reordered    {}\n\
              latency ms   p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}\n",
             self.server,
+            self.transport,
             self.participants,
             self.rooms,
             self.seconds,
