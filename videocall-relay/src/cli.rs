@@ -144,3 +144,14 @@ pub fn init_tracing(format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
+
+/// Waits for SIGINT or SIGTERM, the signals a server stops on.
+pub async fn shutdown_signal() -> Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+    }
+    Ok(())
+}

@@ -167,12 +167,7 @@ impl RunningServer {
 
     /// Serves until SIGINT or SIGTERM.
     pub async fn run_until_signal(self) -> Result<()> {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-            _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
-        }
+        videocall_relay::cli::shutdown_signal().await?;
         self.stop().await;
         Ok(())
     }
