@@ -20,18 +20,19 @@ pub fn free_port() -> u16 {
         .expect("loopback must be available to tests")
 }
 
-/// Path of a binary of this workspace, built (debug) if it is not there yet. Tests use it to
-/// run a server as a separate process.
+/// Path of a binary of this workspace, for tests that run a server as a separate process.
+/// `cargo xtask test` builds every binary first; a nested `cargo build` from inside a test would
+/// wait on the outer `cargo test`'s lock, so a missing binary is an error with instructions.
 pub fn workspace_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
     use anyhow::Context;
     // Test executables live in target/<profile>/deps; binaries one level up.
     let exe = std::env::current_exe().context("locating the test executable")?;
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).context("unexpected test executable location")?;
     let binary = profile_dir.join(name);
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo).args(["build", "--bin", name]).status()?;
-        anyhow::ensure!(status.success(), "cargo build --bin {name} failed");
-    }
+    anyhow::ensure!(
+        binary.exists(),
+        "{} is missing: build the workspace binaries first (`cargo build --workspace --bins`, which `cargo xtask test` does)",
+        binary.display()
+    );
     Ok(binary)
 }

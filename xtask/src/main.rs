@@ -87,6 +87,8 @@ fn test() -> Result<()> {
     {
         status(cargo().args(["fmt", "--all", "--check"]))?;
     }
+    // Tests that run a server as a separate process need the binaries built beforehand.
+    status(cargo().args(["build", "--workspace", "--bins", "--locked"]))?;
     status(cargo().args(["test", "--workspace", "--locked"]))?;
     setup::wasm_build("videocall-types")?;
     println!("xtask: every test passed");
