@@ -37,7 +37,10 @@ pub struct Browser {
 impl Browser {
     /// Starts headless Chromium with a fresh profile and connects to its first page.
     pub async fn launch() -> Result<Self> {
-        let profile = std::env::temp_dir().join(format!("chromium-profile-{}", crate::free_port()));
+        // A profile nobody used before: a stale DevToolsActivePort would point at a dead port.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let profile = std::env::temp_dir().join(format!("chromium-profile-{}-{nanos}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&profile);
         std::fs::create_dir_all(&profile)?;
         let process = Command::new(CHROMIUM)
             .args([
@@ -60,7 +63,7 @@ impl Browser {
             .context("starting Chromium (apt-get install chromium)")?;
         let chromium = Chromium { process, profile };
         let port = devtools_port(&chromium.profile).await?;
-        let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list")).await?.json().await?;
+        let targets = page_targets(port).await?;
         let page_url = targets
             .as_array()
             .and_then(|t| t.iter().find(|t| t["type"] == "page"))
@@ -124,6 +127,18 @@ impl Browser {
     /// Closes Chromium.
     pub async fn quit(self) {
         let _ = self.command("Browser.close", json!({})).await;
+    }
+}
+
+/// The browser's targets, once its DevTools endpoint answers.
+async fn page_targets(port: u16) -> Result<Value> {
+    let started = Instant::now();
+    loop {
+        match reqwest::get(format!("http://127.0.0.1:{port}/json/list")).await {
+            Ok(response) => return Ok(response.json().await?),
+            Err(e) if started.elapsed() > Duration::from_secs(20) => return Err(e).context("DevTools endpoint"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
     }
 }
 

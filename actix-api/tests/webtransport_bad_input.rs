@@ -1,0 +1,88 @@
+//! Bad input over WebTransport: each offender gets its documented close code, while the others
+//! in the room keep receiving.
+
+mod common;
+
+use std::time::Duration;
+
+use common::webtransport::{WtClient, lobby, webtransport_info};
+use common::*;
+use protobuf::Message as _;
+use videocall_types::PacketType;
+use videocall_types::limits::MAX_PACKET_BYTES;
+
+/// A sends to B over WebSocket; after each offence B must still get A's next packet.
+async fn still_flowing(a: &mut Client, b: &mut Client, n: u32) {
+    let text = format!("still flowing #{n}");
+    a.send(&media(text.as_bytes())).await.unwrap();
+    loop {
+        if let Received::Packet(p) = b.recv_within(Duration::from_secs(10)).await.unwrap() {
+            if p.data == text.as_bytes() {
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webtransport_offenders_are_closed_and_the_room_carries_on() {
+    let mut config = Config::for_tests();
+    config.webtransport_listen = Some("127.0.0.1:0".parse().unwrap());
+    let server = start(config).await;
+    let http = http_url(&server);
+    let (base, hash) = webtransport_info(&http).await;
+    let mut a = Client::join(&http, &guest(&http, "busy", "A").await).await;
+    let mut b = Client::join(&http, &guest(&http, "busy", "B").await).await;
+
+    let mut unknown_type = media(b"x").write_to_bytes().unwrap();
+    unknown_type[1] = 77;
+    let mut presence = media(b"x");
+    presence.packet_type = PacketType::PRESENCE.into();
+    let cases: Vec<(&str, Vec<u8>, u32, &str)> = vec![
+        ("malformed protobuf", vec![0xff, 0xff, 0xff], 1007, "malformed PacketWrapper"),
+        ("unknown packet type", unknown_type, 1008, "unknown packet type 77"),
+        ("presence from a client", presence.write_to_bytes().unwrap(), 1008, "clients may not send PRESENCE"),
+        ("oversized stream", vec![0; MAX_PACKET_BYTES + 1], 1009, "exceeds the limit"),
+    ];
+    for (n, (what, bytes, code, reason)) in cases.into_iter().enumerate() {
+        let offender = WtClient::connect(&lobby(&base, &guest(&http, "busy", "Mallory").await), hash).await.unwrap();
+        // The stream may be cut short by the close, so the write's result does not matter.
+        let _ = offender.send_bytes(&bytes).await;
+        let (got_code, got_reason) = offender.closed().await;
+        assert_eq!(got_code, code, "{what}: {got_reason}");
+        assert!(got_reason.contains(reason), "{what}: {got_reason:?} lacks {reason:?}");
+        still_flowing(&mut a, &mut b, n as u32).await;
+    }
+
+    // A flood of datagrams: the excess is dropped and counted, the sender stays, the room too.
+    let flooder = WtClient::connect(&lobby(&base, &guest(&http, "busy", "Flood").await), hash).await.unwrap();
+    let heartbeat = media(b"heartbeat").write_to_bytes().unwrap();
+    for _ in 0..2000 {
+        let _ = flooder.connection.send_datagram(heartbeat.clone());
+    }
+    still_flowing(&mut a, &mut b, 100).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("videocall_packets_dropped_total{reason=\"datagram_rate\"}"), "{metrics}");
+    assert!(flooder.connection.quic_connection().close_reason().is_none(), "a datagram flood is throttled, not fatal");
+
+    // A stream that is never finished closes its session after the finish timeout.
+    let staller = WtClient::connect(&lobby(&base, &guest(&http, "busy", "Staller").await), hash).await.unwrap();
+    let mut stream = staller.connection.open_uni().await.unwrap().await.unwrap();
+    stream.write_all(&media(b"never finished").write_to_bytes().unwrap()).await.unwrap();
+    still_flowing(&mut a, &mut b, 200).await;
+    let (code, reason) = staller.closed().await;
+    assert_eq!((code, reason.as_str()), (1008, "stream not finished within 10 s"));
+    still_flowing(&mut a, &mut b, 201).await;
+
+    for reason in
+        ["malformed\"} 1", "unknown_type\"} 1", "not_allowed\"} 1", "oversized\"} 1", "stream_not_finished\"} 1"]
+    {
+        let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+        assert!(
+            metrics.contains(&format!("videocall_packets_rejected_total{{reason=\"{reason}")),
+            "{reason} in {metrics}"
+        );
+    }
+    server.stop().await;
+}
