@@ -156,3 +156,40 @@ async fn websocket_and_webtransport_relays_meet_through_nats_as_separate_process
     let _ = std::fs::remove_dir_all(&dir);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webtransport_client_that_vanishes_is_reported_gone_within_the_heartbeat_timeout() {
+    let mut config = Config::for_tests();
+    config.webtransport_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.relay.heartbeat_timeout_secs = 3;
+    config.relay.ping_interval_secs = 1;
+    let server = start(config).await;
+    let http = http_url(&server);
+    let (base, hash) = webtransport_info(&http).await;
+    let mut watcher = Client::join(&http, &guest(&http, "vanish", "Watcher").await).await;
+    let url = lobby(&base, &guest(&http, "vanish", "Vanishing").await);
+
+    // The client lives on its own runtime; shutting that down in the background stops its QUIC
+    // driver on the spot: no CONNECTION_CLOSE, no further packets, as if the machine went away.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let client_thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let client = runtime.block_on(WtClient::connect(&url, hash)).unwrap();
+        ready_tx.send(()).unwrap();
+        std::mem::forget(client);
+        runtime.shutdown_background();
+    });
+    ready_rx.recv().unwrap();
+    client_thread.join().unwrap();
+    let Received::Joined(session, _) = watcher.recv().await.unwrap() else { panic!("join not seen") };
+    let vanished_at = Instant::now();
+    loop {
+        match watcher.recv_within(Duration::from_secs(15)).await.unwrap() {
+            Received::Left(left, _) if left == session => break,
+            _ => {}
+        }
+    }
+    // QUIC's idle timeout is the heartbeat timeout (3 s); allow the relay's tick and scheduling.
+    assert!(vanished_at.elapsed() < Duration::from_secs(6), "took {:?}", vanished_at.elapsed());
+    server.stop().await;
+}
