@@ -5,17 +5,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::webtransport::{WtClient, lobby, webtransport_info};
+use common::webtransport::{WebTransportServer, WtClient, lobby, start_with_webtransport};
 use common::*;
 use testkit::Browser;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_and_a_native_client_exchange_packets_over_webtransport() {
-    let mut config = Config::for_tests();
-    config.webtransport_listen = Some("127.0.0.1:0".parse().unwrap());
-    let server = start(config).await;
-    let http = http_url(&server);
-    let (base, hash) = webtransport_info(&http).await;
+    let config = Config::for_tests();
+    let WebTransportServer { server, http, base, hash } = start_with_webtransport(config).await;
     let native_guest = guest(&http, "browser-room", "Native").await;
     let native = WtClient::connect(&lobby(&base, &native_guest), hash).await.unwrap();
     assert!(matches!(native.recv().await.unwrap(), Received::Members(_)));

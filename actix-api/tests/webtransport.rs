@@ -6,7 +6,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::webtransport::{WtClient, lobby, webtransport_info};
+use common::webtransport::{WebTransportServer, WtClient, lobby, start_with_webtransport};
 use common::*;
 use testkit::{NatsServer, free_port};
 use videocall_types::PacketType;
@@ -41,11 +41,8 @@ async fn exchange(ws: &mut Client, ws_guest: &Guest, wt: &WtClient, wt_guest: &G
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_and_webtransport_clients_meet_in_one_process() {
-    let mut config = Config::for_tests();
-    config.webtransport_listen = Some("127.0.0.1:0".parse().unwrap());
-    let server = start(config).await;
-    let http = http_url(&server);
-    let (base, hash) = webtransport_info(&http).await;
+    let config = Config::for_tests();
+    let WebTransportServer { server, http, base, hash } = start_with_webtransport(config).await;
     assert_eq!(base, format!("https://127.0.0.1:{}/", server.webtransport_addr().unwrap().port()));
 
     let ws_guest = guest(&http, "mixed", "On WebSocket").await;
@@ -72,11 +69,8 @@ async fn websocket_and_webtransport_clients_meet_in_one_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webtransport_refuses_bad_paths_and_tokens() {
-    let mut config = Config::for_tests();
-    config.webtransport_listen = Some("127.0.0.1:0".parse().unwrap());
-    let server = start(config).await;
-    let http = http_url(&server);
-    let (base, hash) = webtransport_info(&http).await;
+    let config = Config::for_tests();
+    let WebTransportServer { server, http, base, hash } = start_with_webtransport(config).await;
     let g = guest(&http, "room", "A").await;
     for path in [
         format!("lobby/{}/bad.room?token={}", g.user, g.token),
@@ -160,12 +154,9 @@ async fn websocket_and_webtransport_relays_meet_through_nats_as_separate_process
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webtransport_client_that_vanishes_is_reported_gone_within_the_heartbeat_timeout() {
     let mut config = Config::for_tests();
-    config.webtransport_listen = Some("127.0.0.1:0".parse().unwrap());
     config.relay.heartbeat_timeout_secs = 3;
     config.relay.ping_interval_secs = 1;
-    let server = start(config).await;
-    let http = http_url(&server);
-    let (base, hash) = webtransport_info(&http).await;
+    let WebTransportServer { server, http, base, hash } = start_with_webtransport(config).await;
     let mut watcher = Client::join(&http, &guest(&http, "vanish", "Watcher").await).await;
     let url = lobby(&base, &guest(&http, "vanish", "Vanishing").await);
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::webtransport::{WtClient, lobby, webtransport_info};
+use common::webtransport::{WebTransportServer, WtClient, lobby, start_with_webtransport};
 use common::*;
 use protobuf::Message as _;
 use videocall_types::PacketType;
@@ -26,11 +26,8 @@ async fn still_flowing(a: &mut Client, b: &mut Client, n: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webtransport_offenders_are_closed_and_the_room_carries_on() {
-    let mut config = Config::for_tests();
-    config.webtransport_listen = Some("127.0.0.1:0".parse().unwrap());
-    let server = start(config).await;
-    let http = http_url(&server);
-    let (base, hash) = webtransport_info(&http).await;
+    let config = Config::for_tests();
+    let WebTransportServer { server, http, base, hash } = start_with_webtransport(config).await;
     let mut a = Client::join(&http, &guest(&http, "busy", "A").await).await;
     let mut b = Client::join(&http, &guest(&http, "busy", "B").await).await;
 

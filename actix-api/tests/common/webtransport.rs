@@ -9,7 +9,24 @@ use videocall_types::PacketWrapper;
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Connection, Endpoint};
 
-use super::{Guest, Received, decode};
+use super::{Config, Guest, Received, RunningServer, decode, http_url, start};
+
+/// A single-node server with its WebTransport listener on a free loopback port, its HTTP base
+/// URL, and the WebTransport base URL and certificate hash it reports.
+pub struct WebTransportServer {
+    pub server: RunningServer,
+    pub http: String,
+    pub base: String,
+    pub hash: [u8; 32],
+}
+
+pub async fn start_with_webtransport(mut config: Config) -> WebTransportServer {
+    config.webtransport_listen = Some("127.0.0.1:0".parse().unwrap());
+    let server = start(config).await;
+    let http = http_url(&server);
+    let (base, hash) = webtransport_info(&http).await;
+    WebTransportServer { server, http, base, hash }
+}
 
 /// The relay's base URL and development certificate hash, from `/api/v1/webtransport`.
 pub async fn webtransport_info(http: &str) -> (String, [u8; 32]) {
