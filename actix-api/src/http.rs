@@ -45,18 +45,11 @@ async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 }
 
 #[derive(Serialize)]
-struct CertificateHash {
-    algorithm: &'static str,
-    /// The SHA-256 digest, hex.
-    value: String,
-}
-
-#[derive(Serialize)]
 struct WebTransportInfo {
     /// Base URL; sessions are at `{url}lobby/{user}/{room}?token=…`.
     url: String,
     /// For `new WebTransport(url, {serverCertificateHashes})` with a self-signed certificate.
-    certificate_hashes: Vec<CertificateHash>,
+    certificate_hashes: serde_json::Value,
 }
 
 /// A plain page that joins a room over WebTransport and shows what flows: a connection check
@@ -88,10 +81,7 @@ async fn webtransport(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
             ));
         }
     };
-    let certificate_hashes = hash
-        .map(|h| CertificateHash { algorithm: "sha-256", value: h.iter().map(|b| format!("{b:02x}")).collect() })
-        .into_iter()
-        .collect();
+    let certificate_hashes = webtransport_server::certificate_hashes_json(hash);
     Ok(HttpResponse::Ok().json(WebTransportInfo { url, certificate_hashes }))
 }
 

@@ -94,3 +94,13 @@ pub fn certificate_hash(identity: &Identity) -> Option<[u8; 32]> {
 
 /// The current certificate's hash, shared with whoever tells browsers about it.
 pub type SharedHash = Arc<RwLock<Option<[u8; 32]>>>;
+
+/// `[{"algorithm": "sha-256", "value": "<hex>"}]`, what a page turns into
+/// `serverCertificateHashes`; empty without a hash.
+pub fn certificate_hashes_json(hash: Option<[u8; 32]>) -> serde_json::Value {
+    let entries = hash.map(|h| {
+        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+        serde_json::json!({"algorithm": "sha-256", "value": hex})
+    });
+    serde_json::Value::Array(entries.into_iter().collect())
+}

@@ -12,8 +12,9 @@ use crate::{IdentitySource, WebTransportOptions};
 #[derive(Debug, Clone, Args)]
 pub struct CertArgs {
     /// Certificate chain (PEM) for WebTransport. Unset: a self-signed development certificate
-    /// (ECDSA P-256, valid 13 days) whose hash browsers get from /api/v1/webtransport.
-    /// Reloaded when the file changes or on SIGHUP.
+    /// (ECDSA P-256, valid 13 days) whose hash browsers get from actix-api's
+    /// /api/v1/webtransport (single node) or the standalone relay's /certificate. Reloaded when
+    /// the file changes or on SIGHUP.
     #[arg(long, env = "TLS_CERT_FILE", requires = "tls_key_file")]
     pub tls_cert_file: Option<PathBuf>,
 

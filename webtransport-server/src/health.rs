@@ -1,4 +1,5 @@
-//! The small HTTP server of the standalone relay: /healthz, /readyz, /metrics.
+//! The small HTTP server of the standalone relay: /healthz, /readyz, /metrics, and
+//! /certificate (the hash of a development certificate, for `serverCertificateHashes`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use videocall_relay::Relay;
 struct State {
     relay: Relay,
     registry: Registry,
+    hash: crate::SharedHash,
 }
 
 /// Serves health endpoints; returns the bound address and the server's handle.
@@ -19,14 +21,16 @@ pub async fn start(
     listen: SocketAddr,
     relay: Relay,
     registry: Registry,
+    hash: crate::SharedHash,
 ) -> Result<(SocketAddr, actix_web::dev::ServerHandle)> {
-    let state = web::Data::from(Arc::new(State { relay, registry }));
+    let state = web::Data::from(Arc::new(State { relay, registry, hash }));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .route("/healthz", web::get().to(|| async { HttpResponse::Ok().content_type("text/plain").body("ok\n") }))
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics))
+            .route("/certificate", web::get().to(certificate))
     })
     .workers(1)
     .bind(listen)
@@ -50,4 +54,9 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
         Ok((body, content_type)) => HttpResponse::Ok().content_type(content_type).body(body),
         Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
     }
+}
+
+async fn certificate(state: web::Data<State>) -> HttpResponse {
+    let hash = *state.hash.read();
+    HttpResponse::Ok().json(serde_json::json!({"certificate_hashes": crate::certificate_hashes_json(hash)}))
 }

@@ -21,7 +21,7 @@ use videocall_relay::{Relay, TokenKey};
 use wtransport::config::Ipv6DualStackConfig;
 use wtransport::{Endpoint, Identity, ServerConfig, VarInt};
 
-pub use cert::{IdentitySource, SharedHash};
+pub use cert::{IdentitySource, SharedHash, certificate_hashes_json};
 pub use config::{CertArgs, Config};
 
 /// How the listener runs.
@@ -177,7 +177,8 @@ impl RunningServer {
 pub async fn run(config: Config) -> Result<RunningServer> {
     let (relay, tokens, registry) = config.relay.start_relay(&format!("webtransport-server {}", config.listen)).await?;
     let webtransport = serve(relay.clone(), tokens, config.cert.options(config.listen, &config.relay)).await?;
-    let (health_addr, health) = health::start(config.health_listen, relay.clone(), registry).await?;
+    let (health_addr, health) =
+        health::start(config.health_listen, relay.clone(), registry, webtransport.shared_hash()).await?;
     tracing::info!(webtransport = %webtransport.local_addr(), health = %health_addr, bus = relay.bus_kind(), "webtransport-server running");
     Ok(RunningServer { webtransport, health_addr, health, relay })
 }
