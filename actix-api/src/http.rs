@@ -3,11 +3,11 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use videocall_relay::RoomToken;
+use videocall_relay::{RoomToken, auth};
 use videocall_types::{DisplayName, RoomId, UserId};
 
+use crate::AppState;
 use crate::error::ApiError;
-use crate::{AppState, unix_now};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
@@ -119,7 +119,7 @@ async fn guest_token(state: web::Data<AppState>, body: web::Json<GuestTokenReque
     let name = DisplayName::parse(&body.display_name).map_err(|e| bad_request("bad_display_name", e))?;
     let suffix: u64 = rand::random();
     let user = UserId::parse(&format!("guest-{suffix:016x}")).map_err(|e| bad_request("bad_user_id", e))?;
-    let now = unix_now();
+    let now = auth::unix_now();
     let grant = RoomToken { user, room, name, expires_at: now + state.config.guest_token_ttl_secs };
     let token = state
         .tokens

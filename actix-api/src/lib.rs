@@ -9,7 +9,6 @@ mod http;
 mod ws;
 
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, Result};
@@ -27,11 +26,6 @@ pub(crate) struct AppState {
     pub registry: Registry,
     /// The in-process WebTransport listener's port and certificate hash, when there is one.
     pub webtransport: Option<(u16, SharedHash)>,
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// A started server.

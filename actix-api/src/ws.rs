@@ -27,10 +27,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 use videocall_relay::relay::JoinFailure;
 use videocall_relay::room::JoinError;
-use videocall_relay::{RelayMetrics, RoomToken, SessionHandle, auth};
+use videocall_relay::{RelayMetrics, RoomToken, SessionError, SessionHandle, auth};
 
+use crate::AppState;
 use crate::error::ApiError;
-use crate::{AppState, unix_now};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/lobby/{email}/{room}", web::get().to(lobby));
@@ -48,7 +48,7 @@ fn refuse(metrics: &RelayMetrics, status: StatusCode, code: &'static str, messag
 
 /// Checks ids and token; the path must name the token's user and room.
 fn authorize(state: &AppState, path: &(String, String), query: &TokenQuery) -> Result<RoomToken, ApiError> {
-    auth::authorize(&state.tokens, &path.0, &path.1, query.token.as_deref(), unix_now()).map_err(|e| {
+    auth::authorize(&state.tokens, &path.0, &path.1, query.token.as_deref(), auth::unix_now()).map_err(|e| {
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
         refuse(state.relay.metrics(), status, e.code(), e.to_string())
     })
@@ -78,8 +78,20 @@ async fn lobby(
     Ok(response)
 }
 
-fn close(code: u16, reason: impl Into<String>) -> CloseReason {
-    CloseReason { code: CloseCode::from(code), description: Some(reason.into()) }
+/// A close frame, and the `sessions_closed` label it is counted under.
+struct Ending {
+    frame: CloseReason,
+    label: &'static str,
+}
+
+fn close(code: u16, reason: impl Into<String>, label: &'static str) -> Ending {
+    Ending { frame: CloseReason { code: CloseCode::from(code), description: Some(reason.into()) }, label }
+}
+
+impl From<SessionError> for Ending {
+    fn from(e: SessionError) -> Self {
+        close(e.close_code(), e.to_string(), e.reason())
+    }
 }
 
 /// Moves packets both ways until the client or the relay ends the session.
@@ -98,7 +110,7 @@ async fn run_session(
         loop {
             batch.clear();
             if let Err(reason) = handle.recv_batch(&mut batch).await {
-                return Some(close(reason.close_code(), reason.as_str()));
+                return Some(close(reason.close_code(), reason.as_str(), reason.as_str()));
             }
             for packet in batch.drain(..) {
                 if writer_session.binary(packet).await.is_err() {
@@ -114,12 +126,12 @@ async fn run_session(
                     None | Some(Ok(AggregatedMessage::Close(_))) => return None,
                     Some(Ok(AggregatedMessage::Binary(packet))) => {
                         if let Err(e) = handle.publish(&packet).await {
-                            return Some(close(e.close_code(), e.to_string()));
+                            return Some(e.into());
                         }
                     }
                     Some(Ok(AggregatedMessage::Text(_))) => {
                         metrics.rejected("text_frame");
-                        return Some(close(1003, "text frames are not accepted: send one binary PacketWrapper per message"));
+                        return Some(close(1003, "text frames are not accepted: send one binary PacketWrapper per message", "text_frame"));
                     }
                     Some(Ok(AggregatedMessage::Ping(payload))) => {
                         handle.touch();
@@ -128,13 +140,13 @@ async fn run_session(
                     Some(Ok(AggregatedMessage::Pong(_))) => handle.touch(),
                     Some(Err(e)) if is_oversized(&e) => {
                         metrics.rejected("oversized");
-                        return Some(close(1009, format!("message exceeds the limit of {max} bytes")));
+                        return Some(close(1009, format!("message exceeds the limit of {max} bytes"), "oversized"));
                     }
                     // The connection itself failed (reset, dropped): nobody to tell.
                     Some(Err(ProtocolError::Io(_))) => return None,
                     Some(Err(e)) => {
                         metrics.rejected("protocol_error");
-                        return Some(close(1002, e.to_string()));
+                        return Some(close(1002, e.to_string(), "protocol_error"));
                     }
                 },
                 _ = ping.tick() => {
@@ -153,12 +165,12 @@ async fn run_session(
         room = %handle.room(),
         user = %handle.user(),
         session = %handle.id(),
-        close = ?ending.as_ref().map(|c| (u16::from(c.code), c.description.clone())),
+        close = ?ending.as_ref().map(|e| (u16::from(e.frame.code), e.frame.description.clone())),
         "session ended"
     );
     // Sessions the relay ended are already counted with the relay's reason.
-    handle.finish(ending.as_ref().map_or("left", |c| close_label(u16::from(c.code))));
-    let _ = session.close(ending).await;
+    handle.finish(ending.as_ref().map_or("left", |e| e.label));
+    let _ = session.close(ending.map(|e| e.frame)).await;
 }
 
 /// A frame over the limit, or continuations adding up to more than it.
@@ -168,16 +180,5 @@ fn is_oversized(e: &ProtocolError) -> bool {
         // actix-ws reports an over-long continuation as this I/O error.
         ProtocolError::Io(io) => io.to_string().contains("maximum continuation size"),
         _ => false,
-    }
-}
-
-fn close_label(code: u16) -> &'static str {
-    match code {
-        1002 => "protocol_error",
-        1003 => "text_frame",
-        1007 => "malformed",
-        1008 => "policy",
-        1009 => "oversized",
-        _ => "left",
     }
 }

@@ -46,6 +46,11 @@ impl AuthError {
     }
 }
 
+/// Seconds since the Unix epoch: the `now` adapters pass to [`authorize`] and token issuing.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 /// Checks the ids of the path and the token; `now` is seconds since the Unix epoch.
 pub fn authorize(
     key: &TokenKey,

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use videocall_relay::relay::JoinFailure;
 use videocall_relay::room::JoinError;
-use videocall_relay::{Relay, SessionHandle, TokenKey, auth};
+use videocall_relay::{Relay, SessionError, SessionHandle, TokenKey, auth};
 use wtransport::endpoint::IncomingSession;
 use wtransport::{Connection, VarInt};
 
@@ -24,10 +24,6 @@ pub(crate) struct Shared {
     pub relay: Relay,
     pub tokens: TokenKey,
     pub max_packet_bytes: usize,
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Authorizes, joins and runs one incoming session to its end.
@@ -40,8 +36,9 @@ pub(crate) async fn handle_incoming(incoming: IncomingSession, shared: Arc<Share
         }
     };
     let metrics = shared.relay.metrics().clone();
-    let grant = auth::parse_lobby_path(request.path())
-        .and_then(|(user, room, token)| auth::authorize(&shared.tokens, &user, &room, token.as_deref(), unix_now()));
+    let grant = auth::parse_lobby_path(request.path()).and_then(|(user, room, token)| {
+        auth::authorize(&shared.tokens, &user, &room, token.as_deref(), auth::unix_now())
+    });
     let grant = match grant {
         Ok(grant) => grant,
         Err(e) => {
@@ -85,6 +82,12 @@ enum Ending {
     Gone,
     /// Close with this code and reason, counting it under `label`.
     Close { code: u16, reason: String, label: &'static str },
+}
+
+impl From<SessionError> for Ending {
+    fn from(e: SessionError) -> Self {
+        Self::Close { code: e.close_code(), reason: e.to_string(), label: e.reason() }
+    }
 }
 
 #[derive(Debug)]
@@ -166,7 +169,7 @@ async fn run(connection: Connection, handle: SessionHandle, shared: &Shared) {
                 Some(read) = in_flight.next() => match read {
                     Ok(packet) => {
                         if let Err(e) = handle.publish(&packet).await {
-                            return Ending::Close { code: e.close_code(), reason: e.to_string(), label: e.reason() };
+                            return e.into();
                         }
                     }
                     Err(StreamFailure::TooLarge) => {
@@ -183,7 +186,7 @@ async fn run(connection: Connection, handle: SessionHandle, shared: &Shared) {
                 datagram = connection.receive_datagram() => match datagram {
                     Ok(datagram) if budget.take() => {
                         if let Err(e) = handle.publish(&datagram.payload()).await {
-                            return Ending::Close { code: e.close_code(), reason: e.to_string(), label: e.reason() };
+                            return e.into();
                         }
                     }
                     Ok(_) => metrics.dropped("datagram_rate", 1),
