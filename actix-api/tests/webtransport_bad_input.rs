@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::webtransport::{WebTransportServer, WtClient, lobby, start_with_webtransport};
 use common::*;
 use protobuf::Message as _;
-use videocall_types::PacketType;
 use videocall_types::limits::MAX_PACKET_BYTES;
+use videocall_types::{PacketType, framing};
 
 /// A sends to B over WebSocket; after each offence B must still get A's next packet.
 async fn still_flowing(a: &mut Client, b: &mut Client, n: u32) {
@@ -35,16 +35,26 @@ async fn webtransport_offenders_are_closed_and_the_room_carries_on() {
     unknown_type[1] = 77;
     let mut presence = media(b"x");
     presence.packet_type = PacketType::PRESENCE.into();
+    let mut truncated = framing::encode(&media(b"cut short").write_to_bytes().unwrap());
+    truncated.truncate(truncated.len() - 3);
+    // Streams as sent, framing included.
     let cases: Vec<(&str, Vec<u8>, u32, &str)> = vec![
-        ("malformed protobuf", vec![0xff, 0xff, 0xff], 1007, "malformed PacketWrapper"),
-        ("unknown packet type", unknown_type, 1008, "unknown packet type 77"),
-        ("presence from a client", presence.write_to_bytes().unwrap(), 1008, "clients may not send PRESENCE"),
-        ("oversized stream", vec![0; MAX_PACKET_BYTES + 1], 1009, "exceeds the limit"),
+        ("malformed protobuf", framing::encode(&[0xff, 0xff, 0xff]), 1007, "malformed PacketWrapper"),
+        ("unknown packet type", framing::encode(&unknown_type), 1008, "unknown packet type 77"),
+        (
+            "presence from a client",
+            framing::encode(&presence.write_to_bytes().unwrap()),
+            1008,
+            "clients may not send PRESENCE",
+        ),
+        ("oversized packet", framing::encode(&vec![0; MAX_PACKET_BYTES + 1]), 1009, "exceeds the limit"),
+        ("oversized length, no body", framing::prefix(u32::MAX as usize).to_vec(), 1009, "exceeds the limit"),
+        ("stream ending inside a packet", truncated, 1007, "stream ended inside a packet"),
     ];
     for (n, (what, bytes, code, reason)) in cases.into_iter().enumerate() {
         let offender = WtClient::connect(&lobby(&base, &guest(&http, "busy", "Mallory").await), hash).await.unwrap();
         // The stream may be cut short by the close, so the write's result does not matter.
-        let _ = offender.send_bytes(&bytes).await;
+        let _ = offender.send_raw(&bytes).await;
         let (got_code, got_reason) = offender.closed().await;
         assert_eq!(got_code, code, "{what}: {got_reason}");
         assert!(got_reason.contains(reason), "{what}: {got_reason:?} lacks {reason:?}");
@@ -63,17 +73,21 @@ async fn webtransport_offenders_are_closed_and_the_room_carries_on() {
     assert!(metrics.contains("videocall_packets_dropped_total{reason=\"datagram_rate\"}"), "{metrics}");
     assert!(flooder.connection.quic_connection().close_reason().is_none(), "a datagram flood is throttled, not fatal");
 
-    // A stream that is never finished closes its session after the finish timeout.
+    // A packet begun and never completed closes its session after the finish timeout; a
+    // long-lived stream idle between whole packets does not.
     let staller = WtClient::connect(&lobby(&base, &guest(&http, "busy", "Staller").await), hash).await.unwrap();
+    let mut idle = staller.connection.open_uni().await.unwrap().await.unwrap();
+    idle.write_all(&framing::encode(&media(b"whole").write_to_bytes().unwrap())).await.unwrap();
     let mut stream = staller.connection.open_uni().await.unwrap().await.unwrap();
-    stream.write_all(&media(b"never finished").write_to_bytes().unwrap()).await.unwrap();
+    let begun = framing::encode(&media(b"never finished").write_to_bytes().unwrap());
+    stream.write_all(&begun[..begun.len() / 2]).await.unwrap();
     still_flowing(&mut a, &mut b, 200).await;
     let (code, reason) = staller.closed().await;
-    assert_eq!((code, reason.as_str()), (1008, "stream not finished within 10 s"));
+    assert_eq!((code, reason.as_str()), (1008, "packet not completed within 10 s"));
     still_flowing(&mut a, &mut b, 201).await;
 
     for reason in
-        ["malformed\"} 1", "unknown_type\"} 1", "not_allowed\"} 1", "oversized\"} 1", "stream_not_finished\"} 1"]
+        ["malformed\"} 2", "unknown_type\"} 1", "not_allowed\"} 1", "oversized\"} 2", "stream_not_finished\"} 1"]
     {
         let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
         assert!(

@@ -5,9 +5,11 @@
 //! - [`ids`]: validation of room ids, user ids and display names. Room ids end up in NATS
 //!   subjects, so nothing that could change a subject's meaning gets through.
 //! - [`limits`]: size limits shared by clients and relays.
+//! - [`framing`]: how packets are delimited on WebTransport streams.
 //!
 //! Builds for native targets and `wasm32-unknown-unknown`.
 
+pub mod framing;
 pub mod ids;
 pub mod limits;
 

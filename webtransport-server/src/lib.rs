@@ -8,7 +8,9 @@
 mod cert;
 pub mod config;
 mod health;
+mod inbound;
 mod limits;
+mod outbound;
 mod session;
 
 use std::net::SocketAddr;
@@ -23,6 +25,7 @@ use wtransport::{Endpoint, Identity, ServerConfig, VarInt};
 
 pub use cert::{IdentitySource, SharedHash, certificate_hashes_json};
 pub use config::{CertArgs, Config};
+pub use outbound::StreamMode;
 
 /// How the listener runs.
 #[derive(Debug, Clone)]

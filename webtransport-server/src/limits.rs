@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-/// A client stream must be finished this long after it was opened, or the session is closed:
-/// a packet is at most 512 KiB and a live client sends it in well under a second.
+/// A packet begun on a client stream must be complete this long after, or the session is
+/// closed: a packet is at most 512 KiB and a live client sends it in well under a second.
 pub const STREAM_FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Client streams read at once. Packets are published in the order their streams were
-/// accepted, so a stalled stream holds at most this many behind it.
-pub const MAX_STREAMS_IN_FLIGHT: usize = 64;
+/// Client streams read at once (more wait in QUIC, within its concurrent stream limit).
+pub const MAX_STREAMS_READ: usize = 64;
+
+/// Most bytes taken from a stream per read.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Concurrent unidirectional streams a client may open (QUIC flow control enforces it).
 pub const MAX_CONCURRENT_UNI_STREAMS: u32 = 128;

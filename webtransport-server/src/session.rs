@@ -1,24 +1,26 @@
 //! One WebTransport session: moves packets between the client's streams and a relay session.
 //!
-//! In: every unidirectional stream carries one `PacketWrapper`; streams are read concurrently
-//! and published in the order they were opened. Datagrams carry small packets whose loss is
-//! acceptable (heartbeats), rate-limited. Out: one unidirectional stream per packet.
+//! In: unidirectional streams of length-delimited packets (`videocall_types::framing`), read
+//! concurrently; each stream's packets are published in order, streams as their packets
+//! complete. Datagrams carry small packets whose loss is acceptable (heartbeats),
+//! rate-limited. Out: framed packets on the streams the client chose (`outbound`).
 //! Liveness comes from QUIC: keep-alives while the peer answers, the idle timeout when it
 //! does not, which ends the session and reports the leave.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::StreamExt;
-use futures_util::stream::FuturesOrdered;
+use futures_util::stream::SelectAll;
 use videocall_relay::relay::JoinFailure;
 use videocall_relay::room::JoinError;
 use videocall_relay::{Relay, SessionError, SessionHandle, TokenKey, auth};
 use wtransport::endpoint::IncomingSession;
 use wtransport::{Connection, VarInt};
 
-use crate::limits::{DATAGRAMS_PER_SECOND, MAX_STREAMS_IN_FLIGHT, STREAM_FINISH_TIMEOUT};
+use crate::inbound::{self, StreamFailure};
+use crate::limits::{DATAGRAMS_PER_SECOND, MAX_STREAMS_READ, STREAM_FINISH_TIMEOUT};
+use crate::outbound::{Outbound, StreamMode};
 
 pub(crate) struct Shared {
     pub relay: Relay,
@@ -52,6 +54,15 @@ pub(crate) async fn handle_incoming(incoming: IncomingSession, shared: Arc<Share
             return;
         }
     };
+    let mode = match StreamMode::from_target(request.path()) {
+        Ok(mode) => mode,
+        Err(e) => {
+            metrics.refused("bad_path");
+            tracing::info!(reason = %e, "refused");
+            request.not_found().await;
+            return;
+        }
+    };
     let handle = match shared.relay.join(&grant).await {
         Ok(handle) => handle,
         Err(e) => {
@@ -72,8 +83,8 @@ pub(crate) async fn handle_incoming(incoming: IncomingSession, shared: Arc<Share
             return;
         }
     };
-    tracing::info!(room = %handle.room(), user = %handle.user(), session = %handle.id(), "joined over webtransport");
-    run(connection, handle, &shared).await;
+    tracing::info!(room = %handle.room(), user = %handle.user(), session = %handle.id(), streams = mode.as_str(), "joined over webtransport");
+    run(connection, handle, mode, &shared).await;
 }
 
 /// How a session ended.
@@ -87,24 +98,6 @@ enum Ending {
 impl From<SessionError> for Ending {
     fn from(e: SessionError) -> Self {
         Self::Close { code: e.close_code(), reason: e.to_string(), label: e.reason() }
-    }
-}
-
-#[derive(Debug)]
-enum StreamFailure {
-    TooLarge,
-    NotFinished,
-    /// Reset by the client or lost with the connection: skipped.
-    Broken,
-}
-
-async fn read_stream(mut stream: wtransport::RecvStream, max: usize) -> Result<Bytes, StreamFailure> {
-    let read = stream.quic_stream_mut().read_to_end(max);
-    match tokio::time::timeout(STREAM_FINISH_TIMEOUT, read).await {
-        Ok(Ok(bytes)) => Ok(Bytes::from(bytes)),
-        Ok(Err(quinn::ReadToEndError::TooLong)) => Err(StreamFailure::TooLarge),
-        Ok(Err(_)) => Err(StreamFailure::Broken),
-        Err(_) => Err(StreamFailure::NotFinished),
     }
 }
 
@@ -129,11 +122,12 @@ impl DatagramBudget {
     }
 }
 
-async fn run(connection: Connection, handle: SessionHandle, shared: &Shared) {
+async fn run(connection: Connection, handle: SessionHandle, mode: StreamMode, shared: &Shared) {
     let metrics = shared.relay.metrics().clone();
     let max = shared.max_packet_bytes;
 
     let writer = async {
+        let mut outbound = Outbound::new(connection.clone(), mode);
         let mut batch = Vec::new();
         loop {
             batch.clear();
@@ -145,28 +139,24 @@ async fn run(connection: Connection, handle: SessionHandle, shared: &Shared) {
                 };
             }
             for packet in batch.drain(..) {
-                let Ok(opening) = connection.open_uni().await else { return Ending::Gone };
-                let Ok(mut stream) = opening.await else { return Ending::Gone };
-                if stream.write_all(&packet).await.is_err() {
+                if outbound.send(packet).await.is_err() {
                     return Ending::Gone;
                 }
-                // Finish without waiting for the peer's acknowledgement.
-                let _ = stream.quic_stream_mut().finish();
             }
         }
     };
 
     let reader = async {
-        let mut in_flight = FuturesOrdered::new();
+        let mut streams = SelectAll::new();
         let mut budget = DatagramBudget { tokens: f64::from(DATAGRAMS_PER_SECOND), last: Instant::now() };
         let mut alive = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                stream = connection.accept_uni(), if in_flight.len() < MAX_STREAMS_IN_FLIGHT => match stream {
-                    Ok(stream) => in_flight.push_back(read_stream(stream, max)),
+                stream = connection.accept_uni(), if streams.len() < MAX_STREAMS_READ => match stream {
+                    Ok(stream) => streams.push(inbound::packets(stream, max)),
                     Err(_) => return Ending::Gone,
                 },
-                Some(read) = in_flight.next() => match read {
+                Some(read) = streams.next() => match read {
                     Ok(packet) => {
                         if let Err(e) = handle.publish(&packet).await {
                             return e.into();
@@ -178,8 +168,12 @@ async fn run(connection: Connection, handle: SessionHandle, shared: &Shared) {
                     }
                     Err(StreamFailure::NotFinished) => {
                         metrics.rejected("stream_not_finished");
-                        let reason = format!("stream not finished within {} s", STREAM_FINISH_TIMEOUT.as_secs());
+                        let reason = format!("packet not completed within {} s", STREAM_FINISH_TIMEOUT.as_secs());
                         return Ending::Close { code: 1008, reason, label: "stream_not_finished" };
+                    }
+                    Err(StreamFailure::Truncated) => {
+                        metrics.rejected("malformed");
+                        return Ending::Close { code: 1007, reason: "stream ended inside a packet".into(), label: "malformed" };
                     }
                     Err(StreamFailure::Broken) => {}
                 },

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use protobuf::Message as _;
-use videocall_types::PacketWrapper;
+use videocall_types::{PacketWrapper, framing};
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Connection, Endpoint};
 
@@ -71,7 +71,13 @@ impl WtClient {
         self.send_bytes(&packet.write_to_bytes()?).await
     }
 
+    /// Sends one packet on its own stream.
     pub async fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.send_raw(&framing::encode(bytes)).await
+    }
+
+    /// Sends `bytes` as they are (framing included) on a new stream, and finishes it.
+    pub async fn send_raw(&self, bytes: &[u8]) -> Result<()> {
         let mut stream = self.connection.open_uni().await?.await?;
         stream.write_all(bytes).await?;
         stream.finish().await?;
@@ -85,7 +91,11 @@ impl WtClient {
     pub async fn recv_within(&self, limit: Duration) -> Result<Received> {
         let mut stream = tokio::time::timeout(limit, self.connection.accept_uni()).await.context("timed out")??;
         let bytes = stream.quic_stream_mut().read_to_end(1 << 20).await?;
-        Ok(decode(&bytes))
+        let mut decoder = framing::FrameDecoder::new(1 << 20);
+        decoder.push(&bytes);
+        let packet = decoder.next_packet()?.context("an empty stream")?;
+        anyhow::ensure!(decoder.buffered() == 0, "one packet per stream expected");
+        Ok(decode(&packet))
     }
 
     /// Waits for the server to close the session; returns the code and reason.

@@ -1,25 +1,25 @@
 //! One participant's connection to a relay, over WebSocket or WebTransport, split into a
-//! sending and a receiving half. One `PacketWrapper` per WebSocket message or per
-//! WebTransport unidirectional stream.
+//! sending and a receiving half. One `PacketWrapper` per WebSocket message; over WebTransport,
+//! length-delimited packets (`videocall_types::framing`) on the streams `Streams` chooses.
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
-use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::stream::{BoxStream, SelectAll, SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use videocall_types::framing::{self, FrameDecoder};
 use wtransport::tls::Sha256Digest;
-use wtransport::{ClientConfig, Connection, Endpoint, VarInt};
+use wtransport::{ClientConfig, Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Largest packet read from a WebTransport stream (the relays' limit, with room for the header).
 const MAX_READ: usize = 1024 * 1024;
 
-/// Stream reads in progress at once on the receiving side.
-const READS_IN_FLIGHT: usize = 256;
+/// Streams read at once on the receiving side.
+const STREAMS_READ: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -27,11 +27,34 @@ pub enum Transport {
     Webtransport,
 }
 
+/// How packets travel on WebTransport streams, both ways: the relay sends as asked with
+/// `?streams=`; this client sends a stream per packet for `per-packet`, one long-lived stream
+/// otherwise (a client is a single sender).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Streams {
+    #[default]
+    PerPacket,
+    PerSender,
+    Single,
+}
+
+impl Streams {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::PerPacket => "per-packet",
+            Self::PerSender => "per-sender",
+            Self::Single => "single",
+        }
+    }
+}
+
 /// Where and how to connect for WebTransport: from the server's `/api/v1/webtransport`.
 #[derive(Debug, Clone)]
 pub struct WebTransportInfo {
     pub base_url: String,
     pub hashes: Vec<[u8; 32]>,
+    pub streams: Streams,
 }
 
 impl WebTransportInfo {
@@ -54,20 +77,25 @@ impl WebTransportInfo {
             }
             hashes.push(hash);
         }
-        Ok(Self { base_url, hashes })
+        Ok(Self { base_url, hashes, streams: Streams::default() })
     }
 }
 
 pub enum LinkSender {
     Ws(SplitSink<Ws, Message>),
-    Wt(Connection),
+    Wt {
+        connection: Connection,
+        /// The long-lived stream, unless a stream is opened per packet.
+        stream: Option<SendStream>,
+        per_packet: bool,
+    },
 }
 
 pub enum LinkReceiver {
     Ws(SplitStream<Ws>),
     Wt {
         connection: Connection,
-        reads: FuturesOrdered<BoxFuture<'static, Option<Vec<u8>>>>,
+        streams: SelectAll<BoxStream<'static, Vec<u8>>>,
         /// The connection ended: no more streams to accept, only reads to finish.
         ended: bool,
     },
@@ -91,7 +119,8 @@ pub async fn connect(
         }
         Transport::Webtransport => {
             let info = webtransport.context("WebTransport info missing")?;
-            let url = format!("{}{}", info.base_url, lobby_path.trim_start_matches('/'));
+            let url =
+                format!("{}{}&streams={}", info.base_url, lobby_path.trim_start_matches('/'), info.streams.as_str());
             let builder = ClientConfig::builder().with_bind_default();
             let config = if info.hashes.is_empty() {
                 builder.with_native_certs().build()
@@ -101,9 +130,10 @@ pub async fn connect(
             // One endpoint (UDP socket and driver) per participant, as separate browsers would have.
             let endpoint = Endpoint::client(config)?;
             let connection = endpoint.connect(&url).await.context("WebTransport connect")?;
+            let per_packet = info.streams == Streams::PerPacket;
             Ok((
-                LinkSender::Wt(connection.clone()),
-                LinkReceiver::Wt { connection, reads: FuturesOrdered::new(), ended: false },
+                LinkSender::Wt { connection: connection.clone(), stream: None, per_packet },
+                LinkReceiver::Wt { connection, streams: SelectAll::new(), ended: false },
             ))
         }
     }
@@ -113,19 +143,44 @@ impl LinkSender {
     pub async fn send(&mut self, packet: Vec<u8>) -> Result<()> {
         match self {
             Self::Ws(sink) => sink.send(Message::Binary(packet.into())).await.context("sending"),
-            Self::Wt(connection) => {
-                let mut stream = connection.open_uni().await?.await?;
-                stream.write_all(&packet).await?;
-                // Finish without waiting for the relay's acknowledgement.
-                let _ = stream.quic_stream_mut().finish();
+            Self::Wt { connection, stream, per_packet } => {
+                let mut chunks = [Bytes::copy_from_slice(&framing::prefix(packet.len())), Bytes::from(packet)];
+                if *per_packet {
+                    let mut stream = connection.open_uni().await?.await?;
+                    stream.quic_stream_mut().write_all_chunks(&mut chunks).await?;
+                    // Finish without waiting for the relay's acknowledgement.
+                    let _ = stream.quic_stream_mut().finish();
+                    return Ok(());
+                }
+                let long_lived = match stream {
+                    Some(stream) => stream,
+                    None => stream.insert(connection.open_uni().await?.await?),
+                };
+                long_lived.quic_stream_mut().write_all_chunks(&mut chunks).await?;
                 Ok(())
             }
         }
     }
 }
 
-async fn read_stream(mut stream: wtransport::RecvStream) -> Option<Vec<u8>> {
-    stream.quic_stream_mut().read_to_end(MAX_READ).await.ok()
+/// The packets of one relay stream, until it ends or breaks.
+fn packets(stream: RecvStream) -> BoxStream<'static, Vec<u8>> {
+    let state = (stream, FrameDecoder::new(MAX_READ), false);
+    futures_util::stream::unfold(state, |(mut stream, mut decoder, mut ended)| async move {
+        loop {
+            if let Ok(Some(packet)) = decoder.next_packet() {
+                return Some((packet, (stream, decoder, ended)));
+            }
+            if ended {
+                return None;
+            }
+            match stream.quic_stream_mut().read_chunk(64 * 1024, true).await {
+                Ok(Some(chunk)) => decoder.push(&chunk.bytes),
+                _ => ended = true,
+            }
+        }
+    })
+    .boxed()
 }
 
 impl LinkReceiver {
@@ -139,20 +194,16 @@ impl LinkReceiver {
                     Err(e) => return Some(Err(e.into())),
                 }
             },
-            Self::Wt { connection, reads, ended } => loop {
-                if *ended && reads.is_empty() {
+            Self::Wt { connection, streams, ended } => loop {
+                if *ended && streams.is_empty() {
                     return None;
                 }
                 tokio::select! {
-                    stream = connection.accept_uni(), if !*ended && reads.len() < READS_IN_FLIGHT => match stream {
-                        Ok(stream) => reads.push_back(read_stream(stream).boxed()),
+                    stream = connection.accept_uni(), if !*ended && streams.len() < STREAMS_READ => match stream {
+                        Ok(stream) => streams.push(packets(stream)),
                         Err(_) => *ended = true,
                     },
-                    Some(read) = reads.next() => {
-                        if let Some(bytes) = read {
-                            return Some(Ok(Bytes::from(bytes)));
-                        }
-                    }
+                    Some(packet) = streams.next() => return Some(Ok(Bytes::from(packet))),
                 }
             },
         }
@@ -167,7 +218,7 @@ pub async fn close(sender: LinkSender, receiver: LinkReceiver) {
                 let _ = ws.close(None).await;
             }
         }
-        (LinkSender::Wt(connection), _) => connection.close(VarInt::from_u32(0), b"done"),
+        (LinkSender::Wt { connection, .. }, _) => connection.close(VarInt::from_u32(0), b"done"),
         _ => {}
     }
 }

@@ -60,6 +60,14 @@ pub struct LoadArgs {
     /// How participants connect: all over WebSocket, all over WebTransport, or alternating.
     #[arg(long, value_enum, default_value_t = TransportChoice::Websocket)]
     pub transport: TransportChoice,
+    /// WebTransport streams, both ways: one per packet (may reorder, no head-of-line blocking),
+    /// one long-lived stream per sender from the relay, or a single ordered stream.
+    #[arg(long, value_enum, default_value_t = link::Streams::PerPacket)]
+    pub streams: link::Streams,
+    /// Connect WebTransport here instead of the URL the server reports (through a proxy, say);
+    /// the server's certificate hash is still used.
+    #[arg(long)]
+    pub webtransport_url: Option<String>,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -112,7 +120,14 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let http = reqwest::Client::new();
     let webtransport = match args.transport {
         TransportChoice::Websocket => None,
-        _ => Some(Arc::new(link::WebTransportInfo::fetch(&http, &server).await?)),
+        _ => {
+            let mut info = link::WebTransportInfo::fetch(&http, &server).await?;
+            info.streams = args.streams;
+            if let Some(url) = &args.webtransport_url {
+                info.base_url = format!("{}/", url.trim_end_matches('/'));
+            }
+            Some(Arc::new(info))
+        }
     };
 
     // Join everyone, a few at a time.
@@ -182,6 +197,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let summary = Summary {
         server,
         transport: args.transport,
+        streams: (args.transport != TransportChoice::Websocket).then_some(args.streams),
         rooms,
         participants: args.participants,
         seconds,

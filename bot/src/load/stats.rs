@@ -84,6 +84,8 @@ impl ReceiverStats {
 pub struct Summary {
     pub server: String,
     pub transport: super::TransportChoice,
+    /// WebTransport stream mode, when anyone used WebTransport.
+    pub streams: Option<super::link::Streams>,
     pub rooms: usize,
     pub participants: usize,
     pub seconds: f64,

@@ -1,0 +1,79 @@
+//! A client's unidirectional stream as a stream of packets (framing in
+//! `videocall_types::framing`): in order within the stream, ending at FIN.
+//!
+//! A stream may sit idle between packets for as long as the session lives (a long-lived
+//! ordered stream does), but once a packet has begun it must be complete within
+//! [`STREAM_FINISH_TIMEOUT`]. QUIC flow control bounds what a client can buffer here: the
+//! connection window in bytes and the concurrent stream limit in streams.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use tokio::time::Instant;
+use videocall_types::framing::{FrameDecoder, FrameError};
+use wtransport::RecvStream;
+
+use crate::limits::{READ_CHUNK_BYTES, STREAM_FINISH_TIMEOUT};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamFailure {
+    /// A packet's announced length exceeds the limit.
+    TooLarge,
+    /// A packet was begun and not completed in time.
+    NotFinished,
+    /// The stream ended inside a packet.
+    Truncated,
+    /// Reset by the client or lost with the connection: the stream is dropped, nothing else.
+    Broken,
+}
+
+struct Reader {
+    stream: RecvStream,
+    decoder: FrameDecoder,
+    /// When the packet now buffered in part began.
+    begun: Option<Instant>,
+}
+
+impl Reader {
+    async fn next(&mut self) -> Result<Option<Bytes>, StreamFailure> {
+        loop {
+            match self.decoder.next_packet() {
+                Ok(Some(packet)) => {
+                    self.begun = None;
+                    return Ok(Some(Bytes::from(packet)));
+                }
+                Ok(None) => {}
+                Err(FrameError::TooLarge { .. }) => return Err(StreamFailure::TooLarge),
+                Err(FrameError::Truncated) => return Err(StreamFailure::Truncated),
+            }
+            let read = self.stream.quic_stream_mut().read_chunk(READ_CHUNK_BYTES, true);
+            let chunk = if self.decoder.mid_packet() {
+                let begun = *self.begun.get_or_insert_with(Instant::now);
+                tokio::time::timeout_at(begun + STREAM_FINISH_TIMEOUT, read)
+                    .await
+                    .map_err(|_| StreamFailure::NotFinished)?
+            } else {
+                read.await
+            };
+            match chunk {
+                Ok(Some(chunk)) => self.decoder.push(&chunk.bytes),
+                Ok(None) => return self.decoder.finish().map(|()| None).map_err(|_| StreamFailure::Truncated),
+                Err(_) => return Err(StreamFailure::Broken),
+            }
+        }
+    }
+}
+
+/// The packets of one stream; a failure is the stream's last item.
+pub(crate) fn packets(stream: RecvStream, max_packet_bytes: usize) -> BoxStream<'static, Result<Bytes, StreamFailure>> {
+    let reader = Reader { stream, decoder: FrameDecoder::new(max_packet_bytes), begun: None };
+    futures_util::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        match reader.next().await {
+            Ok(Some(packet)) => Some((Ok(packet), Some(reader))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+    .boxed()
+}
