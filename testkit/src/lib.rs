@@ -1,12 +1,15 @@
 //! Test support: real servers for tests, started on free ports and stopped by process id.
 //!
 //! Nothing here is a mock: [`NatsServer`] runs the `nats-server` binary, [`Browser`] runs
-//! headless Chromium through `chromedriver`.
+//! headless Chromium over the DevTools protocol, [`LossyLink`] is a real UDP path with delay
+//! and loss.
 
 mod browser;
+mod lossy;
 mod nats;
 
 pub use browser::Browser;
+pub use lossy::{LinkConfig, LinkCounters, LossyLink};
 pub use nats::{NatsCluster, NatsServer};
 
 use std::net::TcpListener;

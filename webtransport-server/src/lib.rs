@@ -23,7 +23,7 @@ use videocall_relay::{Relay, TokenKey};
 use wtransport::config::Ipv6DualStackConfig;
 use wtransport::{Endpoint, Identity, ServerConfig, VarInt};
 
-pub use cert::{IdentitySource, SharedHash, certificate_hashes_json};
+pub use cert::{IdentitySource, IdentityWatch, SharedHash, certificate_hashes_json};
 pub use config::{CertArgs, Config};
 pub use outbound::StreamMode;
 
@@ -95,11 +95,34 @@ fn server_config(options: &WebTransportOptions, identity: Identity) -> Result<Se
         SocketAddr::V6(v6) => ServerConfig::builder().with_bind_address_v6(v6, Ipv6DualStackConfig::Allow),
         SocketAddr::V4(_) => ServerConfig::builder().with_bind_address(options.listen),
     };
-    Ok(builder.with_custom_transport(identity, transport).build())
+    Ok(builder.with_custom_tls_and_transport(tls_config(identity)?, transport).build())
+}
+
+/// TLS 1.3 with the WebTransport ALPN, as wtransport's default, but a certificate that does not
+/// match its key is an error rather than a panic (files caught mid-rotation, say).
+fn tls_config(identity: Identity) -> Result<wtransport::tls::rustls::ServerConfig> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use wtransport::tls::rustls;
+    let chain =
+        identity.certificate_chain().as_slice().iter().map(|c| CertificateDer::from(c.der().to_vec())).collect();
+    let key = PrivateKeyDer::try_from(identity.private_key().secret_der())
+        .map_err(|e| anyhow::anyhow!("reading the private key: {e}"))?
+        .clone_key();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the certificate does not fit the private key")?;
+    config.alpn_protocols = vec![wtransport::tls::WEBTRANSPORT_ALPN.to_vec()];
+    Ok(config)
 }
 
 /// Binds the listener and serves sessions on `relay` until the handle is stopped.
 pub async fn serve(relay: Relay, tokens: TokenKey, options: WebTransportOptions) -> Result<WebTransportHandle> {
+    // Stamped before loading, so files changed while loading are loaded again.
+    let watch = options.identity.watch();
     let identity = options.identity.load().await?;
     let hash: SharedHash = Arc::new(RwLock::new(cert::certificate_hash(&identity)));
     let endpoint = Endpoint::server(server_config(&options, identity)?)
@@ -117,7 +140,11 @@ pub async fn serve(relay: Relay, tokens: TokenKey, options: WebTransportOptions)
             }
         })
     };
-    let reload = tokio::spawn(reload_identity(endpoint.clone(), options.clone(), hash.clone()));
+    // Registered here, so a SIGHUP sent once `serve` returns is never missed.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| tracing::warn!(error = %e, "no certificate reload on SIGHUP"))
+        .ok();
+    let reload = tokio::spawn(reload_identity(endpoint.clone(), options.clone(), hash.clone(), watch, hangup));
     tracing::info!(%addr, "webtransport listening");
     Ok(WebTransportHandle { addr, hash, endpoint, tasks: vec![accept, reload] })
 }
@@ -128,10 +155,10 @@ async fn reload_identity(
     endpoint: Arc<Endpoint<wtransport::endpoint::endpoint_side::Server>>,
     options: WebTransportOptions,
     hash: SharedHash,
+    mut watch: IdentityWatch,
+    mut hangup: Option<tokio::signal::unix::Signal>,
 ) {
-    let mut watch = options.identity.watch();
     let mut poll = tokio::time::interval(watch.poll_interval());
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         let forced = tokio::select! {
             _ = poll.tick() => false,

@@ -1,11 +1,13 @@
-//! A certificate replaced on disk is served without a restart.
+//! A certificate replaced on disk is served without a restart: noticed by itself, or at once
+//! on SIGHUP.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use videocall_relay::{LocalBus, Relay, RelayConfig, RelayMetrics, RoomToken, TokenKey};
 use videocall_types::{DisplayName, RoomId, UserId};
-use webtransport_server::{IdentitySource, WebTransportOptions, serve};
+use webtransport_server::{IdentitySource, WebTransportHandle, WebTransportOptions, serve};
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Endpoint, Identity};
 
@@ -24,12 +26,8 @@ async fn accepted_with(url: &str, hash: [u8; 32]) -> bool {
     endpoint.connect(url).await.is_ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replaced_certificate_file_is_served_without_a_restart() {
-    let dir = std::env::temp_dir().join(format!("wt-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let first = write_identity(&dir).await;
-
+/// A relay serving the certificate files in `dir`, and a session URL with a valid token.
+async fn serve_files(dir: &Path) -> (WebTransportHandle, String) {
     let relay = Relay::new(Arc::new(LocalBus::new()), RelayConfig::default(), Arc::new(RelayMetrics::default()));
     let tokens = TokenKey::from_secret(b"test secret that is long enough for HS256").unwrap();
     let options = WebTransportOptions {
@@ -40,8 +38,6 @@ async fn a_replaced_certificate_file_is_served_without_a_restart() {
         idle_timeout: Duration::from_secs(10),
     };
     let server = serve(relay, tokens.clone(), options).await.unwrap();
-    assert_eq!(server.certificate_hash(), Some(first));
-
     let grant = RoomToken {
         user: UserId::parse("ada").unwrap(),
         room: RoomId::parse("reload").unwrap(),
@@ -53,17 +49,76 @@ async fn a_replaced_certificate_file_is_served_without_a_restart() {
         server.local_addr().port(),
         tokens.issue(&grant, 0).unwrap()
     );
+    (server, url)
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wt-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn wait_for_hash(server: &WebTransportHandle, hash: [u8; 32], within: Duration) {
+    let deadline = Instant::now() + within;
+    while server.certificate_hash() != Some(hash) {
+        assert!(Instant::now() < deadline, "the new certificate was not picked up within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_certificate_file_is_served_without_a_restart() {
+    let dir = temp_dir("reload");
+    let first = write_identity(&dir).await;
+    let (server, url) = serve_files(&dir).await;
+    assert_eq!(server.certificate_hash(), Some(first));
     assert!(accepted_with(&url, first).await);
 
     let second = write_identity(&dir).await;
     assert_ne!(first, second);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while server.certificate_hash() != Some(second) {
-        assert!(Instant::now() < deadline, "the new certificate was not picked up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_hash(&server, second, Duration::from_secs(20)).await;
     assert!(accepted_with(&url, second).await, "new connections get the new certificate");
     assert!(!accepted_with(&url, first).await, "and no longer the old one");
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_at_once() {
+    let dir = temp_dir("sighup");
+    let first = write_identity(&dir).await;
+    let (server, url) = serve_files(&dir).await;
+    assert_eq!(server.certificate_hash(), Some(first));
+
+    // New files with the old modification times, renamed into place (a rename keeps them):
+    // only the signal can tell the server.
+    let staging = temp_dir("sighup-staging");
+    let second = write_identity(&staging).await;
+    for f in ["cert.pem", "key.pem"] {
+        let time = std::fs::metadata(dir.join(f)).unwrap().modified().unwrap();
+        std::fs::File::options().write(true).open(staging.join(f)).unwrap().set_modified(time).unwrap();
+    }
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::rename(staging.join(f), dir.join(f)).unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(server.certificate_hash(), Some(first), "unchanged times, no signal: no reload");
+
+    let status = std::process::Command::new("kill").args(["-HUP", &std::process::id().to_string()]).status().unwrap();
+    assert!(status.success());
+    wait_for_hash(&server, second, Duration::from_secs(2)).await;
+    assert!(accepted_with(&url, second).await, "new connections get the new certificate");
+
+    // Caught mid-rotation (a new certificate beside the old key): refused, the current one kept.
+    let third = Identity::self_signed(["127.0.0.1"]).unwrap();
+    third.certificate_chain().store_pemfile(dir.join("cert.pem")).await.unwrap();
+    assert!(
+        std::process::Command::new("kill").args(["-HUP", &std::process::id().to_string()]).status().unwrap().success()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.certificate_hash(), Some(second));
+    assert!(accepted_with(&url, second).await, "still serving after a bad reload");
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&staging);
 }

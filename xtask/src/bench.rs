@@ -1,12 +1,13 @@
 //! `cargo xtask bench`: starts the server(s) as separate processes, runs `bot load` against
 //! them, and prints delivery, loss, latency, and the servers' CPU time and peak memory.
 
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use testkit::{NatsServer, free_port};
+use testkit::{LinkConfig, LossyLink, NatsServer, free_port};
 
 use crate::{cargo, setup, status, target_dir};
 
@@ -20,6 +21,8 @@ enum Scenario {
     Webtransport,
     /// Half the room over WebSocket, half over WebTransport.
     Mixed,
+    /// WebTransport through a lossy, delaying link, for each stream mode and loss rate.
+    Loss,
 }
 
 impl Scenario {
@@ -29,13 +32,14 @@ impl Scenario {
             Self::Nats => "ws, nats",
             Self::Webtransport => "wt, local bus",
             Self::Mixed => "ws+wt, local",
+            Self::Loss => "wt, lossy link",
         }
     }
 
     fn transport(self) -> &'static str {
         match self {
             Self::Local | Self::Nats => "websocket",
-            Self::Webtransport => "webtransport",
+            Self::Webtransport | Self::Loss => "webtransport",
             Self::Mixed => "mixed",
         }
     }
@@ -52,7 +56,22 @@ pub struct BenchArgs {
     /// Seconds of publishing per scenario.
     #[arg(long, default_value_t = 20)]
     duration: u64,
+    /// Loss scenario: loss rates in percent, each way.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.5, 2.0])]
+    loss: Vec<f64>,
+    /// Loss scenario: delay added each way, milliseconds.
+    #[arg(long, default_value_t = 20)]
+    one_way_delay_ms: u64,
+    /// Loss scenario: participants (the link is a userspace proxy, so fewer than the others).
+    #[arg(long, default_value_t = 4)]
+    loss_participants: usize,
+    /// Loss scenario: video bitrate per participant, bits/s.
+    #[arg(long, default_value_t = 600_000)]
+    loss_video_bitrate: u64,
 }
+
+/// The stream modes compared under loss.
+const STREAM_MODES: [&str; 3] = ["per-packet", "per-sender", "single"];
 
 /// CPU seconds and peak resident memory of a process, from /proc.
 struct ProcUsage {
@@ -108,48 +127,62 @@ fn wait_ready(http: &str) -> Result<()> {
 }
 
 struct Row {
-    name: &'static str,
+    name: String,
     report: serde_json::Value,
     server: ProcUsage,
     nats: Option<ProcUsage>,
     wall: f64,
 }
 
-fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Row> {
-    let nats = match scenario {
-        Scenario::Nats => Some(NatsServer::start()?),
-        _ => None,
-    };
+/// One run of `bot load` against a fresh server.
+struct Run<'a> {
+    scenario: Scenario,
+    name: String,
+    participants: usize,
+    duration: u64,
+    /// More `bot load` arguments.
+    bot_args: Vec<String>,
+    /// Put WebTransport behind a lossy link.
+    link: Option<LinkConfig>,
+    nats: Option<&'a NatsServer>,
+}
+
+fn run_once(run: Run<'_>) -> Result<Row> {
     let port = free_port();
     let http = format!("http://127.0.0.1:{port}");
+    let webtransport: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
     let mut server = Command::new(target_dir().join("release/actix-api"));
     server
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("WEBTRANSPORT_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("WEBTRANSPORT_LISTEN", webtransport.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
-    if let Some(nats) = &nats {
+    if let Some(nats) = run.nats {
         server.env("NATS_URL", nats.url()).env("TOKEN_SECRET", "bench secret that is long enough for HS256");
     }
     let server = Server(server.spawn().context("starting actix-api")?);
     wait_ready(&http)?;
+    let link = run.link.map(|config| LossyLink::start(webtransport, config)).transpose()?;
     let server_before = usage(server.0.id())?;
-    let nats_before = nats.as_ref().and_then(|n| n.pid()).map(usage).transpose()?;
+    let nats_before = run.nats.and_then(|n| n.pid()).map(usage).transpose()?;
     let started = Instant::now();
-    let output = Command::new(target_dir().join("release/bot"))
-        .args(["load", "--json", "--server", &http, "--participants", &args.participants.to_string()])
-        .args(["--transport", scenario.transport()])
-        .args(["--duration", &args.duration.to_string()])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running bot load")?;
+    let mut bot = Command::new(target_dir().join("release/bot"));
+    bot.args(["load", "--json", "--server", &http, "--participants", &run.participants.to_string()])
+        .args(["--transport", run.scenario.transport()])
+        .args(["--duration", &run.duration.to_string()])
+        .args(&run.bot_args)
+        .stderr(Stdio::inherit());
+    if let Some(link) = &link {
+        bot.args(["--webtransport-url", &format!("https://{}/", link.addr())]);
+    }
+    let output = bot.output().context("running bot load")?;
     let wall = started.elapsed().as_secs_f64();
     if !output.status.success() {
         bail!("bot load failed: {}", output.status);
     }
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).context("reading bot load's JSON")?;
     let server_after = usage(server.0.id())?;
-    let nats_usage = match (&nats, nats_before) {
+    let nats_usage = match (run.nats, nats_before) {
         (Some(n), Some(before)) => {
             let after = usage(n.pid().context("nats pid")?)?;
             Some(ProcUsage { cpu_seconds: after.cpu_seconds - before.cpu_seconds, peak_rss_mb: after.peak_rss_mb })
@@ -157,7 +190,7 @@ fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Row> {
         _ => None,
     };
     Ok(Row {
-        name: scenario.name(),
+        name: run.name,
         report,
         server: ProcUsage {
             cpu_seconds: server_after.cpu_seconds - server_before.cpu_seconds,
@@ -168,20 +201,65 @@ fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Row> {
     })
 }
 
+fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Vec<Row>> {
+    let nats = match scenario {
+        Scenario::Nats => Some(NatsServer::start()?),
+        _ => None,
+    };
+    if scenario != Scenario::Loss {
+        let run = Run {
+            scenario,
+            name: scenario.name().to_owned(),
+            participants: args.participants,
+            duration: args.duration,
+            bot_args: Vec::new(),
+            link: None,
+            nats: nats.as_ref(),
+        };
+        return Ok(vec![run_once(run)?]);
+    }
+    let mut rows = Vec::new();
+    for &loss in &args.loss {
+        for mode in STREAM_MODES {
+            println!("xtask: bench loss {loss} % each way, {} ms each way, streams {mode}", args.one_way_delay_ms);
+            let link = LinkConfig {
+                one_way_delay: Duration::from_millis(args.one_way_delay_ms),
+                loss: loss / 100.0,
+                seed: 0x5eed,
+            };
+            rows.push(run_once(Run {
+                scenario,
+                name: format!("{mode}, {loss}%"),
+                participants: args.loss_participants,
+                duration: args.duration,
+                bot_args: vec![
+                    "--streams".into(),
+                    mode.into(),
+                    "--video-bitrate".into(),
+                    args.loss_video_bitrate.to_string(),
+                ],
+                link: Some(link),
+                nats: None,
+            })?);
+        }
+    }
+    Ok(rows)
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
     if args.scenario.is_empty() || args.scenario.contains(&Scenario::Nats) {
         setup::ensure_commands(&[("nats-server", "nats-server")])?;
     }
     status(cargo().args(["build", "--release", "--locked", "-p", "actix-api", "-p", "bot"]))?;
     let scenarios = if args.scenario.is_empty() {
-        vec![Scenario::Local, Scenario::Nats, Scenario::Webtransport, Scenario::Mixed]
+        vec![Scenario::Local, Scenario::Nats, Scenario::Webtransport, Scenario::Mixed, Scenario::Loss]
     } else {
         args.scenario.clone()
     };
     let mut rows = Vec::new();
     for scenario in scenarios {
-        println!("xtask: bench {scenario:?}: {} participants, {} s", args.participants, args.duration);
-        rows.push(run_scenario(scenario, &args)?);
+        println!("xtask: bench {scenario:?}: {} s each", args.duration);
+        rows.extend(run_scenario(scenario, &args)?);
     }
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let machine = std::fs::read_to_string("/proc/cpuinfo")
@@ -193,7 +271,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .unwrap_or_default();
     println!("\nmachine: {cpus} cores, {machine}");
     println!(
-        "{:<14} {:>12} {:>8} {:>8} {:>10} {:>7} {:>7} {:>7} {:>7} {:>16} {:>12} {:>14}",
+        "{:<18} {:>12} {:>8} {:>8} {:>10} {:>7} {:>7} {:>7} {:>7} {:>16} {:>12} {:>14}",
         "scenario",
         "delivered/s",
         "MB/s",
@@ -212,7 +290,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         let l = |k: &str| r["latency_ms"][k].as_f64().unwrap_or(f64::NAN);
         println!(
-            "{:<14} {:>12.0} {:>8.1} {:>8.3} {:>10} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>11.1} ({:>4.2}) {:>12.1} {:>14}",
+            "{:<18} {:>12.0} {:>8.1} {:>8.3} {:>10} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>11.1} ({:>4.2}) {:>12.1} {:>14}",
             row.name,
             f("delivered_packets_per_sec"),
             f("delivered_mbytes_per_sec"),
