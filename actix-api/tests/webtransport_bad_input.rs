@@ -73,6 +73,25 @@ async fn webtransport_offenders_are_closed_and_the_room_carries_on() {
     assert!(metrics.contains("videocall_packets_dropped_total{reason=\"datagram_rate\"}"), "{metrics}");
     assert!(flooder.connection.quic_connection().close_reason().is_none(), "a datagram flood is throttled, not fatal");
 
+    // Many large packets begun at once, none finished: closed when they pass the session's
+    // budget for unfinished packets, long before the finish timeout.
+    let hoarder = WtClient::connect(&lobby(&base, &guest(&http, "busy", "Hoarder").await), hash).await.unwrap();
+    let mut partial = framing::prefix(MAX_PACKET_BYTES).to_vec();
+    partial.resize(MAX_PACKET_BYTES, 0);
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        // Once the relay closes the session, no more streams open.
+        let Ok(opening) = hoarder.connection.open_uni().await else { break };
+        let Ok(mut stream) = opening.await else { break };
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(&partial)).await;
+        held.push(stream);
+    }
+    let (code, reason) = hoarder.closed().await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("bytes of unfinished packets"), "{reason}");
+    still_flowing(&mut a, &mut b, 150).await;
+    drop(held);
+
     // A packet begun and never completed closes its session after the finish timeout; a
     // long-lived stream idle between whole packets does not.
     let staller = WtClient::connect(&lobby(&base, &guest(&http, "busy", "Staller").await), hash).await.unwrap();
@@ -86,9 +105,14 @@ async fn webtransport_offenders_are_closed_and_the_room_carries_on() {
     assert_eq!((code, reason.as_str()), (1008, "packet not completed within 10 s"));
     still_flowing(&mut a, &mut b, 201).await;
 
-    for reason in
-        ["malformed\"} 2", "unknown_type\"} 1", "not_allowed\"} 1", "oversized\"} 2", "stream_not_finished\"} 1"]
-    {
+    for reason in [
+        "malformed\"} 2",
+        "unknown_type\"} 1",
+        "not_allowed\"} 1",
+        "oversized\"} 2",
+        "stream_not_finished\"} 1",
+        "too_much_pending\"} 1",
+    ] {
         let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
         assert!(
             metrics.contains(&format!("videocall_packets_rejected_total{{reason=\"{reason}")),

@@ -9,35 +9,10 @@ use std::time::Duration;
 use common::webtransport::{WebTransportServer, WtClient, lobby, start_with_webtransport};
 use common::*;
 use protobuf::Message as _;
-use tokio::sync::mpsc;
-use videocall_types::framing::{self, FrameDecoder};
+use videocall_types::framing;
 use videocall_types::{PacketType, PacketWrapper};
 
 const PER_SENDER: usize = 150;
-
-/// Reads every stream the relay opens; yields (stream number, packet).
-fn collect(client: &WtClient) -> mpsc::UnboundedReceiver<(usize, PacketWrapper)> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let connection = client.connection.clone();
-    tokio::spawn(async move {
-        let mut n = 0;
-        while let Ok(mut stream) = connection.accept_uni().await {
-            let tx = tx.clone();
-            n += 1;
-            let number = n;
-            tokio::spawn(async move {
-                let mut decoder = FrameDecoder::new(1 << 20);
-                while let Ok(Some(chunk)) = stream.quic_stream_mut().read_chunk(1 << 16, true).await {
-                    decoder.push(&chunk.bytes);
-                    while let Some(packet) = decoder.next_packet().unwrap() {
-                        let _ = tx.send((number, PacketWrapper::parse_from_bytes(&packet).unwrap()));
-                    }
-                }
-            });
-        }
-    });
-    rx
-}
 
 /// Two WebSocket senders each send `PER_SENDER` numbered packets; returns, per sender, the
 /// numbers in the order received and the streams they came on.
@@ -46,7 +21,6 @@ async fn run(mode: &str) -> (BTreeMap<String, Vec<usize>>, BTreeMap<String, BTre
     let room = format!("streams-{mode}");
     let watcher = guest(&http, &room, "Watcher").await;
     let wt = WtClient::connect(&format!("{}&streams={mode}", lobby(&base, &watcher)), hash).await.unwrap();
-    let mut received = collect(&wt);
     let mut senders = Vec::new();
     for name in ["A", "B"] {
         let g = guest(&http, &room, name).await;
@@ -60,10 +34,8 @@ async fn run(mode: &str) -> (BTreeMap<String, Vec<usize>>, BTreeMap<String, BTre
     let (mut order, mut streams, mut all_streams) = (BTreeMap::new(), BTreeMap::new(), BTreeSet::new());
     let mut media_count = 0;
     while media_count < 2 * PER_SENDER {
-        let (stream, packet) = tokio::time::timeout(Duration::from_secs(10), received.recv())
-            .await
-            .expect("all packets within 10 s")
-            .unwrap();
+        let (stream, packet) = wt.recv_raw_within(Duration::from_secs(10)).await.expect("all packets within 10 s");
+        let packet = PacketWrapper::parse_from_bytes(&packet).unwrap();
         all_streams.insert(stream);
         if packet.packet_type.enum_value() != Ok(PacketType::MEDIA) {
             continue;

@@ -1,6 +1,7 @@
 //! `bot`: the native client. `bot load` runs synthetic participants against a relay and
-//! measures what the relay delivers.
+//! measures what the relay delivers; `bot flood` misbehaves over WebTransport on purpose.
 
+mod flood;
 mod load;
 
 use anyhow::Result;
@@ -19,6 +20,9 @@ enum Command {
     /// Synthetic participants publishing video- and audio-like packets; prints delivery,
     /// loss and latency figures.
     Load(load::LoadArgs),
+    /// WebTransport sessions that begin packets on every stream they can open and never
+    /// finish them: shows a relay's memory stays bounded and it closes them.
+    Flood(flood::FloodArgs),
 }
 
 #[tokio::main]
@@ -30,5 +34,6 @@ async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::Load(args) => load::run(args).await,
+        Command::Flood(args) => flood::run(args).await,
     }
 }

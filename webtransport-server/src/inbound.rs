@@ -3,8 +3,12 @@
 //!
 //! A stream may sit idle between packets for as long as the session lives (a long-lived
 //! ordered stream does), but once a packet has begun it must be complete within
-//! [`STREAM_FINISH_TIMEOUT`]. QUIC flow control bounds what a client can buffer here: the
-//! connection window in bytes and the concurrent stream limit in streams.
+//! [`STREAM_FINISH_TIMEOUT`]. Memory per session is bounded twice: QUIC's connection window
+//! bounds what waits in quinn, and a [`PendingBudget`] shared by the session's readers bounds
+//! the bytes of packets begun and not yet complete.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -13,7 +17,7 @@ use tokio::time::Instant;
 use videocall_types::framing::{FrameDecoder, FrameError};
 use wtransport::RecvStream;
 
-use crate::limits::{READ_CHUNK_BYTES, STREAM_FINISH_TIMEOUT};
+use crate::limits::{PENDING_BYTES_PER_SESSION, READ_CHUNK_BYTES, STREAM_FINISH_TIMEOUT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StreamFailure {
@@ -23,8 +27,25 @@ pub(crate) enum StreamFailure {
     NotFinished,
     /// The stream ended inside a packet.
     Truncated,
+    /// The session's unfinished packets together exceed [`PENDING_BYTES_PER_SESSION`].
+    TooMuchPending,
     /// Reset by the client or lost with the connection: the stream is dropped, nothing else.
     Broken,
+}
+
+/// Bytes of unfinished packets across one session's streams.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PendingBudget(Arc<AtomicUsize>);
+
+impl PendingBudget {
+    /// Counts `n` more bytes; false when that goes over the limit.
+    fn add(&self, n: usize) -> bool {
+        self.0.fetch_add(n, Ordering::Relaxed) + n <= PENDING_BYTES_PER_SESSION
+    }
+
+    fn release(&self, n: usize) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
+    }
 }
 
 struct Reader {
@@ -32,6 +53,15 @@ struct Reader {
     decoder: FrameDecoder,
     /// When the packet now buffered in part began.
     begun: Option<Instant>,
+    budget: PendingBudget,
+    /// What this reader holds of the budget: its decoder's buffered bytes.
+    counted: usize,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.budget.release(self.counted);
+    }
 }
 
 impl Reader {
@@ -40,6 +70,9 @@ impl Reader {
             match self.decoder.next_packet() {
                 Ok(Some(packet)) => {
                     self.begun = None;
+                    let held = self.decoder.buffered();
+                    self.budget.release(self.counted - held);
+                    self.counted = held;
                     return Ok(Some(Bytes::from(packet)));
                 }
                 Ok(None) => {}
@@ -56,7 +89,13 @@ impl Reader {
                 read.await
             };
             match chunk {
-                Ok(Some(chunk)) => self.decoder.push(&chunk.bytes),
+                Ok(Some(chunk)) => {
+                    self.decoder.push(&chunk.bytes);
+                    self.counted += chunk.bytes.len();
+                    if !self.budget.add(chunk.bytes.len()) {
+                        return Err(StreamFailure::TooMuchPending);
+                    }
+                }
                 Ok(None) => return self.decoder.finish().map(|()| None).map_err(|_| StreamFailure::Truncated),
                 Err(_) => return Err(StreamFailure::Broken),
             }
@@ -65,8 +104,12 @@ impl Reader {
 }
 
 /// The packets of one stream; a failure is the stream's last item.
-pub(crate) fn packets(stream: RecvStream, max_packet_bytes: usize) -> BoxStream<'static, Result<Bytes, StreamFailure>> {
-    let reader = Reader { stream, decoder: FrameDecoder::new(max_packet_bytes), begun: None };
+pub(crate) fn packets(
+    stream: RecvStream,
+    max_packet_bytes: usize,
+    budget: PendingBudget,
+) -> BoxStream<'static, Result<Bytes, StreamFailure>> {
+    let reader = Reader { stream, decoder: FrameDecoder::new(max_packet_bytes), begun: None, budget, counted: 0 };
     futures_util::stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;
         match reader.next().await {

@@ -6,8 +6,13 @@ use std::time::Duration;
 /// closed: a packet is at most 512 KiB and a live client sends it in well under a second.
 pub const STREAM_FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Client streams read at once (more wait in QUIC, within its concurrent stream limit).
-pub const MAX_STREAMS_READ: usize = 64;
+/// Client streams read at once (more wait in QUIC, within its concurrent stream limit). An
+/// ordered client uses one; one stream per packet rarely has more than a few unfinished.
+pub const MAX_STREAMS_READ: usize = 16;
+
+/// Bytes of packets begun and not yet complete, across a session's streams, before the
+/// session is closed: four of the largest packets at once, which no honest client reaches.
+pub const PENDING_BYTES_PER_SESSION: usize = 4 * videocall_types::limits::MAX_PACKET_BYTES;
 
 /// Most bytes taken from a stream per read.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -15,8 +20,9 @@ pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Concurrent unidirectional streams a client may open (QUIC flow control enforces it).
 pub const MAX_CONCURRENT_UNI_STREAMS: u32 = 128;
 
-/// Bytes a client may have in flight on one connection: bounds a connection's buffer memory.
-pub const CONNECTION_RECEIVE_WINDOW: u32 = 8 * 1024 * 1024;
+/// Bytes a client may have in flight on one connection: bounds what waits in quinn. 2 MiB a
+/// round trip is 160 Mbit/s at 100 ms, far above what one client sends.
+pub const CONNECTION_RECEIVE_WINDOW: u32 = 2 * 1024 * 1024;
 
 /// Datagrams a client may send per second (heartbeats need a few); the rest are dropped.
 pub const DATAGRAMS_PER_SECOND: u32 = 50;

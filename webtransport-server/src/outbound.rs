@@ -1,11 +1,17 @@
 //! Packets to a client, framed as in `videocall_types::framing`, on the streams the client asked
 //! for with `?streams=` on the session URL:
 //!
-//! - `per-packet` (default): a stream per packet. A lost packet delays only itself, so packets
-//!   may arrive out of order; clients put them back in order by sequence number.
+//! - `single` (default): one long-lived stream for everything: fully ordered, and a loss holds
+//!   back all that follows until it is repaired.
 //! - `per-sender`: one long-lived stream per sending session. Each sender's packets arrive in
 //!   order; a loss holds back only that sender's later packets.
-//! - `single`: one long-lived stream for everything: fully ordered, and a loss holds back all.
+//! - `per-packet`: a stream per packet. A lost packet delays only itself, so packets may arrive
+//!   out of order; clients put them back in order by sequence number.
+//!
+//! `single` is the default because it measured best under loss (`cargo xtask bench --scenario
+//! loss`, docs/benchmarks.md): a stream per packet spends QUIC stream credit on every packet,
+//! and when losses keep streams open the credit runs out and everything waits, which costs more
+//! than the head-of-line blocking it avoids.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -20,9 +26,9 @@ const IDLE_STREAM: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StreamMode {
-    #[default]
     PerPacket,
     PerSender,
+    #[default]
     Single,
 }
 
@@ -31,9 +37,9 @@ impl StreamMode {
     pub fn from_target(target: &str) -> Result<Self, String> {
         let query = target.split_once('?').map_or("", |(_, q)| q);
         match query.split('&').find_map(|pair| pair.strip_prefix("streams=")) {
-            None | Some("per-packet") => Ok(Self::PerPacket),
+            None | Some("single") => Ok(Self::Single),
+            Some("per-packet") => Ok(Self::PerPacket),
             Some("per-sender") => Ok(Self::PerSender),
-            Some("single") => Ok(Self::Single),
             Some(other) => Err(format!("unknown streams mode {other:?} (per-packet, per-sender or single)")),
         }
     }

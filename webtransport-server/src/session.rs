@@ -18,8 +18,8 @@ use videocall_relay::{Relay, SessionError, SessionHandle, TokenKey, auth};
 use wtransport::endpoint::IncomingSession;
 use wtransport::{Connection, VarInt};
 
-use crate::inbound::{self, StreamFailure};
-use crate::limits::{DATAGRAMS_PER_SECOND, MAX_STREAMS_READ, STREAM_FINISH_TIMEOUT};
+use crate::inbound::{self, PendingBudget, StreamFailure};
+use crate::limits::{DATAGRAMS_PER_SECOND, MAX_STREAMS_READ, PENDING_BYTES_PER_SESSION, STREAM_FINISH_TIMEOUT};
 use crate::outbound::{Outbound, StreamMode};
 
 pub(crate) struct Shared {
@@ -148,12 +148,13 @@ async fn run(connection: Connection, handle: SessionHandle, mode: StreamMode, sh
 
     let reader = async {
         let mut streams = SelectAll::new();
+        let pending = PendingBudget::default();
         let mut budget = DatagramBudget { tokens: f64::from(DATAGRAMS_PER_SECOND), last: Instant::now() };
         let mut alive = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 stream = connection.accept_uni(), if streams.len() < MAX_STREAMS_READ => match stream {
-                    Ok(stream) => streams.push(inbound::packets(stream, max)),
+                    Ok(stream) => streams.push(inbound::packets(stream, max, pending.clone())),
                     Err(_) => return Ending::Gone,
                 },
                 Some(read) = streams.next() => match read {
@@ -170,6 +171,11 @@ async fn run(connection: Connection, handle: SessionHandle, mode: StreamMode, sh
                         metrics.rejected("stream_not_finished");
                         let reason = format!("packet not completed within {} s", STREAM_FINISH_TIMEOUT.as_secs());
                         return Ending::Close { code: 1008, reason, label: "stream_not_finished" };
+                    }
+                    Err(StreamFailure::TooMuchPending) => {
+                        metrics.rejected("too_much_pending");
+                        let reason = format!("more than {PENDING_BYTES_PER_SESSION} bytes of unfinished packets");
+                        return Ending::Close { code: 1008, reason, label: "too_much_pending" };
                     }
                     Err(StreamFailure::Truncated) => {
                         metrics.rejected("malformed");

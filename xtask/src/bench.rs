@@ -23,6 +23,9 @@ enum Scenario {
     Mixed,
     /// WebTransport through a lossy, delaying link, for each stream mode and loss rate.
     Loss,
+    /// `bot flood` (sessions beginning packets on every stream, never finishing) beside a
+    /// WebTransport room: the relay's memory and the room's delivery.
+    Flood,
 }
 
 impl Scenario {
@@ -33,13 +36,14 @@ impl Scenario {
             Self::Webtransport => "wt, local bus",
             Self::Mixed => "ws+wt, local",
             Self::Loss => "wt, lossy link",
+            Self::Flood => "wt, beside a flood",
         }
     }
 
     fn transport(self) -> &'static str {
         match self {
             Self::Local | Self::Nats => "websocket",
-            Self::Webtransport | Self::Loss => "webtransport",
+            Self::Webtransport | Self::Loss | Self::Flood => "webtransport",
             Self::Mixed => "mixed",
         }
     }
@@ -147,7 +151,8 @@ struct Run<'a> {
     nats: Option<&'a NatsServer>,
 }
 
-fn run_once(run: Run<'_>) -> Result<Row> {
+/// A release actix-api on free ports: (process, http base URL, WebTransport address).
+fn start_server(nats: Option<&NatsServer>) -> Result<(Server, String, SocketAddr)> {
     let port = free_port();
     let http = format!("http://127.0.0.1:{port}");
     let webtransport: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
@@ -157,11 +162,16 @@ fn run_once(run: Run<'_>) -> Result<Row> {
         .env("WEBTRANSPORT_LISTEN", webtransport.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
-    if let Some(nats) = run.nats {
+    if let Some(nats) = nats {
         server.env("NATS_URL", nats.url()).env("TOKEN_SECRET", "bench secret that is long enough for HS256");
     }
     let server = Server(server.spawn().context("starting actix-api")?);
     wait_ready(&http)?;
+    Ok((server, http, webtransport))
+}
+
+fn run_once(run: Run<'_>) -> Result<Row> {
+    let (server, http, webtransport) = start_server(run.nats)?;
     let link = run.link.map(|config| LossyLink::start(webtransport, config)).transpose()?;
     let server_before = usage(server.0.id())?;
     let nats_before = run.nats.and_then(|n| n.pid()).map(usage).transpose()?;
@@ -201,11 +211,46 @@ fn run_once(run: Run<'_>) -> Result<Row> {
     })
 }
 
+/// A WebTransport room publishing while `bot flood` runs against the same relay.
+fn run_flood(args: &BenchArgs) -> Result<Row> {
+    let (server, http, _) = start_server(None)?;
+    let before = usage(server.0.id())?;
+    let started = Instant::now();
+    let load = Command::new(target_dir().join("release/bot"))
+        .args(["load", "--json", "--quiet", "--server", &http, "--transport", "webtransport"])
+        .args(["--participants", "6", "--duration", &args.duration.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running bot load")?;
+    let flood = Command::new(target_dir().join("release/bot"))
+        .args(["flood", "--server", &http])
+        .output()
+        .context("running bot flood")?;
+    let load = load.wait_with_output()?;
+    let wall = started.elapsed().as_secs_f64();
+    if !flood.status.success() || !load.status.success() {
+        bail!("bot flood ({}) or bot load ({}) failed", flood.status, load.status);
+    }
+    let after = usage(server.0.id())?;
+    println!("xtask: relay RSS before the flood {:.1} MB, peak {:.1} MB", before.peak_rss_mb, after.peak_rss_mb);
+    println!("xtask: bot flood: {}", String::from_utf8_lossy(&flood.stdout));
+    Ok(Row {
+        name: Scenario::Flood.name().to_owned(),
+        report: serde_json::from_slice(&load.stdout).context("reading bot load's JSON")?,
+        server: ProcUsage { cpu_seconds: after.cpu_seconds - before.cpu_seconds, peak_rss_mb: after.peak_rss_mb },
+        nats: None,
+        wall,
+    })
+}
+
 fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Vec<Row>> {
     let nats = match scenario {
         Scenario::Nats => Some(NatsServer::start()?),
         _ => None,
     };
+    if scenario == Scenario::Flood {
+        return Ok(vec![run_flood(args)?]);
+    }
     if scenario != Scenario::Loss {
         let run = Run {
             scenario,
@@ -252,7 +297,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     status(cargo().args(["build", "--release", "--locked", "-p", "actix-api", "-p", "bot"]))?;
     let scenarios = if args.scenario.is_empty() {
-        vec![Scenario::Local, Scenario::Nats, Scenario::Webtransport, Scenario::Mixed, Scenario::Loss]
+        vec![Scenario::Local, Scenario::Nats, Scenario::Webtransport, Scenario::Mixed, Scenario::Loss, Scenario::Flood]
     } else {
         args.scenario.clone()
     };

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use protobuf::Message as _;
+use tokio::sync::mpsc;
 use videocall_types::{PacketWrapper, framing};
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Connection, Endpoint};
@@ -43,7 +44,40 @@ pub fn lobby(base: &str, guest: &Guest) -> String {
 
 pub struct WtClient {
     pub connection: Connection,
+    /// Every packet the relay sends, with the number of the stream it came on.
+    received: tokio::sync::Mutex<mpsc::UnboundedReceiver<(usize, Vec<u8>)>>,
+    /// The task accepting streams holds the connection; dropping the client stops it, so a
+    /// dropped client's connection goes away as it would without the task.
+    reader: tokio::task::AbortHandle,
     _endpoint: Endpoint<wtransport::endpoint::endpoint_side::Client>,
+}
+
+impl Drop for WtClient {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Reads every stream the relay opens, each in its own task.
+fn read_streams(connection: Connection) -> (mpsc::UnboundedReceiver<(usize, Vec<u8>)>, tokio::task::AbortHandle) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut number = 0;
+        while let Ok(mut stream) = connection.accept_uni().await {
+            number += 1;
+            let (tx, n) = (tx.clone(), number);
+            tokio::spawn(async move {
+                let mut decoder = framing::FrameDecoder::new(1 << 20);
+                while let Ok(Some(chunk)) = stream.quic_stream_mut().read_chunk(1 << 16, true).await {
+                    decoder.push(&chunk.bytes);
+                    while let Ok(Some(packet)) = decoder.next_packet() {
+                        let _ = tx.send((n, packet));
+                    }
+                }
+            });
+        }
+    });
+    (rx, task.abort_handle())
 }
 
 pub fn hash_from_hex(hex: &str) -> [u8; 32] {
@@ -64,7 +98,8 @@ impl WtClient {
             .build();
         let endpoint = Endpoint::client(config)?;
         let connection = endpoint.connect(url).await.context("webtransport connect")?;
-        Ok(Self { connection, _endpoint: endpoint })
+        let (received, reader) = read_streams(connection.clone());
+        Ok(Self { connection, received: tokio::sync::Mutex::new(received), reader, _endpoint: endpoint })
     }
 
     pub async fn send(&self, packet: &PacketWrapper) -> Result<()> {
@@ -89,13 +124,13 @@ impl WtClient {
     }
 
     pub async fn recv_within(&self, limit: Duration) -> Result<Received> {
-        let mut stream = tokio::time::timeout(limit, self.connection.accept_uni()).await.context("timed out")??;
-        let bytes = stream.quic_stream_mut().read_to_end(1 << 20).await?;
-        let mut decoder = framing::FrameDecoder::new(1 << 20);
-        decoder.push(&bytes);
-        let packet = decoder.next_packet()?.context("an empty stream")?;
-        anyhow::ensure!(decoder.buffered() == 0, "one packet per stream expected");
-        Ok(decode(&packet))
+        Ok(decode(&self.recv_raw_within(limit).await?.1))
+    }
+
+    /// The next packet as bytes, with the number of the stream it came on.
+    pub async fn recv_raw_within(&self, limit: Duration) -> Result<(usize, Vec<u8>)> {
+        let mut received = self.received.lock().await;
+        tokio::time::timeout(limit, received.recv()).await.context("timed out")?.context("connection closed")
     }
 
     /// Waits for the server to close the session; returns the code and reason.

@@ -33,9 +33,9 @@ pub enum Transport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Streams {
-    #[default]
     PerPacket,
     PerSender,
+    #[default]
     Single,
 }
 
@@ -119,17 +119,7 @@ pub async fn connect(
         }
         Transport::Webtransport => {
             let info = webtransport.context("WebTransport info missing")?;
-            let url =
-                format!("{}{}&streams={}", info.base_url, lobby_path.trim_start_matches('/'), info.streams.as_str());
-            let builder = ClientConfig::builder().with_bind_default();
-            let config = if info.hashes.is_empty() {
-                builder.with_native_certs().build()
-            } else {
-                builder.with_server_certificate_hashes(info.hashes.iter().map(|h| Sha256Digest::new(*h))).build()
-            };
-            // One endpoint (UDP socket and driver) per participant, as separate browsers would have.
-            let endpoint = Endpoint::client(config)?;
-            let connection = endpoint.connect(&url).await.context("WebTransport connect")?;
+            let connection = connect_webtransport(info, lobby_path).await?;
             let per_packet = info.streams == Streams::PerPacket;
             Ok((
                 LinkSender::Wt { connection: connection.clone(), stream: None, per_packet },
@@ -137,6 +127,20 @@ pub async fn connect(
             ))
         }
     }
+}
+
+/// A WebTransport session to `info`'s relay; `lobby_path` is `/lobby/{user}/{room}?token=…`.
+pub async fn connect_webtransport(info: &WebTransportInfo, lobby_path: &str) -> Result<Connection> {
+    let url = format!("{}{}&streams={}", info.base_url, lobby_path.trim_start_matches('/'), info.streams.as_str());
+    let builder = ClientConfig::builder().with_bind_default();
+    let config = if info.hashes.is_empty() {
+        builder.with_native_certs().build()
+    } else {
+        builder.with_server_certificate_hashes(info.hashes.iter().map(|h| Sha256Digest::new(*h))).build()
+    };
+    // One endpoint (UDP socket and driver) per participant, as separate browsers would have.
+    let endpoint = Endpoint::client(config)?;
+    endpoint.connect(&url).await.context("WebTransport connect")
 }
 
 impl LinkSender {

@@ -4,8 +4,8 @@
 //! duplicates, reordering and relay latency (send time carried in the payload; sender and
 //! receivers share this machine's clock).
 
-mod link;
-mod participant;
+pub mod link;
+pub mod participant;
 mod payload;
 mod stats;
 
@@ -60,9 +60,9 @@ pub struct LoadArgs {
     /// How participants connect: all over WebSocket, all over WebTransport, or alternating.
     #[arg(long, value_enum, default_value_t = TransportChoice::Websocket)]
     pub transport: TransportChoice,
-    /// WebTransport streams, both ways: one per packet (may reorder, no head-of-line blocking),
-    /// one long-lived stream per sender from the relay, or a single ordered stream.
-    #[arg(long, value_enum, default_value_t = link::Streams::PerPacket)]
+    /// WebTransport streams, both ways: a single ordered stream, one long-lived stream per
+    /// sender from the relay, or one per packet (may reorder, no head-of-line blocking).
+    #[arg(long, value_enum, default_value_t = link::Streams::Single)]
     pub streams: link::Streams,
     /// Connect WebTransport here instead of the URL the server reports (through a proxy, say);
     /// the server's certificate hash is still used.

@@ -44,9 +44,25 @@ pub struct Participant {
 }
 
 #[derive(Deserialize)]
-struct GuestToken {
-    user_id: String,
-    websocket_path: String,
+pub struct GuestToken {
+    pub user_id: String,
+    /// `/lobby/{user}/{room}?token=…`, for WebSocket and WebTransport alike.
+    pub websocket_path: String,
+}
+
+/// Asks `server` for a guest token for `room_name`.
+pub async fn guest_token(http: &reqwest::Client, server: &str, room_name: &str, name: &str) -> Result<GuestToken> {
+    let response = http
+        .post(format!("{server}/api/v1/guest-tokens"))
+        .json(&serde_json::json!({"room": room_name, "display_name": name}))
+        .send()
+        .await
+        .with_context(|| format!("requesting a guest token from {server}"))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        bail!("guest token refused: {status} {}", response.text().await.unwrap_or_default());
+    }
+    response.json().await.context("reading the guest token")
 }
 
 fn now_ns() -> u64 {
@@ -64,17 +80,7 @@ impl Participant {
         room_name: &str,
         name: &str,
     ) -> Result<Self> {
-        let response = http
-            .post(format!("{server}/api/v1/guest-tokens"))
-            .json(&serde_json::json!({"room": room_name, "display_name": name}))
-            .send()
-            .await
-            .with_context(|| format!("requesting a guest token from {server}"))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            bail!("guest token refused: {status} {}", response.text().await.unwrap_or_default());
-        }
-        let token: GuestToken = response.json().await.context("reading the guest token")?;
+        let token = guest_token(http, server, room_name, name).await?;
         let (sender, receiver) = link::connect(transport, server, webtransport, &token.websocket_path).await?;
         Ok(Self { user: token.user_id, room, sender, receiver, known: Default::default() })
     }
