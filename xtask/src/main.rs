@@ -90,7 +90,7 @@ fn test() -> Result<()> {
     // Tests that run a server as a separate process need the binaries built beforehand.
     status(cargo().args(["build", "--workspace", "--bins", "--locked"]))?;
     status(cargo().args(["test", "--workspace", "--locked"]))?;
-    setup::wasm_build("videocall-types")?;
+    setup::wasm_build("videocall-client")?;
     println!("xtask: every test passed");
     Ok(())
 }
