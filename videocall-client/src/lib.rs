@@ -5,10 +5,13 @@
 //! - [`crypto`]: identity keys (RSA-OAEP) and fingerprints, per-sender media keys (AES-256-GCM)
 //!   with unique nonces and bound identity, the replay window, and the [`crypto::KeyRing`] of
 //!   keys received from others, with a grace period when a sender rotates.
+//! - [`packets`]: those keys and frames as `PacketWrapper`s: public keys, wrapped media keys
+//!   addressed to one session, sealed media.
 //!
 //! Builds for native targets and `wasm32-unknown-unknown`.
 
 pub mod crypto;
+pub mod packets;
 pub mod tunables;
 
 /// Milliseconds on the caller's monotonic clock (`performance.now()` in a browser).

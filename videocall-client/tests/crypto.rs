@@ -188,3 +188,42 @@ fn small_or_malformed_peer_keys_are_refused() {
     let parsed = EncryptedMedia::parse_from_bytes(&sealed.write_to_bytes().unwrap()).unwrap();
     assert_eq!(parsed, sealed);
 }
+
+#[test]
+fn a_key_exchange_through_packets_as_a_relay_would_carry_them() {
+    use videocall_client::packets;
+    use videocall_types::{MediaPacket, MediaType, PacketWrapper};
+    let [alice, bob, _] = identities();
+    let mut r = rng(13);
+    // What the relay does to every packet: stamp the sender's identity, and carry the bytes.
+    let relay = |p: &PacketWrapper, user: &str, session: u64| {
+        let mut p = PacketWrapper::parse_from_bytes(&p.write_to_bytes().unwrap()).unwrap();
+        p.email = user.into();
+        p.session_id = session;
+        p
+    };
+    // Bob announces his key; Alice wraps hers to him, addressed to his session.
+    let bob_pub = relay(&packets::public_key(bob, "bob", 0).unwrap(), "bob", 2);
+    let bob_key = packets::read_public_key(&bob_pub).unwrap();
+    assert_eq!(bob_key.fingerprint(), bob.fingerprint());
+    let mut alice_media = SenderKey::generate(&mut r, 1);
+    let wrapped = packets::wrapped_key(&mut r, &alice_media, &bob_key, 2).unwrap();
+    assert_eq!(wrapped.to_session_id, 2);
+    let (key_id, material) = packets::read_wrapped_key(bob, &relay(&wrapped, "alice", 1)).unwrap();
+    assert!(packets::read_wrapped_key(alice, &relay(&wrapped, "alice", 1)).is_err(), "only Bob opens it");
+    let mut ring = KeyRing::default();
+    ring.install(1, key_id, material, 0);
+
+    let mut frame = MediaPacket::new();
+    frame.media_type = MediaType::VIDEO.into();
+    frame.data = b"MARKER-IN-THE-PICTURE".to_vec();
+    frame.frame_type = "key".into();
+    let sealed = packets::seal_media(&mut alice_media, "alice", &frame, true).unwrap();
+    assert!(sealed.keyframe);
+    let on_the_wire = sealed.write_to_bytes().unwrap();
+    assert!(!on_the_wire.windows(6).any(|w| w == b"MARKER"), "the relay sees only ciphertext");
+    let opened = packets::open_media(&mut ring, &relay(&sealed, "alice", 1), 0).unwrap();
+    assert_eq!(opened, frame);
+    // The same bytes stamped as someone else do not open.
+    assert!(packets::open_media(&mut ring, &relay(&sealed, "mallory", 1), 0).is_err());
+}
