@@ -7,11 +7,13 @@
 //!   keys received from others, with a grace period when a sender rotates.
 //! - [`packets`]: those keys and frames as `PacketWrapper`s: public keys, wrapped media keys
 //!   addressed to one session, sealed media.
+//! - [`peers`]: one participant's key exchange state: packets in, packets out, events.
 //!
 //! Builds for native targets and `wasm32-unknown-unknown`.
 
 pub mod crypto;
 pub mod packets;
+pub mod peers;
 pub mod tunables;
 
 /// Milliseconds on the caller's monotonic clock (`performance.now()` in a browser).
