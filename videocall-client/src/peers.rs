@@ -30,6 +30,12 @@ pub struct Peer {
     pub given_key_id: Option<u32>,
 }
 
+impl Peer {
+    fn new(user: String, display_name: String) -> Self {
+        Self { user, display_name, key: None, given_key_id: None }
+    }
+}
+
 #[derive(Debug)]
 pub enum Event {
     Joined {
@@ -164,7 +170,7 @@ impl<R: CryptoRngCore> PeerState<R> {
 
     fn add_peer(&mut self, session: u64, user: String, display_name: String) {
         if !self.peers.contains_key(&session) {
-            self.peers.insert(session, Peer { user, display_name, key: None, given_key_id: None });
+            self.peers.insert(session, Peer::new(user, display_name));
             self.events.push_back(Event::Joined { session });
         }
     }
@@ -172,12 +178,7 @@ impl<R: CryptoRngCore> PeerState<R> {
     fn on_public_key(&mut self, packet: &PacketWrapper) -> Result<(), PacketError> {
         let session = packet.session_id;
         let key = packets::read_public_key(packet)?;
-        let peer = self.peers.entry(session).or_insert_with(|| Peer {
-            user: packet.email.clone(),
-            display_name: String::new(),
-            key: None,
-            given_key_id: None,
-        });
+        let peer = self.peers.entry(session).or_insert_with(|| Peer::new(packet.email.clone(), String::new()));
         let first = peer.key.is_none();
         let fingerprint = key.fingerprint();
         peer.key = Some(key);

@@ -76,8 +76,13 @@ pub fn parse_lobby_path(target: &str) -> Result<(String, String, Option<String>)
     let (Some(user), Some(room), None) = (segments.next(), segments.next(), segments.next()) else {
         return Err(AuthError::BadPath);
     };
-    let token = query.split('&').find_map(|pair| pair.strip_prefix("token=")).map(percent_decode).transpose()?;
+    let token = query_param(query, "token").map(percent_decode).transpose()?;
     Ok((percent_decode(user)?, percent_decode(room)?, token))
+}
+
+/// The raw value of `name` in a query string (`a=1&b=2`), if present.
+pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
 }
 
 fn percent_decode(s: &str) -> Result<String, AuthError> {

@@ -15,6 +15,50 @@ use thiserror::Error;
 /// Bytes of the length prefix.
 pub const PREFIX_BYTES: usize = 4;
 
+/// How the relay sends to a client, named by `streams=` on the session URL. A client sends a
+/// stream per packet for `per-packet` and one long-lived stream otherwise (it is one sender).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StreamMode {
+    /// A stream per packet: no head-of-line blocking, but packets may arrive out of order.
+    PerPacket,
+    /// One long-lived stream per sender: each sender in order.
+    PerSender,
+    /// One long-lived stream for everything: fully ordered. The default, as it measured best
+    /// under loss (docs/benchmarks.md).
+    #[default]
+    Single,
+}
+
+impl StreamMode {
+    pub const ALL: [Self; 3] = [Self::PerPacket, Self::PerSender, Self::Single];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PerPacket => "per-packet",
+            Self::PerSender => "per-sender",
+            Self::Single => "single",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown streams mode {0:?} (per-packet, per-sender or single)")]
+pub struct UnknownStreamMode(pub String);
+
+impl std::str::FromStr for StreamMode {
+    type Err = UnknownStreamMode;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| UnknownStreamMode(s.to_owned()))
+    }
+}
+
+impl std::fmt::Display for StreamMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum FrameError {
     #[error("packet of {len} bytes exceeds the limit of {max} bytes")]
@@ -143,6 +187,14 @@ mod tests {
         let mut decoder = FrameDecoder::new(100);
         decoder.push(&[0, 0]);
         assert_eq!(decoder.finish(), Err(FrameError::Truncated));
+    }
+
+    #[test]
+    fn stream_modes_round_trip_by_name() {
+        for mode in StreamMode::ALL {
+            assert_eq!(mode.as_str().parse(), Ok(mode));
+        }
+        assert_eq!("sideways".parse::<StreamMode>(), Err(UnknownStreamMode("sideways".into())));
     }
 
     #[test]

@@ -33,6 +33,26 @@ pub(crate) enum StreamFailure {
     Broken,
 }
 
+impl StreamFailure {
+    /// How the session is closed for this failure: close code, reason, metrics label. `None`:
+    /// only the stream is dropped.
+    pub(crate) fn close(self, max_packet_bytes: usize) -> Option<(u16, String, &'static str)> {
+        Some(match self {
+            Self::TooLarge => (1009, format!("packet exceeds the limit of {max_packet_bytes} bytes"), "oversized"),
+            Self::NotFinished => (
+                1008,
+                format!("packet not completed within {} s", STREAM_FINISH_TIMEOUT.as_secs()),
+                "stream_not_finished",
+            ),
+            Self::TooMuchPending => {
+                (1008, format!("more than {PENDING_BYTES_PER_SESSION} bytes of unfinished packets"), "too_much_pending")
+            }
+            Self::Truncated => (1007, "stream ended inside a packet".into(), "malformed"),
+            Self::Broken => return None,
+        })
+    }
+}
+
 /// Bytes of unfinished packets across one session's streams.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PendingBudget(Arc<AtomicUsize>);
@@ -53,26 +73,24 @@ struct Reader {
     decoder: FrameDecoder,
     /// When the packet now buffered in part began.
     begun: Option<Instant>,
+    /// Holds this reader's buffered bytes, `decoder.buffered()`.
     budget: PendingBudget,
-    /// What this reader holds of the budget: its decoder's buffered bytes.
-    counted: usize,
 }
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        self.budget.release(self.counted);
+        self.budget.release(self.decoder.buffered());
     }
 }
 
 impl Reader {
     async fn next(&mut self) -> Result<Option<Bytes>, StreamFailure> {
         loop {
+            let held = self.decoder.buffered();
             match self.decoder.next_packet() {
                 Ok(Some(packet)) => {
                     self.begun = None;
-                    let held = self.decoder.buffered();
-                    self.budget.release(self.counted - held);
-                    self.counted = held;
+                    self.budget.release(held - self.decoder.buffered());
                     return Ok(Some(Bytes::from(packet)));
                 }
                 Ok(None) => {}
@@ -91,7 +109,6 @@ impl Reader {
             match chunk {
                 Ok(Some(chunk)) => {
                     self.decoder.push(&chunk.bytes);
-                    self.counted += chunk.bytes.len();
                     if !self.budget.add(chunk.bytes.len()) {
                         return Err(StreamFailure::TooMuchPending);
                     }
@@ -109,7 +126,7 @@ pub(crate) fn packets(
     max_packet_bytes: usize,
     budget: PendingBudget,
 ) -> BoxStream<'static, Result<Bytes, StreamFailure>> {
-    let reader = Reader { stream, decoder: FrameDecoder::new(max_packet_bytes), begun: None, budget, counted: 0 };
+    let reader = Reader { stream, decoder: FrameDecoder::new(max_packet_bytes), begun: None, budget };
     futures_util::stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;
         match reader.next().await {

@@ -25,7 +25,6 @@ use wtransport::{Endpoint, Identity, ServerConfig, VarInt};
 
 pub use cert::{IdentitySource, IdentityWatch, SharedHash, certificate_hashes_json};
 pub use config::{CertArgs, Config};
-pub use outbound::StreamMode;
 
 /// How the listener runs.
 #[derive(Debug, Clone)]

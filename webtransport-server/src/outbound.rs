@@ -18,40 +18,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use videocall_relay::wire;
-use videocall_types::framing;
+use videocall_types::framing::{self, StreamMode};
 use wtransport::{Connection, SendStream};
 
 /// A per-sender stream unused this long is finished (its sender has probably left).
 const IDLE_STREAM: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StreamMode {
-    PerPacket,
-    PerSender,
-    #[default]
-    Single,
-}
-
-impl StreamMode {
-    /// The mode named by `streams=` in a session URL's query, or the default.
-    pub fn from_target(target: &str) -> Result<Self, String> {
-        let query = target.split_once('?').map_or("", |(_, q)| q);
-        match query.split('&').find_map(|pair| pair.strip_prefix("streams=")) {
-            None | Some("single") => Ok(Self::Single),
-            Some("per-packet") => Ok(Self::PerPacket),
-            Some("per-sender") => Ok(Self::PerSender),
-            Some(other) => Err(format!("unknown streams mode {other:?} (per-packet, per-sender or single)")),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PerPacket => "per-packet",
-            Self::PerSender => "per-sender",
-            Self::Single => "single",
-        }
-    }
-}
 
 /// The connection is gone.
 pub(crate) struct Gone;

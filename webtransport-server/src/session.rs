@@ -18,9 +18,10 @@ use videocall_relay::{Relay, SessionError, SessionHandle, TokenKey, auth};
 use wtransport::endpoint::IncomingSession;
 use wtransport::{Connection, VarInt};
 
-use crate::inbound::{self, PendingBudget, StreamFailure};
-use crate::limits::{DATAGRAMS_PER_SECOND, MAX_STREAMS_READ, PENDING_BYTES_PER_SESSION, STREAM_FINISH_TIMEOUT};
-use crate::outbound::{Outbound, StreamMode};
+use crate::inbound::{self, PendingBudget};
+use crate::limits::{DATAGRAMS_PER_SECOND, MAX_STREAMS_READ};
+use crate::outbound::Outbound;
+use videocall_types::framing::StreamMode;
 
 pub(crate) struct Shared {
     pub relay: Relay,
@@ -54,7 +55,8 @@ pub(crate) async fn handle_incoming(incoming: IncomingSession, shared: Arc<Share
             return;
         }
     };
-    let mode = match StreamMode::from_target(request.path()) {
+    let query = request.path().split_once('?').map_or("", |(_, q)| q);
+    let mode = match auth::query_param(query, "streams").map_or(Ok(StreamMode::default()), str::parse) {
         Ok(mode) => mode,
         Err(e) => {
             metrics.refused("bad_path");
@@ -163,25 +165,12 @@ async fn run(connection: Connection, handle: SessionHandle, mode: StreamMode, sh
                             return e.into();
                         }
                     }
-                    Err(StreamFailure::TooLarge) => {
-                        metrics.rejected("oversized");
-                        return Ending::Close { code: 1009, reason: format!("packet exceeds the limit of {max} bytes"), label: "oversized" };
+                    Err(failure) => {
+                        if let Some((code, reason, label)) = failure.close(max) {
+                            metrics.rejected(label);
+                            return Ending::Close { code, reason, label };
+                        }
                     }
-                    Err(StreamFailure::NotFinished) => {
-                        metrics.rejected("stream_not_finished");
-                        let reason = format!("packet not completed within {} s", STREAM_FINISH_TIMEOUT.as_secs());
-                        return Ending::Close { code: 1008, reason, label: "stream_not_finished" };
-                    }
-                    Err(StreamFailure::TooMuchPending) => {
-                        metrics.rejected("too_much_pending");
-                        let reason = format!("more than {PENDING_BYTES_PER_SESSION} bytes of unfinished packets");
-                        return Ending::Close { code: 1008, reason, label: "too_much_pending" };
-                    }
-                    Err(StreamFailure::Truncated) => {
-                        metrics.rejected("malformed");
-                        return Ending::Close { code: 1007, reason: "stream ended inside a packet".into(), label: "malformed" };
-                    }
-                    Err(StreamFailure::Broken) => {}
                 },
                 datagram = connection.receive_datagram() => match datagram {
                     Ok(datagram) if budget.take() => {

@@ -66,6 +66,12 @@ async fn wait_for_hash(server: &WebTransportHandle, hash: [u8; 32], within: Dura
     }
 }
 
+/// Sends SIGHUP to this test process, where the servers under test listen for it.
+fn sighup_self() {
+    let status = std::process::Command::new("kill").args(["-HUP", &std::process::id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_certificate_file_is_served_without_a_restart() {
     let dir = temp_dir("reload");
@@ -104,17 +110,14 @@ async fn sighup_reloads_the_certificate_at_once() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(server.certificate_hash(), Some(first), "unchanged times, no signal: no reload");
 
-    let status = std::process::Command::new("kill").args(["-HUP", &std::process::id().to_string()]).status().unwrap();
-    assert!(status.success());
+    sighup_self();
     wait_for_hash(&server, second, Duration::from_secs(2)).await;
     assert!(accepted_with(&url, second).await, "new connections get the new certificate");
 
     // Caught mid-rotation (a new certificate beside the old key): refused, the current one kept.
     let third = Identity::self_signed(["127.0.0.1"]).unwrap();
     third.certificate_chain().store_pemfile(dir.join("cert.pem")).await.unwrap();
-    assert!(
-        std::process::Command::new("kill").args(["-HUP", &std::process::id().to_string()]).status().unwrap().success()
-    );
+    sighup_self();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.certificate_hash(), Some(second));
     assert!(accepted_with(&url, second).await, "still serving after a bad reload");

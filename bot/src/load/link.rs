@@ -1,6 +1,6 @@
 //! One participant's connection to a relay, over WebSocket or WebTransport, split into a
 //! sending and a receiving half. One `PacketWrapper` per WebSocket message; over WebTransport,
-//! length-delimited packets (`videocall_types::framing`) on the streams `Streams` chooses.
+//! length-delimited packets (`videocall_types::framing`) on the streams `StreamMode` chooses.
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use videocall_types::framing::{self, FrameDecoder};
+use videocall_types::framing::{self, FrameDecoder, StreamMode};
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Connection, Endpoint, RecvStream, SendStream, VarInt};
 
@@ -27,34 +27,13 @@ pub enum Transport {
     Webtransport,
 }
 
-/// How packets travel on WebTransport streams, both ways: the relay sends as asked with
-/// `?streams=`; this client sends a stream per packet for `per-packet`, one long-lived stream
-/// otherwise (a client is a single sender).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Streams {
-    PerPacket,
-    PerSender,
-    #[default]
-    Single,
-}
-
-impl Streams {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::PerPacket => "per-packet",
-            Self::PerSender => "per-sender",
-            Self::Single => "single",
-        }
-    }
-}
-
 /// Where and how to connect for WebTransport: from the server's `/api/v1/webtransport`.
 #[derive(Debug, Clone)]
 pub struct WebTransportInfo {
     pub base_url: String,
     pub hashes: Vec<[u8; 32]>,
-    pub streams: Streams,
+    /// What to ask the relay for (`&streams=`); also how this client sends.
+    pub streams: StreamMode,
 }
 
 impl WebTransportInfo {
@@ -77,7 +56,7 @@ impl WebTransportInfo {
             }
             hashes.push(hash);
         }
-        Ok(Self { base_url, hashes, streams: Streams::default() })
+        Ok(Self { base_url, hashes, streams: StreamMode::default() })
     }
 }
 
@@ -120,7 +99,7 @@ pub async fn connect(
         Transport::Webtransport => {
             let info = webtransport.context("WebTransport info missing")?;
             let connection = connect_webtransport(info, lobby_path).await?;
-            let per_packet = info.streams == Streams::PerPacket;
+            let per_packet = info.streams == StreamMode::PerPacket;
             Ok((
                 LinkSender::Wt { connection: connection.clone(), stream: None, per_packet },
                 LinkReceiver::Wt { connection, streams: SelectAll::new(), ended: false },

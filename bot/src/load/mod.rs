@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use link::Transport;
 use participant::{Live, Participant, SendPlan};
 use stats::{Latency, ReceiverStats, Summary};
+use videocall_types::framing::StreamMode;
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
@@ -60,10 +61,11 @@ pub struct LoadArgs {
     /// How participants connect: all over WebSocket, all over WebTransport, or alternating.
     #[arg(long, value_enum, default_value_t = TransportChoice::Websocket)]
     pub transport: TransportChoice,
-    /// WebTransport streams, both ways: a single ordered stream, one long-lived stream per
-    /// sender from the relay, or one per packet (may reorder, no head-of-line blocking).
-    #[arg(long, value_enum, default_value_t = link::Streams::Single)]
-    pub streams: link::Streams,
+    /// WebTransport streams, both ways: `single` (one ordered stream), `per-sender` (one
+    /// long-lived stream per sender from the relay) or `per-packet` (may reorder, no
+    /// head-of-line blocking).
+    #[arg(long, default_value_t = StreamMode::Single)]
+    pub streams: StreamMode,
     /// Connect WebTransport here instead of the URL the server reports (through a proxy, say);
     /// the server's certificate hash is still used.
     #[arg(long)]
@@ -197,7 +199,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let summary = Summary {
         server,
         transport: args.transport,
-        streams: (args.transport != TransportChoice::Websocket).then_some(args.streams),
+        streams: (args.transport != TransportChoice::Websocket).then_some(args.streams.as_str()),
         rooms,
         participants: args.participants,
         seconds,

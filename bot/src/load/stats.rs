@@ -85,7 +85,7 @@ pub struct Summary {
     pub server: String,
     pub transport: super::TransportChoice,
     /// WebTransport stream mode, when anyone used WebTransport.
-    pub streams: Option<super::link::Streams>,
+    pub streams: Option<&'static str>,
     pub rooms: usize,
     pub participants: usize,
     pub seconds: f64,
