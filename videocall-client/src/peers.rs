@@ -121,10 +121,39 @@ impl<R: CryptoRngCore> PeerState<R> {
         self.events.pop_front()
     }
 
-    /// Seals a frame and queues it behind any key packets.
+    /// Seals a frame for the room and queues it behind any key packets.
     pub fn seal(&mut self, media: &MediaPacket, keyframe: bool) -> Result<(), PacketError> {
-        let packet = packets::seal_media(&mut self.sender, &self.user, media, keyframe)?;
+        self.seal_to(media, keyframe, 0)
+    }
+
+    /// Seals a frame for one session (`0`: the room): chat replies, keyframe requests,
+    /// heartbeat answers.
+    pub fn seal_to(&mut self, media: &MediaPacket, keyframe: bool, to_session: u64) -> Result<(), PacketError> {
+        let mut packet = packets::seal_media(&mut self.sender, &self.user, media, keyframe)?;
+        packet.to_session_id = to_session;
         self.transmit.push_back(packet);
+        Ok(())
+    }
+
+    /// The media key id we hold for `session`, if any.
+    pub fn peer_key_id(&self, session: u64) -> Option<u32> {
+        self.ring.current_key_id(session)
+    }
+
+    /// After a reconnect the relay gives us a new session and a fresh member list: forget
+    /// everyone, move to a new media key (we cannot know who saw the old one) and announce
+    /// our public key again. Unsent packets are dropped: they were addressed to old sessions.
+    pub fn restart(&mut self) -> Result<(), PacketError> {
+        let sessions: Vec<u64> = self.peers.keys().copied().collect();
+        for session in sessions {
+            self.ring.forget(session);
+            self.events.push_back(Event::Left { session });
+        }
+        self.peers.clear();
+        self.transmit.clear();
+        self.rotate()?;
+        let announce = packets::public_key(&self.identity, &self.user, 0)?;
+        self.transmit.push_back(announce);
         Ok(())
     }
 

@@ -57,10 +57,16 @@ fn participant(session: u64, user: &str) -> Participant {
 
 impl Room {
     fn join(&mut self, session: u64, user: &str, key: usize) {
+        let state = PeerState::new(ChaCha20Rng::seed_from_u64(session), identity(key), user).unwrap();
+        self.enter(session, Member { user: user.into(), state, events: Vec::new() });
+    }
+
+    /// `member` (new, or back after a reconnect) gets the member list; the others see it join.
+    fn enter(&mut self, session: u64, mut member: Member) {
+        let user = member.user.clone();
+        let user = user.as_str();
         let mut members = MemberList::new();
         members.participants = self.members.iter().map(|(s, m)| participant(*s, &m.user)).collect();
-        let state = PeerState::new(ChaCha20Rng::seed_from_u64(session), identity(key), user).unwrap();
-        let mut member = Member { user: user.into(), state, events: Vec::new() };
         member.state.handle_packet(0, presence(presence_packet::Event::Members(members)));
         for other in self.members.values_mut() {
             other.state.handle_packet(0, presence(presence_packet::Event::Joined(participant(session, user))));
@@ -184,4 +190,49 @@ fn three_join_exchange_keys_and_one_leaves() {
     }
     // And the relay never saw a frame's plaintext.
     assert!(room.forwarded.iter().all(|(_, b)| !b.windows(10).any(|w| w == b"from alice")));
+}
+
+#[test]
+fn a_reconnect_re_exchanges_keys_under_a_new_session() {
+    let mut room = Room::default();
+    room.join(1, "alice", 0);
+    room.join(2, "bob", 1);
+    room.settle(0);
+    let bob_key_before = room.members[&2].state.key_id();
+
+    // Bob's network drops: the relay reports him gone, he comes back as session 5.
+    let mut bob = room.leave(2, 100);
+    bob.state.restart().unwrap();
+    while let Some(e) = bob.state.poll_event() {
+        bob.events.push(e);
+    }
+    assert!(bob.events.iter().any(|e| matches!(e, Event::Left { session: 1 })), "{:?}", bob.events);
+    assert!(bob.state.peers().is_empty());
+    assert_ne!(bob.state.key_id(), bob_key_before, "a new key after a reconnect");
+    bob.events.clear();
+    room.enter(5, bob);
+    room.settle(200);
+
+    for (from, to, text) in [(1, 5, "alice to new bob"), (5, 1, "new bob to alice")] {
+        room.members.get_mut(&from).unwrap().state.seal(&frame(text), true).unwrap();
+        room.settle(300);
+        assert_eq!(opened(room.members.get_mut(&to).unwrap()), vec![(from, text.to_owned())]);
+    }
+    assert_eq!(room.members[&1].state.peer_key_id(5), Some(room.members[&5].state.key_id()));
+    for member in room.members.values() {
+        assert!(!member.events.iter().any(|e| matches!(e, Event::Dropped { .. })), "{:?}", member.events);
+    }
+}
+
+#[test]
+fn addressed_frames_reach_only_their_session() {
+    let mut room = Room::default();
+    room.join(1, "alice", 0);
+    room.join(2, "bob", 1);
+    room.join(3, "carol", 2);
+    room.settle(0);
+    room.members.get_mut(&1).unwrap().state.seal_to(&frame("for bob"), false, 2).unwrap();
+    room.settle(10);
+    assert_eq!(opened(room.members.get_mut(&2).unwrap()), vec![(1, "for bob".to_owned())]);
+    assert!(opened(room.members.get_mut(&3).unwrap()).is_empty());
 }

@@ -20,6 +20,6 @@ pub mod protos {
 
 pub use ids::{DisplayName, IdError, RoomId, UserId};
 pub use protos::videocall::{
-    AesPacket, AudioMetadata, ConnectionPacket, EncryptedMedia, MediaPacket, MediaType, MemberList, PacketType,
-    PacketWrapper, Participant, ParticipantLeft, PresencePacket, RsaPacket, VideoMetadata, presence_packet,
+    AesPacket, AudioMetadata, ConnectionPacket, EncryptedMedia, HeartbeatMetadata, MediaPacket, MediaType, MemberList,
+    PacketType, PacketWrapper, Participant, ParticipantLeft, PresencePacket, RsaPacket, VideoMetadata, presence_packet,
 };
