@@ -36,6 +36,11 @@ pub struct Config {
     #[arg(long, env = "WEBTRANSPORT_URL")]
     pub webtransport_url: Option<String>,
 
+    /// Serve the built web client from this directory (`cargo xtask web` builds it into
+    /// target/web; `cargo xtask run` sets this). Unset: API and relay only.
+    #[arg(long, env = "WEB_ROOT")]
+    pub web_root: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub cert: CertArgs,
 

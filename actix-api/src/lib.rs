@@ -6,6 +6,7 @@
 pub mod config;
 mod error;
 mod http;
+mod webapp;
 mod ws;
 
 use std::net::SocketAddr;
@@ -87,12 +88,21 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         webtransport: webtransport_info,
     });
 
+    let web_root = config.web_root.clone();
+    if let Some(root) = &web_root {
+        webapp::check(root)?;
+    }
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(web::JsonConfig::default().limit(4096).error_handler(error::json_error))
             .configure(http::routes)
             .configure(ws::routes)
+            .configure(|cfg| {
+                if let Some(root) = &web_root {
+                    webapp::routes(cfg, root);
+                }
+            })
     })
     .on_connect(|connection, _| {
         // Small media packets must not wait for Nagle's algorithm.

@@ -53,6 +53,11 @@ impl Browser {
                 "--disable-sync",
                 "--use-fake-device-for-media-stream",
                 "--use-fake-ui-for-media-stream",
+                // Remote audio must play without a real click.
+                "--autoplay-policy=no-user-gesture-required",
+                // Screen sharing picks the whole (fake) screen without asking.
+                "--auto-select-desktop-capture-source=Entire screen",
+                "--window-size=1280,800",
                 "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
@@ -102,7 +107,12 @@ impl Browser {
     /// Runs `script` (a function body; `return` gives the value) in the page.
     pub async fn eval(&self, script: &str) -> Result<Value> {
         let expression = format!("(() => {{ {script} }})()");
-        let result = self.command("Runtime.evaluate", json!({"expression": expression, "returnByValue": true})).await?;
+        let result = self
+            .command(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true, "userGesture": true}),
+            )
+            .await?;
         if let Some(exception) = result.get("exceptionDetails") {
             bail!("{script}: {exception}");
         }
@@ -122,6 +132,14 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// A PNG of the page as it is now.
+    pub async fn screenshot(&self) -> Result<Vec<u8>> {
+        use base64::Engine as _;
+        let shot = self.command("Page.captureScreenshot", json!({"format": "png"})).await?;
+        let data = shot["data"].as_str().context("no screenshot data")?;
+        Ok(base64::engine::general_purpose::STANDARD.decode(data)?)
     }
 
     /// Closes Chromium.

@@ -140,10 +140,17 @@ impl<R: CryptoRngCore> PeerState<R> {
         self.ring.current_key_id(session)
     }
 
-    /// After a reconnect the relay gives us a new session and a fresh member list: forget
-    /// everyone, move to a new media key (we cannot know who saw the old one) and announce
-    /// our public key again. Unsent packets are dropped: they were addressed to old sessions.
-    pub fn restart(&mut self) -> Result<(), PacketError> {
+    /// The user id the relay stamps on our packets (bound into every sealed frame).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Before each (re)connection: the relay will give us a new session, perhaps under a new
+    /// user id (a fresh token), and a fresh member list. Forget everyone, move to a new media
+    /// key (we cannot know who saw the old one) and announce our public key again. Unsent
+    /// packets are dropped: they were addressed to old sessions.
+    pub fn restart(&mut self, user: &str) -> Result<(), PacketError> {
+        self.user = user.to_owned();
         let sessions: Vec<u64> = self.peers.keys().copied().collect();
         for session in sessions {
             self.ring.forget(session);

@@ -202,7 +202,7 @@ fn a_reconnect_re_exchanges_keys_under_a_new_session() {
 
     // Bob's network drops: the relay reports him gone, he comes back as session 5.
     let mut bob = room.leave(2, 100);
-    bob.state.restart().unwrap();
+    bob.state.restart("bob").unwrap();
     while let Some(e) = bob.state.poll_event() {
         bob.events.push(e);
     }

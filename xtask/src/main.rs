@@ -2,6 +2,7 @@
 
 mod bench;
 mod setup;
+mod web;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,6 +25,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the web client into target/web (wasm, its JavaScript glue, static files).
+    Web,
     /// Run every test (installs missing system packages with apt when run as root on Debian).
     Test,
     /// Start the server(s) and run the standard load scenarios, printing figures.
@@ -33,6 +36,7 @@ enum Task {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Run { args } => run(args),
+        Task::Web => web::build().map(drop),
         Task::Test => test(),
         Task::Bench(args) => bench::run(args),
     }
@@ -66,18 +70,26 @@ pub fn status(cmd: &mut Command) -> Result<()> {
 }
 
 fn run(args: Vec<String>) -> Result<()> {
+    let web_root = web::build()?;
     status(cargo().args(["build", "--release", "--locked", "-p", "actix-api"]))?;
     let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let webtransport = std::env::var("WEBTRANSPORT_LISTEN").unwrap_or_else(|_| "[::]:4433".into());
-    println!("\nxtask: single node on http://{listen} (in-process bus, no NATS, no database)");
+    println!("\nxtask: single node (in-process bus, no NATS, no database)");
     println!("xtask:   WebTransport on udp {webtransport} (self-signed; hash at http://{listen}/api/v1/webtransport)");
     println!("xtask:   health   http://{listen}/healthz   metrics http://{listen}/metrics");
     println!(
         "xtask:   join     POST http://{listen}/api/v1/guest-tokens, then ws://{listen}/lobby/{{user}}/{{room}}?token=…"
     );
     println!("xtask:   load     cargo run --release -p bot -- load --server http://{listen}\n");
+    println!("xtask: open      http://{listen}/  in Chrome\n");
     let server = target_dir().join("release/actix-api");
-    status(Command::new(server).env("LISTEN_ADDR", &listen).env("WEBTRANSPORT_LISTEN", &webtransport).args(args))
+    status(
+        Command::new(server)
+            .env("LISTEN_ADDR", &listen)
+            .env("WEBTRANSPORT_LISTEN", &webtransport)
+            .env("WEB_ROOT", &web_root)
+            .args(args),
+    )
 }
 
 fn test() -> Result<()> {
@@ -89,8 +101,9 @@ fn test() -> Result<()> {
     }
     // Tests that run a server as a separate process need the binaries built beforehand.
     status(cargo().args(["build", "--workspace", "--bins", "--locked"]))?;
-    status(cargo().args(["test", "--workspace", "--locked"]))?;
-    setup::wasm_build("videocall-client")?;
+    // The browser tests load the web client from WEB_ROOT.
+    let web_root = web::build()?;
+    status(cargo().args(["test", "--workspace", "--locked"]).env("WEB_ROOT", &web_root))?;
     println!("xtask: every test passed");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Installing what a fresh Debian machine lacks, and building for wasm32.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Result, bail};
@@ -63,18 +64,12 @@ fn rustup_has_wasm_target() -> bool {
 }
 
 /// Builds a crate for `wasm32-unknown-unknown`: with rustup's target when installed, else with
-/// Debian's `rustc-web` and a std built from `rust-web-src`.
-pub fn wasm_build(package: &str) -> Result<()> {
+/// Debian's `rustc-web` and a std built from `rust-web-src`. Returns the release output
+/// directory (where a binary crate's `.wasm` lands).
+pub fn wasm_build(package: &str) -> Result<PathBuf> {
     if rustup_has_wasm_target() {
-        return status(cargo().args([
-            "build",
-            "--locked",
-            "--release",
-            "-p",
-            package,
-            "--target",
-            "wasm32-unknown-unknown",
-        ]));
+        status(cargo().args(["build", "--locked", "--release", "-p", package, "--target", "wasm32-unknown-unknown"]))?;
+        return Ok(target_dir().join("wasm32-unknown-unknown/release"));
     }
     let missing: Vec<&str> =
         ["rustc-web", "cargo-web", "rust-web-src"].into_iter().filter(|p| !package_installed(p)).collect();
@@ -98,6 +93,7 @@ pub fn wasm_build(package: &str) -> Result<()> {
                 "-Zbuild-std=std,panic_abort",
                 "--target-dir",
             ])
-            .arg(wasm_target),
-    )
+            .arg(&wasm_target),
+    )?;
+    Ok(wasm_target.join("wasm32-unknown-unknown/release"))
 }

@@ -14,6 +14,7 @@ use videocall_types::{PacketType, PacketWrapper, PresencePacket, presence_packet
 
 pub use actix_api::{Config, RunningServer};
 
+pub mod web_client;
 pub mod webtransport;
 
 pub async fn start(config: Config) -> RunningServer {

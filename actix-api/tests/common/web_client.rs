@@ -1,0 +1,124 @@
+//! The real web client (yew-ui, built by `cargo xtask web` into WEB_ROOT) in headless Chromium,
+//! driven through its own UI.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use testkit::Browser;
+
+use super::webtransport::{WebTransportServer, start_with_webtransport};
+use super::*;
+
+/// The built client: WEB_ROOT (set by `cargo xtask test`), else the default build directory.
+pub fn web_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("WEB_ROOT") {
+        return PathBuf::from(root);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("web")
+}
+
+/// One call at a time: several browsers encoding and decoding 720p video already fill two
+/// cores, and a starved call measures the machine, not the client.
+static ONE_CALL_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub struct ClientServer {
+    pub server: WebTransportServer,
+    pub http: String,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl ClientServer {
+    pub async fn stop(self) {
+        self.server.server.stop().await;
+    }
+}
+
+/// actix-api serving the web client, with WebTransport in-process (once it is this test's turn).
+pub async fn start_with_client() -> ClientServer {
+    let turn = ONE_CALL_AT_A_TIME.lock().await;
+    let server = start_client_server().await;
+    let http = server.http.clone();
+    ClientServer { server, http, _turn: turn }
+}
+
+async fn start_client_server() -> WebTransportServer {
+    let mut config = Config::for_tests();
+    let root = web_root();
+    assert!(root.join("yew_ui_bg.wasm").is_file(), "no web client in {}: run `cargo xtask web` first", root.display());
+    config.web_root = Some(root);
+    start_with_webtransport(config).await
+}
+
+/// A participant: its own browser and profile.
+pub struct Participant {
+    pub browser: Browser,
+    pub name: String,
+}
+
+impl Participant {
+    /// Opens the home page, types a name and the room, goes through the lobby with
+    /// `transport` ("auto", "webtransport" or "websocket") and waits until connected.
+    pub async fn join(http: &str, room: &str, name: &str, transport: &str) -> Self {
+        let browser = Browser::launch().await.unwrap();
+        browser.goto(&format!("{http}/")).await.unwrap();
+        wait(&browser, "return !!document.querySelector('#display-name')", 20).await;
+        browser
+            .eval(&format!(
+                "document.querySelector('#display-name').value = {name:?};
+                 document.querySelector('#room-name').value = {room:?};
+                 document.querySelector('#join-room').click(); return true"
+            ))
+            .await
+            .unwrap();
+        // The lobby: ready once the camera is open and the identity key generated.
+        wait(&browser, "const b = document.querySelector('#join-button'); return !!b && !b.disabled", 20).await;
+        browser
+            .eval(&format!(
+                "const s = document.querySelector('#transport'); s.value = {transport:?};
+                 s.dispatchEvent(new Event('change', {{bubbles: true}}));
+                 return true"
+            ))
+            .await
+            .unwrap();
+        browser.eval("document.querySelector('#join-button').click(); return true").await.unwrap();
+        wait(
+            &browser,
+            "const c = document.querySelector('#connection'); return !!c && c.dataset.state === 'connected'",
+            20,
+        )
+        .await;
+        Self { browser, name: name.to_owned() }
+    }
+
+    /// `window.videocallStats()`.
+    pub async fn stats(&self) -> Value {
+        let text = self.browser.eval("return window.videocallStats ? window.videocallStats() : '{}'").await.unwrap();
+        serde_json::from_str(text.as_str().unwrap_or("{}")).unwrap_or(Value::Null)
+    }
+
+    /// Waits until every other participant's figures satisfy `done`; returns the last stats.
+    pub async fn wait_for_peers(&self, peers: usize, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let started = std::time::Instant::now();
+        loop {
+            let stats = self.stats().await;
+            let list = stats["peers"].as_array().cloned().unwrap_or_default();
+            if list.len() == peers && list.iter().all(&done) {
+                return stats;
+            }
+            assert!(started.elapsed() < limit, "{}: peers never got there within {limit:?}: {stats:#}", self.name);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn quit(self) {
+        self.browser.quit().await;
+    }
+}
+
+pub async fn wait(browser: &Browser, script: &str, seconds: u64) {
+    browser.wait_for(script, Duration::from_secs(seconds), |v| v == &Value::Bool(true)).await.unwrap();
+}

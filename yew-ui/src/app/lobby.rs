@@ -1,0 +1,117 @@
+//! Lobby: camera and microphone choice with a live preview and a level meter, the connection
+//! choice, and the join button. The identity key is generated while the user looks at it.
+
+use web_sys::{HtmlInputElement, HtmlSelectElement};
+use yew::prelude::*;
+
+use crate::components::{LevelMeter, SelfTile};
+use crate::hooks::{IdentitySlot, LocalMedia};
+use crate::services::transport::Preference;
+
+#[derive(Clone, PartialEq)]
+pub struct JoinChoice {
+    pub display_name: String,
+    pub preference: Preference,
+    pub audio_on: bool,
+    pub video_on: bool,
+}
+
+#[derive(Properties, PartialEq)]
+pub struct LobbyProps {
+    pub room: AttrValue,
+    pub media: LocalMedia,
+    pub identity: IdentitySlot,
+    pub on_join: Callback<JoinChoice>,
+    pub error: Option<String>,
+}
+
+fn select_value(e: &Event) -> String {
+    e.target_unchecked_into::<HtmlSelectElement>().value()
+}
+
+#[function_component]
+pub fn Lobby(props: &LobbyProps) -> Html {
+    let name = use_node_ref();
+    let preference =
+        use_state(|| Preference::parse(&crate::services::js::query_param("transport").unwrap_or_default()));
+    let audio_on = use_state(|| true);
+    let video_on = use_state(|| true);
+    let media = &props.media;
+
+    let on_camera = {
+        let cb = media.choose_camera.clone();
+        Callback::from(move |e: Event| cb.emit(select_value(&e)))
+    };
+    let on_microphone = {
+        let cb = media.choose_microphone.clone();
+        Callback::from(move |e: Event| cb.emit(select_value(&e)))
+    };
+    let on_preference = {
+        let preference = preference.clone();
+        Callback::from(move |e: Event| preference.set(Preference::parse(&select_value(&e))))
+    };
+    let toggle = |state: &UseStateHandle<bool>| {
+        let state = state.clone();
+        Callback::from(move |_: MouseEvent| state.set(!*state))
+    };
+    let join = {
+        let (name, on_join, preference, audio_on, video_on) =
+            (name.clone(), props.on_join.clone(), preference.clone(), audio_on.clone(), video_on.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let display_name = name.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default().trim().to_owned();
+            on_join.emit(JoinChoice {
+                display_name,
+                preference: *preference,
+                audio_on: *audio_on,
+                video_on: *video_on,
+            });
+        })
+    };
+    let ready = media.stream.is_some() && props.identity.fingerprint.is_some();
+    html! {
+        <main class="page lobby">
+            <h1>{ format!("Join {}", props.room) }</h1>
+            <div class="lobby-grid">
+                <div class="preview">
+                    <SelfTile stream={media.stream.clone()} name={super::saved_name()} audio_on={*audio_on} video_on={*video_on} speaking=false />
+                    <LevelMeter level={if *audio_on { media.level } else { 0.0 }} />
+                    <div class="toggles">
+                        <button type="button" id="lobby-audio" onclick={toggle(&audio_on)}>{ if *audio_on { "Mute" } else { "Unmute" } }</button>
+                        <button type="button" id="lobby-video" onclick={toggle(&video_on)}>{ if *video_on { "Camera off" } else { "Camera on" } }</button>
+                    </div>
+                </div>
+                <form class="settings" onsubmit={join}>
+                    <label>{"Your name"}<input id="lobby-name" ref={name} value={super::saved_name()} maxlength="64" /></label>
+                    <label>{"Camera"}
+                        <select id="camera" onchange={on_camera}>
+                            { for media.devices.cameras.iter().map(|d| html! { <option value={d.id.clone()} selected={media.camera.as_deref() == Some(d.id.as_str())}>{ &d.label }</option> }) }
+                        </select>
+                    </label>
+                    <label>{"Microphone"}
+                        <select id="microphone" onchange={on_microphone}>
+                            { for media.devices.microphones.iter().map(|d| html! { <option value={d.id.clone()} selected={media.microphone.as_deref() == Some(d.id.as_str())}>{ &d.label }</option> }) }
+                        </select>
+                    </label>
+                    <label>{"Connection"}
+                        <select id="transport" onchange={on_preference}>
+                            { for [Preference::Auto, Preference::WebTransport, Preference::WebSocket].into_iter().map(|p| html! {
+                                <option value={p.as_str()} selected={*preference == p}>{ match p {
+                                    Preference::Auto => "Automatic (WebTransport, else WebSocket)",
+                                    Preference::WebTransport => "WebTransport only",
+                                    Preference::WebSocket => "WebSocket only",
+                                } }</option>
+                            }) }
+                        </select>
+                    </label>
+                    <p class="fingerprint-line">{"Your key: "}<code id="lobby-fingerprint">{ props.identity.fingerprint.clone().unwrap_or_else(|| "generating…".into()) }</code>
+                        if let Some(ms) = props.identity.millis { <span class="hint">{ format!(" (made in {ms:.0} ms)") }</span> }</p>
+                    if let Some(e) = &media.error { <p class="error">{ e }</p> }
+                    if let Some(e) = &props.identity.error { <p class="error">{ format!("key generation failed: {e}") }</p> }
+                    if let Some(e) = &props.error { <p class="error">{ e }</p> }
+                    <button id="join-button" class="primary" type="submit" disabled={!ready}>{"Join now"}</button>
+                </form>
+            </div>
+        </main>
+    }
+}

@@ -1,0 +1,53 @@
+//! Routes and pages: home (create or join), then a room's lobby and the call itself.
+
+mod home;
+mod lobby;
+mod room;
+
+use yew::prelude::*;
+use yew_router::prelude::*;
+
+#[derive(Clone, Routable, PartialEq)]
+pub enum Route {
+    #[at("/")]
+    Home,
+    #[at("/room/:name")]
+    Room { name: String },
+    #[not_found]
+    #[at("/404")]
+    NotFound,
+}
+
+fn switch(route: Route) -> Html {
+    match route {
+        Route::Home => html! { <home::Home /> },
+        Route::Room { name } => html! { <room::RoomPage {name} /> },
+        Route::NotFound => {
+            html! { <main class="page"><h1>{"Not found"}</h1><Link<Route> to={Route::Home}>{"Home"}</Link<Route>></main> }
+        }
+    }
+}
+
+#[function_component]
+pub fn App() -> Html {
+    html! {
+        <BrowserRouter>
+            <Switch<Route> render={switch} />
+        </BrowserRouter>
+    }
+}
+
+/// The display name remembered between visits.
+pub fn saved_name() -> String {
+    storage().and_then(|s| s.get_item("display_name").ok().flatten()).unwrap_or_default()
+}
+
+pub fn save_name(name: &str) {
+    if let Some(s) = storage() {
+        let _ = s.set_item("display_name", name);
+    }
+}
+
+fn storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok().flatten()
+}

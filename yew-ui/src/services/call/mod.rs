@@ -1,0 +1,232 @@
+//! The call: the client core (`videocall_client::peers::PeerState`) driven by a transport, the
+//! media senders and the per-peer receivers. Thin on purpose: key exchange and encryption live
+//! in the core; this file moves packets between it, the network and WebCodecs, and tells the
+//! room page what happened through [`RoomAction`]s.
+//!
+//! - `connection.rs`: tokens, connecting (WebTransport, else WebSocket), reconnecting with
+//!   backoff after a drop (the core re-exchanges keys).
+//! - `incoming.rs`: what the core opened: video, screen, audio, chat, heartbeats, keyframe
+//!   requests.
+//! - `outgoing.rs`: what we capture and say: encoded frames, heartbeats, chat, the bitrate
+//!   ladder.
+
+mod connection;
+mod incoming;
+mod outgoing;
+mod stats;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use rand_core::OsRng;
+use videocall_client::crypto::IdentityKey;
+use videocall_client::peers::PeerState;
+use wasm_bindgen::prelude::*;
+use web_sys::{AudioContext, MediaStream};
+
+use super::media::audio_out::AudioOut;
+use super::media::audio_send::AudioSender;
+use super::media::level::LevelMeter;
+use super::media::video_send::VideoSender;
+use super::transport::{Preference, Target, Transport};
+use crate::types::ladder::Ladder;
+use crate::types::room::RoomAction;
+
+pub use incoming::PeerMedia;
+
+/// What the lobby hands over.
+pub struct JoinRequest {
+    pub room: String,
+    pub display_name: String,
+    pub preference: Preference,
+    pub identity: IdentityKey,
+    pub stream: MediaStream,
+    pub audio_on: bool,
+    pub video_on: bool,
+    /// Created in the join click, so the browser lets it play.
+    pub audio_context: AudioContext,
+}
+
+pub type Dispatch = Rc<dyn Fn(RoomAction)>;
+
+/// Our media senders and what they are set to.
+#[derive(Default)]
+struct Senders {
+    video: Option<VideoSender>,
+    audio: Option<AudioSender>,
+    screen: Option<(VideoSender, MediaStream)>,
+    codec: String,
+    ladder: Option<Ladder>,
+    audio_on: bool,
+    video_on: bool,
+}
+
+struct Inner {
+    room: String,
+    display_name: String,
+    preference: Preference,
+    dispatch: Dispatch,
+    core: RefCell<PeerState<OsRng>>,
+    transport: RefCell<Option<Transport>>,
+    /// Bumped per connection attempt: events from an older transport are ignored.
+    generation: Cell<u32>,
+    target: RefCell<Option<Target>>,
+    left: Cell<bool>,
+    attempts: Cell<u32>,
+    stream: MediaStream,
+    senders: RefCell<Senders>,
+    sequences: Cell<(u64, u64, u64)>,
+    peers: RefCell<HashMap<u64, PeerMedia>>,
+    audio_out: RefCell<Option<Rc<AudioOut>>>,
+    level: RefCell<Option<LevelMeter>>,
+    /// Packets the core refused (tampered, replayed, unknown key): counted, never fatal.
+    dropped: Cell<u64>,
+    /// Frames that arrived before their sender's key (joining races): not counted as dropped.
+    before_key: Cell<u64>,
+    timer: RefCell<Option<(i32, Closure<dyn FnMut()>)>>,
+    stats_hook: RefCell<Option<Closure<dyn FnMut() -> String>>>,
+}
+
+/// A joined (or joining) call. Cloning shares it.
+#[derive(Clone)]
+pub struct Call {
+    inner: Rc<Inner>,
+}
+
+impl PartialEq for Call {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Call {
+    /// Starts joining: media first (so the first frames are ready when keys are), then the
+    /// connection.
+    pub fn join(request: JoinRequest, dispatch: Dispatch) -> Result<Self, String> {
+        let core = PeerState::new(OsRng, request.identity, "me").map_err(|e| e.to_string())?;
+        dispatch(RoomAction::OwnKey { key_id: core.key_id() });
+        let level = LevelMeter::new(&request.stream).ok();
+        let inner = Rc::new(Inner {
+            room: request.room,
+            display_name: request.display_name,
+            preference: request.preference,
+            dispatch,
+            core: RefCell::new(core),
+            transport: RefCell::new(None),
+            generation: Cell::new(0),
+            target: RefCell::new(None),
+            left: Cell::new(false),
+            attempts: Cell::new(0),
+            stream: request.stream,
+            senders: RefCell::new(Senders {
+                audio_on: request.audio_on,
+                video_on: request.video_on,
+                ..Senders::default()
+            }),
+            sequences: Cell::new((0, 0, 0)),
+            peers: RefCell::new(HashMap::new()),
+            audio_out: RefCell::new(None),
+            level: RefCell::new(level),
+            dropped: Cell::new(0),
+            before_key: Cell::new(0),
+            timer: RefCell::new(None),
+            stats_hook: RefCell::new(None),
+        });
+        let call = Self { inner };
+        call.start_timer();
+        call.install_stats_hook();
+        outgoing::start_media(&call.inner, request.audio_context);
+        connection::start(call.inner.clone());
+        Ok(call)
+    }
+
+    pub fn set_audio(&self, on: bool) {
+        outgoing::set_audio(&self.inner, on);
+    }
+
+    pub fn set_video(&self, on: bool) {
+        outgoing::set_video(&self.inner, on);
+    }
+
+    pub fn toggle_screen(&self) {
+        outgoing::toggle_screen(&self.inner);
+    }
+
+    pub fn send_chat(&self, text: &str) {
+        outgoing::send_chat(&self.inner, text);
+    }
+
+    pub fn local_stream(&self) -> MediaStream {
+        self.inner.stream.clone()
+    }
+
+    /// Leaves for good: the connection closes, the camera and microphone stop.
+    pub fn leave(&self) {
+        let inner = &self.inner;
+        if inner.left.replace(true) {
+            return;
+        }
+        inner.transport.borrow_mut().take();
+        *inner.senders.borrow_mut() = Senders::default();
+        inner.peers.borrow_mut().clear();
+        inner.audio_out.borrow_mut().take();
+        inner.level.borrow_mut().take();
+        super::media::capture::stop(&inner.stream);
+        if let Some((id, _)) = inner.timer.borrow_mut().take() {
+            if let Some(w) = web_sys::window() {
+                w.clear_interval_with_handle(id);
+            }
+        }
+        (inner.dispatch)(RoomAction::Connection(crate::types::room::Connection::Closed {
+            reason: "You left the room".into(),
+        }));
+    }
+
+    fn start_timer(&self) {
+        let weak = Rc::downgrade(&self.inner);
+        let tick = Closure::<dyn FnMut()>::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                outgoing::tick(&inner);
+                stats::report(&inner);
+            }
+        });
+        let Some(window) = web_sys::window() else { return };
+        if let Ok(id) =
+            window.set_interval_with_callback_and_timeout_and_arguments_0(tick.as_ref().unchecked_ref(), 1_000)
+        {
+            *self.inner.timer.borrow_mut() = Some((id, tick));
+        }
+    }
+
+    /// `window.videocallStats()`: the call's figures as JSON, for diagnostics and the tests.
+    fn install_stats_hook(&self) {
+        let weak = Rc::downgrade(&self.inner);
+        let hook =
+            Closure::<dyn FnMut() -> String>::new(move || weak.upgrade().map(|i| stats::json(&i)).unwrap_or_default());
+        if let Some(window) = web_sys::window() {
+            super::js::set(&window, "videocallStats", hook.as_ref().clone());
+        }
+        *self.inner.stats_hook.borrow_mut() = Some(hook);
+    }
+}
+
+impl Inner {
+    /// Sends whatever the core has queued, if connected (key packets wait for a connection).
+    fn flush(&self) {
+        let transport = self.transport.borrow();
+        let Some(transport) = transport.as_ref() else { return };
+        loop {
+            let Some(packet) = self.core.borrow_mut().poll_transmit() else { break };
+            transport.send(&packet);
+        }
+    }
+
+    fn connected(&self) -> bool {
+        self.transport.borrow().is_some()
+    }
+
+    fn dispatch(&self, action: RoomAction) {
+        (self.dispatch)(action);
+    }
+}

@@ -1,0 +1,100 @@
+//! Figures: per-peer statistics to the room page once a second, and `window.videocallStats()`
+//! as JSON for diagnostics and the browser tests.
+
+use std::rc::Rc;
+
+use serde_json::json;
+
+use super::Inner;
+use crate::services::js;
+use crate::types::stats::PeerStats;
+
+/// RMS above this counts as speaking: well over the noise floor of a quiet room.
+const SPEAKING_LEVEL: f32 = 0.02;
+
+pub fn report(inner: &Rc<Inner>) {
+    let now = js::now_ms();
+    let out = inner.audio_out.borrow().clone();
+    let mut peers = inner.peers.borrow_mut();
+    let mut list = Vec::with_capacity(peers.len());
+    for (session, peer) in peers.iter_mut() {
+        let mut stats = PeerStats { codec: peer.codec.clone(), ..PeerStats::default() };
+        if let Some(video) = &peer.video {
+            let counters = video.counters();
+            let c = counters.borrow();
+            for _ in peer.frames_seen..c.frames {
+                peer.rates.frame(now);
+            }
+            peer.frames_seen = c.frames;
+            (stats.frames_decoded, stats.decode_errors, stats.width, stats.height) =
+                (c.frames, c.errors, c.width, c.height);
+        }
+        if let Some(screen) = &peer.screen {
+            stats.screen_frames = screen.counters().borrow().frames;
+        }
+        (stats.fps, stats.bitrate_bps) = peer.rates.rates(now);
+        let playout = out.as_ref().map(|o| o.stats(*session)).unwrap_or_default();
+        if let Some(audio) = &peer.audio {
+            stats.audio_frames = audio.frames();
+            stats.decode_errors += audio.errors();
+        }
+        stats.audio_played_ms = playout.played_ms;
+        stats.rtt_ms = peer.rtt_ms;
+        stats.dropped_packets = peer.dropped;
+        list.push((*session, stats, playout.level > SPEAKING_LEVEL));
+    }
+    drop(peers);
+    let me_speaking = inner.senders.borrow().audio_on
+        && inner.level.borrow_mut().as_mut().is_some_and(|l| l.level() > SPEAKING_LEVEL);
+    inner.dispatch(crate::types::room::RoomAction::Stats { peers: list, me_speaking });
+}
+
+pub fn json(inner: &Inner) -> String {
+    let core = inner.core.borrow();
+    let peers = inner.peers.borrow();
+    let out = inner.audio_out.borrow().clone();
+    let list: Vec<serde_json::Value> = core
+        .peers()
+        .iter()
+        .map(|(session, peer)| {
+            let media = peers.get(session);
+            let video = media.and_then(|m| m.video.as_ref()).map(|v| v.counters());
+            let screen = media.and_then(|m| m.screen.as_ref()).map(|v| v.counters());
+            let (frames, errors, width, height, latency) = video.as_ref().map_or((0, 0, 0, 0, vec![]), |c| {
+                let c = c.borrow();
+                (c.frames, c.errors, c.width, c.height, c.latency_ms.iter().copied().collect())
+            });
+            json!({
+                "session": session,
+                "user": peer.user,
+                "name": peer.display_name,
+                "fingerprint": peer.key.as_ref().map(|k| k.fingerprint().to_string()),
+                "key_id": core.peer_key_id(*session),
+                "frames_decoded": frames,
+                "decode_errors": errors,
+                "width": width,
+                "height": height,
+                "screen_frames": screen.map_or(0, |c| c.borrow().frames),
+                "audio_frames": media.and_then(|m| m.audio.as_ref()).map_or(0, |a| a.frames()),
+                "audio_played_ms": out.as_ref().map_or(0.0, |o| o.stats(*session).played_ms),
+                "rtt_ms": media.and_then(|m| m.rtt_ms),
+                "dropped": media.map_or(0, |m| m.dropped),
+                "latency_ms": latency,
+            })
+        })
+        .collect();
+    let transport = inner.transport.borrow().as_ref().map(|t| t.kind.label());
+    let senders = inner.senders.borrow();
+    json!({
+        "transport": transport,
+        "key_id": core.key_id(),
+        "fingerprint": core.fingerprint().to_string(),
+        "dropped": inner.dropped.get(),
+        "before_key": inner.before_key.get(),
+        "codec": senders.codec,
+        "frames_dropped_at_capture": senders.video.as_ref().map_or(0, |v| v.dropped()),
+        "audio_running": out.as_ref().is_some_and(|o| o.running()),
+        "peers": list,
+    })
+    .to_string()
+}

@@ -1,0 +1,37 @@
+//! Media: capture, WebCodecs encoding and decoding, and audio playback through a worklet.
+
+pub mod audio_out;
+pub mod audio_recv;
+pub mod audio_send;
+pub mod capture;
+pub mod level;
+pub mod video_recv;
+pub mod video_send;
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    MediaStreamTrack, MediaStreamTrackProcessor, MediaStreamTrackProcessorInit, ReadableStream,
+    ReadableStreamDefaultReader,
+};
+
+use super::js;
+
+/// A reader of a track's frames (`VideoFrame`s or `AudioData`s) as they are captured.
+pub fn track_reader(track: &MediaStreamTrack) -> Result<ReadableStreamDefaultReader, String> {
+    let init = MediaStreamTrackProcessorInit::new(track);
+    // Two frames of buffer: a slow encoder drops old frames instead of adding latency.
+    init.set_max_buffer_size(2);
+    let processor = MediaStreamTrackProcessor::new(&init).map_err(|e| js::describe(&e))?;
+    let readable: ReadableStream = processor.readable().unchecked_into();
+    Ok(readable.get_reader().unchecked_into())
+}
+
+/// The next frame from `reader`, or `None` when the track ended.
+pub async fn next_frame(reader: &ReadableStreamDefaultReader) -> Option<wasm_bindgen::JsValue> {
+    let result = JsFuture::from(reader.read()).await.ok()?;
+    if js::get(&result, "done").as_bool().unwrap_or(true) {
+        return None;
+    }
+    Some(js::get(&result, "value"))
+}

@@ -1,0 +1,220 @@
+//! Camera or screen → `MediaStreamTrackProcessor` → WebCodecs `VideoEncoder` → encoded frames.
+//! Every captured `VideoFrame` is closed as soon as the encoder has it (or is dropped), so the
+//! capture pipeline never stalls.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+use web_sys::{
+    CodecState, EncodedVideoChunk, EncodedVideoChunkType, LatencyMode, MediaStreamTrack, VideoEncoder,
+    VideoEncoderConfig, VideoEncoderEncodeOptions, VideoEncoderInit, VideoFrame,
+};
+
+use super::{next_frame, track_reader};
+use crate::services::js;
+
+/// Codecs we offer, cheapest first: VP8's realtime encoder costs the least CPU for the
+/// quality at conference bitrates, which matters on laptops with several decoders running.
+pub const CODECS: &[&str] = &["vp8", "vp09.00.10.08", "avc1.42e01f"];
+/// A keyframe at least this often, so a receiver that lost one recovers by itself.
+const KEYFRAME_INTERVAL_MS: f64 = 3_000.0;
+/// Frames waiting in the encoder beyond this are dropped at capture instead of queued: queued
+/// frames are latency.
+const MAX_ENCODE_QUEUE: u32 = 2;
+
+pub struct EncodedFrame {
+    pub data: Vec<u8>,
+    pub key: bool,
+    pub timestamp: f64,
+    pub duration: f64,
+    pub capture_ms: f64,
+    pub width: u32,
+    pub height: u32,
+}
+
+pub type OnEncoded = Rc<dyn Fn(EncodedFrame)>;
+
+/// The first codec in `CODECS` the browser can encode at this size.
+pub async fn choose_codec(width: u32, height: u32, bitrate: u32) -> Option<String> {
+    for codec in CODECS {
+        let config = encoder_config(codec, width, height, bitrate, 30.0);
+        let Ok(answer) = JsFuture::from(VideoEncoder::is_config_supported(&config)).await else { continue };
+        if js::get(&answer, "supported").as_bool() == Some(true) {
+            return Some((*codec).to_owned());
+        }
+    }
+    None
+}
+
+fn encoder_config(codec: &str, width: u32, height: u32, bitrate: u32, fps: f64) -> VideoEncoderConfig {
+    let config = VideoEncoderConfig::new(codec, height, width);
+    config.set_bitrate(bitrate);
+    config.set_framerate(fps);
+    config.set_latency_mode(LatencyMode::Realtime);
+    if codec.starts_with("avc1") {
+        // Annex B carries SPS/PPS in every keyframe: receivers need no out-of-band description.
+        let avc = js::object();
+        js::set(&avc, "format", "annexb");
+        js::set(&config, "avc", avc);
+    }
+    config
+}
+
+struct Shared {
+    codec: String,
+    bitrate: Cell<u32>,
+    fps: Cell<f64>,
+    /// Size the encoder is configured for; a frame of another size reconfigures it.
+    size: Cell<(u32, u32)>,
+    force_key: Cell<bool>,
+    last_key_ms: Cell<f64>,
+    stopped: Cell<bool>,
+    /// (frame timestamp, capture wall time) of frames in the encoder.
+    captured: RefCell<VecDeque<(f64, f64)>>,
+    dropped: Cell<u64>,
+}
+
+pub struct VideoSender {
+    encoder: VideoEncoder,
+    shared: Rc<Shared>,
+    track: MediaStreamTrack,
+    _output: Closure<dyn FnMut(EncodedVideoChunk)>,
+    _error: Closure<dyn FnMut(JsValue)>,
+}
+
+impl VideoSender {
+    /// Starts encoding `track` with `codec` at `bitrate`; frames go to `on_encoded`.
+    pub fn start(
+        track: MediaStreamTrack,
+        codec: &str,
+        bitrate: u32,
+        fps: f64,
+        on_encoded: OnEncoded,
+    ) -> Result<Self, String> {
+        let shared = Rc::new(Shared {
+            codec: codec.to_owned(),
+            bitrate: Cell::new(bitrate),
+            fps: Cell::new(fps),
+            size: Cell::new((0, 0)),
+            force_key: Cell::new(true),
+            last_key_ms: Cell::new(0.0),
+            stopped: Cell::new(false),
+            captured: RefCell::new(VecDeque::new()),
+            dropped: Cell::new(0),
+        });
+        let out = shared.clone();
+        let output = Closure::<dyn FnMut(EncodedVideoChunk)>::new(move |chunk: EncodedVideoChunk| {
+            let mut data = vec![0u8; chunk.byte_length() as usize];
+            if chunk.copy_to_with_u8_slice(&mut data).is_err() {
+                return;
+            }
+            let timestamp = chunk.timestamp();
+            let capture_ms = {
+                let mut captured = out.captured.borrow_mut();
+                while captured.front().is_some_and(|(t, _)| *t < timestamp) {
+                    captured.pop_front();
+                }
+                captured.front().filter(|(t, _)| *t == timestamp).map_or(js::wall_ms(), |(_, c)| *c)
+            };
+            let (width, height) = out.size.get();
+            on_encoded(EncodedFrame {
+                data,
+                key: chunk.type_() == EncodedVideoChunkType::Key,
+                timestamp,
+                duration: chunk.duration().unwrap_or(0.0),
+                capture_ms,
+                width,
+                height,
+            });
+        });
+        let error = Closure::<dyn FnMut(JsValue)>::new(|e: JsValue| {
+            web_sys::console::warn_2(&"video encoder error".into(), &e);
+        });
+        let encoder =
+            VideoEncoder::new(&VideoEncoderInit::new(error.as_ref().unchecked_ref(), output.as_ref().unchecked_ref()))
+                .map_err(|e| js::describe(&e))?;
+        let reader = track_reader(&track)?;
+        spawn_local(capture_loop(reader, encoder.clone(), shared.clone()));
+        Ok(Self { encoder, shared, track, _output: output, _error: error })
+    }
+
+    pub fn size(&self) -> (u32, u32) {
+        self.shared.size.get()
+    }
+
+    /// The next frame will be a keyframe (a receiver asked, or joined).
+    pub fn request_keyframe(&self) {
+        self.shared.force_key.set(true);
+    }
+
+    /// Moves to a ladder rung: the camera is asked for the size, the encoder follows the frames.
+    pub fn set_rung(&self, width: u32, height: u32, bitrate: u32, fps: f64) {
+        self.shared.bitrate.set(bitrate);
+        self.shared.fps.set(fps);
+        self.shared.size.set((0, 0)); // reconfigure at the next frame
+        let constraints = js::object();
+        js::set(&constraints, "width", width);
+        js::set(&constraints, "height", height);
+        js::set(&constraints, "frameRate", fps);
+        if let Ok(p) = self.track.apply_constraints_with_constraints(constraints.unchecked_ref()) {
+            // A camera that cannot do the size keeps its own; the encoder follows the frames.
+            spawn_local(async move {
+                let _ = JsFuture::from(p).await;
+            });
+        }
+    }
+
+    /// Frames dropped at capture because the encoder was behind.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.get()
+    }
+}
+
+impl Drop for VideoSender {
+    fn drop(&mut self) {
+        self.shared.stopped.set(true);
+        if self.encoder.state() != CodecState::Closed {
+            let _ = self.encoder.close();
+        }
+    }
+}
+
+async fn capture_loop(reader: web_sys::ReadableStreamDefaultReader, encoder: VideoEncoder, shared: Rc<Shared>) {
+    while let Some(value) = next_frame(&reader).await {
+        let frame: VideoFrame = value.unchecked_into();
+        if shared.stopped.get() || encoder.state() == CodecState::Closed {
+            frame.close();
+            break;
+        }
+        let capture_ms = js::wall_ms();
+        let size = (frame.display_width(), frame.display_height());
+        if size != shared.size.get() {
+            let config = encoder_config(&shared.codec, size.0, size.1, shared.bitrate.get(), shared.fps.get());
+            if encoder.configure(&config).is_err() {
+                frame.close();
+                continue;
+            }
+            shared.size.set(size);
+            shared.force_key.set(true);
+        }
+        if encoder.encode_queue_size() > MAX_ENCODE_QUEUE {
+            shared.dropped.set(shared.dropped.get() + 1);
+            frame.close();
+            continue;
+        }
+        let now = js::now_ms();
+        let key = shared.force_key.get() || now - shared.last_key_ms.get() >= KEYFRAME_INTERVAL_MS;
+        let options = VideoEncoderEncodeOptions::new();
+        options.set_key_frame(key);
+        shared.captured.borrow_mut().push_back((frame.timestamp(), capture_ms));
+        if encoder.encode_with_options(&frame, &options).is_ok() && key {
+            shared.force_key.set(false);
+            shared.last_key_ms.set(now);
+        }
+        frame.close();
+    }
+    let _ = JsFuture::from(reader.cancel()).await;
+}

@@ -1,0 +1,261 @@
+//! What the room page shows, as one reducer: the connection, the participants with their keys,
+//! media state and statistics, and the chat. The call driver dispatches actions; components
+//! only read.
+
+use std::collections::BTreeMap;
+
+use super::stats::PeerStats;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    WebTransport,
+    WebSocket,
+}
+
+impl TransportKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::WebTransport => "WebTransport",
+            Self::WebSocket => "WebSocket",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Connection {
+    Idle,
+    Connecting {
+        attempt: u32,
+    },
+    Connected {
+        transport: TransportKind,
+    },
+    /// Lost; trying again after `delay_ms`.
+    Reconnecting {
+        attempt: u32,
+        delay_ms: u32,
+        reason: String,
+    },
+    /// Over for good (left, or replaced by a newer tab).
+    Closed {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Participant {
+    pub user: String,
+    pub display_name: String,
+    pub fingerprint: Option<String>,
+    /// The media key id we hold for them.
+    pub key_id: Option<u32>,
+    pub audio_on: bool,
+    pub video_on: bool,
+    pub screen_on: bool,
+    pub speaking: bool,
+    pub stats: PeerStats,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatLine {
+    /// 0: ourselves.
+    pub session: u64,
+    pub name: String,
+    pub text: String,
+}
+
+/// Ourselves.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Me {
+    pub display_name: String,
+    pub fingerprint: String,
+    pub key_id: u32,
+    pub audio_on: bool,
+    pub video_on: bool,
+    pub screen_on: bool,
+    pub speaking: bool,
+    pub codec: String,
+    pub send_bitrate_bps: u32,
+    pub send_width: u32,
+    pub send_height: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomState {
+    pub room: String,
+    pub me: Me,
+    pub participants: BTreeMap<u64, Participant>,
+    pub chat: Vec<ChatLine>,
+    pub connection: Connection,
+}
+
+#[derive(Debug, Clone)]
+pub enum RoomAction {
+    /// Who we are, once joining: the name chosen in the lobby and our key's fingerprint.
+    Identity {
+        display_name: String,
+        fingerprint: String,
+    },
+    Connection(Connection),
+    Joined {
+        session: u64,
+        user: String,
+        display_name: String,
+    },
+    Left {
+        session: u64,
+    },
+    PeerKey {
+        session: u64,
+        fingerprint: String,
+    },
+    PeerMediaKey {
+        session: u64,
+        key_id: u32,
+    },
+    OwnKey {
+        key_id: u32,
+    },
+    PeerMedia {
+        session: u64,
+        audio_on: bool,
+        video_on: bool,
+        screen_on: bool,
+    },
+    Chat(ChatLine),
+    /// Periodic: each peer's statistics and whether they speak; ours.
+    Stats {
+        peers: Vec<(u64, PeerStats, bool)>,
+        me_speaking: bool,
+    },
+    LocalMedia {
+        audio_on: bool,
+        video_on: bool,
+        screen_on: bool,
+    },
+    Sending {
+        codec: String,
+        bitrate_bps: u32,
+        width: u32,
+        height: u32,
+    },
+}
+
+/// Chat lines kept: older ones scroll away.
+const CHAT_HISTORY: usize = 500;
+
+impl RoomState {
+    pub fn new(room: &str, me: Me) -> Self {
+        Self {
+            room: room.to_owned(),
+            me,
+            participants: BTreeMap::new(),
+            chat: Vec::new(),
+            connection: Connection::Idle,
+        }
+    }
+
+    pub fn apply(&mut self, action: RoomAction) {
+        match action {
+            RoomAction::Identity { display_name, fingerprint } => {
+                self.me.display_name = display_name;
+                self.me.fingerprint = fingerprint;
+            }
+            RoomAction::Connection(c) => self.connection = c,
+            RoomAction::Joined { session, user, display_name } => {
+                let entry = self.participants.entry(session).or_insert_with(|| Participant {
+                    user: user.clone(),
+                    display_name: String::new(),
+                    fingerprint: None,
+                    key_id: None,
+                    audio_on: true,
+                    video_on: true,
+                    screen_on: false,
+                    speaking: false,
+                    stats: PeerStats::default(),
+                });
+                if !display_name.is_empty() {
+                    entry.display_name = display_name;
+                }
+                if entry.display_name.is_empty() {
+                    entry.display_name = user;
+                }
+            }
+            RoomAction::Left { session } => {
+                self.participants.remove(&session);
+            }
+            RoomAction::PeerKey { session, fingerprint } => {
+                if let Some(p) = self.participants.get_mut(&session) {
+                    p.fingerprint = Some(fingerprint);
+                }
+            }
+            RoomAction::PeerMediaKey { session, key_id } => {
+                if let Some(p) = self.participants.get_mut(&session) {
+                    p.key_id = Some(key_id);
+                }
+            }
+            RoomAction::OwnKey { key_id } => self.me.key_id = key_id,
+            RoomAction::PeerMedia { session, audio_on, video_on, screen_on } => {
+                if let Some(p) = self.participants.get_mut(&session) {
+                    (p.audio_on, p.video_on, p.screen_on) = (audio_on, video_on, screen_on);
+                }
+            }
+            RoomAction::Chat(line) => {
+                self.chat.push(line);
+                if self.chat.len() > CHAT_HISTORY {
+                    self.chat.drain(..self.chat.len() - CHAT_HISTORY);
+                }
+            }
+            RoomAction::Stats { peers, me_speaking } => {
+                self.me.speaking = me_speaking;
+                for (session, stats, speaking) in peers {
+                    if let Some(p) = self.participants.get_mut(&session) {
+                        p.stats = stats;
+                        p.speaking = speaking;
+                    }
+                }
+            }
+            RoomAction::LocalMedia { audio_on, video_on, screen_on } => {
+                (self.me.audio_on, self.me.video_on, self.me.screen_on) = (audio_on, video_on, screen_on);
+            }
+            RoomAction::Sending { codec, bitrate_bps, width, height } => {
+                self.me.codec = codec;
+                self.me.send_bitrate_bps = bitrate_bps;
+                (self.me.send_width, self.me.send_height) = (width, height);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn participants_come_with_keys_and_go() {
+        let mut s = RoomState::new("r", Me::default());
+        s.apply(RoomAction::Joined { session: 7, user: "guest-1".into(), display_name: "Ada".into() });
+        s.apply(RoomAction::PeerKey { session: 7, fingerprint: "ab12".into() });
+        s.apply(RoomAction::PeerMediaKey { session: 7, key_id: 3 });
+        s.apply(RoomAction::PeerMedia { session: 7, audio_on: false, video_on: true, screen_on: true });
+        let p = &s.participants[&7];
+        assert_eq!((p.display_name.as_str(), p.key_id, p.audio_on, p.screen_on), ("Ada", Some(3), false, true));
+        assert_eq!(p.fingerprint.as_deref(), Some("ab12"));
+        // A key for someone not (or no longer) here changes nothing.
+        s.apply(RoomAction::PeerKey { session: 9, fingerprint: "x".into() });
+        s.apply(RoomAction::Left { session: 7 });
+        assert!(s.participants.is_empty());
+    }
+
+    #[test]
+    fn a_nameless_participant_shows_its_user_id_and_chat_is_bounded() {
+        let mut s = RoomState::new("r", Me { display_name: "Me".into(), ..Me::default() });
+        s.apply(RoomAction::Joined { session: 1, user: "guest-2".into(), display_name: String::new() });
+        assert_eq!(s.participants[&1].display_name, "guest-2");
+        for i in 0..(CHAT_HISTORY + 10) {
+            s.apply(RoomAction::Chat(ChatLine { session: 1, name: "x".into(), text: i.to_string() }));
+        }
+        assert_eq!(s.chat.len(), CHAT_HISTORY);
+        assert_eq!(s.chat[0].text, "10");
+    }
+}
