@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::web_client::{Participant, start_with_client};
+use common::web_client::{Participant, click, start_with_client};
+use serde_json::Value;
 
 /// At least this many remote video frames decoded, and remote audio played, per peer.
 const FRAMES: u64 = 60;
@@ -41,6 +42,9 @@ async fn two_people_see_and_hear_each_other(transport: &str, expected: &str) {
         .await
         .unwrap();
     println!("{transport}: diagnostics fps {fps}");
+    if expected == "WebTransport" {
+        save_screenshot(&ada, "two-people.png").await;
+    }
     ada.quit().await;
     bob.quit().await;
     server.stop().await;
@@ -54,4 +58,74 @@ async fn two_people_over_webtransport() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_people_over_websocket() {
     two_people_see_and_hear_each_other("websocket", "WebSocket").await;
+}
+
+/// Saves what `p` sees into `$CARGO_TARGET_DIR/screenshots/` (the README shows a copy).
+async fn save_screenshot(p: &Participant, name: &str) {
+    let png = p.browser.screenshot().await.unwrap();
+    let dir = common::web_client::web_root().join("../screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), png).unwrap();
+    println!("screenshot: {}", dir.join(name).display());
+}
+
+fn peer<'a>(stats: &'a Value, name: &str) -> &'a Value {
+    stats["peers"].as_array().and_then(|l| l.iter().find(|p| p["name"] == name)).unwrap_or(&Value::Null)
+}
+
+fn frames(stats: &Value, name: &str) -> u64 {
+    peer(stats, name)["frames_decoded"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_people_one_leaves_and_the_others_move_to_new_keys() {
+    let server = start_with_client().await;
+    let ada = Participant::join(&server.http, "three", "Ada", "auto").await;
+    let bob = Participant::join(&server.http, "three", "Bob", "auto").await;
+    let cyd = Participant::join(&server.http, "three", "Cyd", "auto").await;
+    let enough = |p: &Value| p["frames_decoded"].as_u64().unwrap_or(0) >= 20;
+    for p in [&ada, &bob, &cyd] {
+        p.wait_for_peers(2, Duration::from_secs(30), enough).await;
+    }
+    let (ada_before, bob_before) = (ada.stats().await, bob.stats().await);
+
+    click(&cyd.browser, "#leave").await;
+    cyd.quit().await;
+
+    // Each of the two left sees one peer, holds a new key from it, and keeps decoding.
+    for (p, before, other) in [(&ada, &ada_before, "Bob"), (&bob, &bob_before, "Ada")] {
+        let old_key = peer(before, other)["key_id"].as_u64().unwrap();
+        let old_frames = frames(before, other);
+        let after = p
+            .wait_for_peers(1, Duration::from_secs(20), |q| {
+                q["key_id"].as_u64().is_some_and(|k| k != old_key)
+                    && q["frames_decoded"].as_u64().unwrap_or(0) >= old_frames + 30
+            })
+            .await;
+        assert_ne!(after["key_id"], before["key_id"], "{}: our own key moved on too", p.name);
+        assert_eq!(after["dropped"], 0, "{}: {after:#}", p.name);
+    }
+    ada.quit().await;
+    bob.quit().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_screen_is_decoded_by_the_other() {
+    let server = start_with_client().await;
+    let ada = Participant::join(&server.http, "screens", "Ada", "auto").await;
+    let bob = Participant::join(&server.http, "screens", "Bob", "auto").await;
+    bob.wait_for_peers(1, Duration::from_secs(15), |p| p["frames_decoded"].as_u64().unwrap_or(0) > 0).await;
+    click(&ada.browser, "#toggle-screen").await;
+    let stats =
+        bob.wait_for_peers(1, Duration::from_secs(20), |p| p["screen_frames"].as_u64().unwrap_or(0) >= 10).await;
+    println!("screen frames: {}", stats["peers"][0]["screen_frames"]);
+    // Bob's page shows Ada's screen as its own tile.
+    common::web_client::wait(&bob.browser, "return !!document.querySelector('[data-screen-session]')", 10).await;
+    // Ada stops; the tile goes.
+    click(&ada.browser, "#toggle-screen").await;
+    common::web_client::wait(&bob.browser, "return !document.querySelector('[data-screen-session]')", 10).await;
+    ada.quit().await;
+    bob.quit().await;
+    server.stop().await;
 }

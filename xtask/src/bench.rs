@@ -78,12 +78,12 @@ pub struct BenchArgs {
 const STREAM_MODES: [&str; 3] = ["per-packet", "per-sender", "single"];
 
 /// CPU seconds and peak resident memory of a process, from /proc.
-struct ProcUsage {
-    cpu_seconds: f64,
-    peak_rss_mb: f64,
+pub struct ProcUsage {
+    pub cpu_seconds: f64,
+    pub peak_rss_mb: f64,
 }
 
-fn usage(pid: u32) -> Result<ProcUsage> {
+pub fn usage(pid: u32) -> Result<ProcUsage> {
     let stat =
         std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses and may contain spaces.
@@ -103,7 +103,7 @@ fn usage(pid: u32) -> Result<ProcUsage> {
 }
 
 /// A server process killed (by pid) when dropped.
-struct Server(Child);
+pub struct Server(pub Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -112,7 +112,7 @@ impl Drop for Server {
     }
 }
 
-fn wait_ready(http: &str) -> Result<()> {
+pub fn wait_ready(http: &str) -> Result<()> {
     let started = Instant::now();
     let address = http.trim_start_matches("http://");
     while started.elapsed() < Duration::from_secs(15) {
@@ -153,6 +153,11 @@ struct Run<'a> {
 
 /// A release actix-api on free ports: (process, http base URL, WebTransport address).
 fn start_server(nats: Option<&NatsServer>) -> Result<(Server, String, SocketAddr)> {
+    start_server_with(nats, &[])
+}
+
+/// The same with more environment (`WEB_ROOT` for the browser benchmark).
+pub fn start_server_with(nats: Option<&NatsServer>, env: &[(&str, &str)]) -> Result<(Server, String, SocketAddr)> {
     let port = free_port();
     let http = format!("http://127.0.0.1:{port}");
     let webtransport: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
@@ -161,6 +166,7 @@ fn start_server(nats: Option<&NatsServer>) -> Result<(Server, String, SocketAddr
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("WEBTRANSPORT_LISTEN", webtransport.to_string())
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null());
     if let Some(nats) = nats {
         server.env("NATS_URL", nats.url()).env("TOKEN_SECRET", "bench secret that is long enough for HS256");

@@ -1,6 +1,7 @@
 //! `cargo xtask run | test | bench`: the project's own commands.
 
 mod bench;
+mod bench_client;
 mod setup;
 mod web;
 
@@ -31,6 +32,8 @@ enum Task {
     Test,
     /// Start the server(s) and run the standard load scenarios, printing figures.
     Bench(bench::BenchArgs),
+    /// The web client in headless Chromium: join time and glass-to-glass latency, printed.
+    BenchClient(bench_client::ClientBenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -39,6 +42,7 @@ fn main() -> Result<()> {
         Task::Web => web::build().map(drop),
         Task::Test => test(),
         Task::Bench(args) => bench::run(args),
+        Task::BenchClient(args) => bench_client::run(args),
     }
 }
 

@@ -122,3 +122,25 @@ impl Participant {
 pub async fn wait(browser: &Browser, script: &str, seconds: u64) {
     browser.wait_for(script, Duration::from_secs(seconds), |v| v == &Value::Bool(true)).await.unwrap();
 }
+
+/// Clicks the element `selector` names.
+pub async fn click(browser: &Browser, selector: &str) {
+    wait(
+        browser,
+        &format!("const e = document.querySelector({selector:?}); if (!e) return false; e.click(); return true"),
+        10,
+    )
+    .await;
+}
+
+/// Types `text` into the input `selector` names.
+pub async fn type_into(browser: &Browser, selector: &str, text: &str) {
+    wait(
+        browser,
+        &format!(
+            "const e = document.querySelector({selector:?}); if (!e) return false; e.value = {text:?}; return true"
+        ),
+        10,
+    )
+    .await;
+}

@@ -69,12 +69,24 @@ pub fn Lobby(props: &LobbyProps) -> Html {
         })
     };
     let ready = media.stream.is_some() && props.identity.fingerprint.is_some();
+    {
+        // `?autojoin=1`: join as soon as camera and key are ready (kiosks, the benchmark).
+        let (name, on_join, preference) = (name.clone(), props.on_join.clone(), *preference);
+        let autojoin = crate::services::js::query_param("autojoin").as_deref() == Some("1");
+        use_effect_with(ready, move |ready| {
+            if *ready && autojoin {
+                let display_name =
+                    name.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default().trim().to_owned();
+                on_join.emit(JoinChoice { display_name, preference, audio_on: true, video_on: true });
+            }
+        });
+    }
     html! {
         <main class="page lobby">
             <h1>{ format!("Join {}", props.room) }</h1>
             <div class="lobby-grid">
                 <div class="preview">
-                    <SelfTile stream={media.stream.clone()} name={super::saved_name()} audio_on={*audio_on} video_on={*video_on} speaking=false />
+                    <SelfTile stream={media.stream.clone()} name={super::initial_name()} audio_on={*audio_on} video_on={*video_on} speaking=false />
                     <LevelMeter level={if *audio_on { media.level } else { 0.0 }} />
                     <div class="toggles">
                         <button type="button" id="lobby-audio" onclick={toggle(&audio_on)}>{ if *audio_on { "Mute" } else { "Unmute" } }</button>
@@ -82,7 +94,7 @@ pub fn Lobby(props: &LobbyProps) -> Html {
                     </div>
                 </div>
                 <form class="settings" onsubmit={join}>
-                    <label>{"Your name"}<input id="lobby-name" ref={name} value={super::saved_name()} maxlength="64" /></label>
+                    <label>{"Your name"}<input id="lobby-name" ref={name} value={super::initial_name()} maxlength="64" /></label>
                     <label>{"Camera"}
                         <select id="camera" onchange={on_camera}>
                             { for media.devices.cameras.iter().map(|d| html! { <option value={d.id.clone()} selected={media.camera.as_deref() == Some(d.id.as_str())}>{ &d.label }</option> }) }

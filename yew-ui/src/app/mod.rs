@@ -51,3 +51,8 @@ pub fn save_name(name: &str) {
 fn storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok().flatten()
 }
+
+/// The name to start with: `?name=` in the link, else the one remembered.
+pub fn initial_name() -> String {
+    crate::services::js::query_param("name").filter(|n| !n.trim().is_empty()).unwrap_or_else(saved_name)
+}

@@ -25,7 +25,7 @@ pub fn ParticipantList(props: &ParticipantListProps) -> Html {
                     <li data-session={session.to_string()}>
                         <div class="who">
                             { &p.display_name }
-                            if !p.audio_on { {" 🔇"} }
+                            if !p.audio_on { <span class="badge muted">{"muted"}</span> }
                         </div>
                         <code class="fingerprint">{ p.fingerprint.clone().unwrap_or_else(|| "waiting for key…".into()) }</code>
                         <div class="key">{ p.key_id.map(|k| format!("media key #{k}")).unwrap_or_default() }</div>

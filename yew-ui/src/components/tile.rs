@@ -24,9 +24,9 @@ pub fn PeerTile(props: &PeerTileProps) -> Html {
                 <div class="avatar">{ initials(&p.display_name) }</div>
             }
             <div class="label">
-                if !p.audio_on { <span class="muted" title="muted">{"🔇"}</span> }
+                if !p.audio_on { <span class="badge muted" title="microphone off">{"muted"}</span> }
                 <span class="name">{ &p.display_name }</span>
-                if p.fingerprint.is_some() { <span class="lock" title="end-to-end encrypted">{"🔒"}</span> }
+                if p.fingerprint.is_some() { <span class="badge e2ee" title="end-to-end encrypted: keys exchanged">{"E2EE"}</span> }
             </div>
         </div>
     }
@@ -80,7 +80,7 @@ pub fn SelfTile(props: &SelfTileProps) -> Html {
                 <div class="avatar">{ initials(&props.name) }</div>
             }
             <div class="label">
-                if !props.audio_on { <span class="muted" title="muted">{"🔇"}</span> }
+                if !props.audio_on { <span class="badge muted" title="microphone off">{"muted"}</span> }
                 <span class="name">{ format!("{} (you)", props.name) }</span>
             </div>
         </div>

@@ -24,9 +24,20 @@ pub struct LocalMedia {
     pub take: Callback<(), Option<MediaStream>>,
 }
 
-/// Capture size asked of the camera: the top of the bitrate ladder.
+/// Capture size asked of the camera: the top of the bitrate ladder, unless the link says
+/// otherwise (`?resolution=640x480`: a slow machine, or the benchmark).
 const WIDTH: u32 = 1280;
 const HEIGHT: u32 = 720;
+
+fn capture_size() -> (u32, u32) {
+    crate::services::js::query_param("resolution")
+        .and_then(|r| {
+            let (w, h) = r.split_once('x')?;
+            Some((w.parse().ok()?, h.parse().ok()?))
+        })
+        .filter(|&(w, h): &(u32, u32)| (160..=1920).contains(&w) && (120..=1080).contains(&h))
+        .unwrap_or((WIDTH, HEIGHT))
+}
 
 #[hook]
 pub fn use_local_media() -> LocalMedia {
@@ -47,7 +58,8 @@ pub fn use_local_media() -> LocalMedia {
             let opened: Rc<RefCell<Option<MediaStream>>> = Rc::default();
             let keep = opened.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                match capture::open(cam.as_deref(), mic.as_deref(), WIDTH, HEIGHT).await {
+                let (width, height) = capture_size();
+                match capture::open(cam.as_deref(), mic.as_deref(), width, height).await {
                     Ok(s) => {
                         *meter.borrow_mut() = LevelMeter::new(&s).ok();
                         *keep.borrow_mut() = Some(s.clone());

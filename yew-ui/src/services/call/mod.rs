@@ -84,6 +84,8 @@ struct Inner {
     dropped: Cell<u64>,
     /// Frames that arrived before their sender's key (joining races): not counted as dropped.
     before_key: Cell<u64>,
+    /// `performance.now()` when the user pressed join.
+    joined_at_ms: f64,
     timer: RefCell<Option<(i32, Closure<dyn FnMut()>)>>,
     stats_hook: RefCell<Option<Closure<dyn FnMut() -> String>>>,
 }
@@ -130,6 +132,7 @@ impl Call {
             level: RefCell::new(level),
             dropped: Cell::new(0),
             before_key: Cell::new(0),
+            joined_at_ms: super::js::now_ms(),
             timer: RefCell::new(None),
             stats_hook: RefCell::new(None),
         });

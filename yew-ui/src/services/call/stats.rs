@@ -60,10 +60,11 @@ pub fn json(inner: &Inner) -> String {
             let media = peers.get(session);
             let video = media.and_then(|m| m.video.as_ref()).map(|v| v.counters());
             let screen = media.and_then(|m| m.screen.as_ref()).map(|v| v.counters());
-            let (frames, errors, width, height, latency) = video.as_ref().map_or((0, 0, 0, 0, vec![]), |c| {
-                let c = c.borrow();
-                (c.frames, c.errors, c.width, c.height, c.latency_ms.iter().copied().collect())
-            });
+            let (frames, errors, width, height, latency, first) =
+                video.as_ref().map_or((0, 0, 0, 0, vec![], None), |c| {
+                    let c = c.borrow();
+                    (c.frames, c.errors, c.width, c.height, c.latency_ms.iter().copied().collect(), c.first_frame_ms)
+                });
             json!({
                 "session": session,
                 "user": peer.user,
@@ -80,6 +81,7 @@ pub fn json(inner: &Inner) -> String {
                 "rtt_ms": media.and_then(|m| m.rtt_ms),
                 "dropped": media.map_or(0, |m| m.dropped),
                 "latency_ms": latency,
+                "first_frame_ms": first,
             })
         })
         .collect();
@@ -91,6 +93,7 @@ pub fn json(inner: &Inner) -> String {
         "fingerprint": core.fingerprint().to_string(),
         "dropped": inner.dropped.get(),
         "before_key": inner.before_key.get(),
+        "joined_at_ms": inner.joined_at_ms,
         "codec": senders.codec,
         "frames_dropped_at_capture": senders.video.as_ref().map_or(0, |v| v.dropped()),
         "audio_running": out.as_ref().is_some_and(|o| o.running()),

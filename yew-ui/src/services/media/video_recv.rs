@@ -22,6 +22,9 @@ const LATENCY_SAMPLES: usize = 2_000;
 pub struct VideoCounters {
     pub frames: u64,
     pub errors: u64,
+    /// `performance.now()` when the first frame was drawn: milliseconds since the page began
+    /// loading.
+    pub first_frame_ms: Option<f64>,
     pub width: u32,
     pub height: u32,
     /// (frame timestamp, capture wall time) of frames in the decoder.
@@ -57,6 +60,7 @@ impl VideoReceiver {
             draw(&canvas_id, &frame);
             let mut c = drawn.borrow_mut();
             c.frames += 1;
+            c.first_frame_ms.get_or_insert_with(js::now_ms);
             (c.width, c.height) = (frame.display_width(), frame.display_height());
             let timestamp = frame.timestamp();
             while c.pending.front().is_some_and(|(t, _)| *t < timestamp) {

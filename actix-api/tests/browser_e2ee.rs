@@ -1,0 +1,184 @@
+//! End-to-end encryption as the relay and a hostile participant see it: what the relay
+//! forwards is ciphertext only, and tampered or replayed frames are dropped and counted while
+//! the call goes on.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::web_client::{Participant, click, start_with_client, type_into, wait};
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use protobuf::Message as _;
+use rand_core::OsRng;
+use tokio_tungstenite::tungstenite::Message;
+use videocall_client::crypto::IdentityKey;
+use videocall_client::peers::PeerState;
+use videocall_types::{EncryptedMedia, MediaPacket, MediaType, PacketType, PacketWrapper};
+
+/// Byte patterns that only plaintext media would hold: a `MediaPacket`'s `frame_type` and a
+/// `VideoMetadata` codec as protobuf encodes them.
+const PLAINTEXT_SIGNS: [&[u8]; 3] = [b"\x22\x05delta", b"\x22\x03key", b"\x12\x03vp8"];
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_forwards_only_ciphertext() {
+    let server = start_with_client().await;
+    let ada = Participant::join(&server.http, "sealed", "Ada", "auto").await;
+    let bob = Participant::join(&server.http, "sealed", "Bob", "websocket").await;
+
+    // A plain WebSocket member of the room: it receives what the relay forwards to everyone.
+    let observer = Client::join(&server.http, &guest(&server.http, "sealed", "Eve").await).await;
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let sink = seen.clone();
+    let mut ws = observer.ws;
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = ws.next().await {
+            if let Message::Binary(bytes) = message {
+                sink.lock().unwrap().push(bytes.to_vec());
+            }
+        }
+    });
+
+    bob.wait_for_peers(2, Duration::from_secs(20), |p| {
+        p["name"] == "Eve" || p["frames_decoded"].as_u64().unwrap_or(0) >= 30
+    })
+    .await;
+    let marker = "MARKER-the-relay-must-never-see-this-7f3a9c";
+    type_into(&ada.browser, "#chat-input", marker).await;
+    click(&ada.browser, "#chat-send").await;
+    wait(&bob.browser, &format!("return document.querySelector('#chat-lines').textContent.includes({marker:?})"), 10)
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    reader.abort();
+
+    let seen = seen.lock().unwrap();
+    let mut media = 0;
+    for bytes in seen.iter() {
+        assert!(!contains(bytes, marker.as_bytes()), "the chat marker crossed the relay in clear");
+        let packet = PacketWrapper::parse_from_bytes(bytes).unwrap();
+        if packet.packet_type.enum_value() == Ok(PacketType::MEDIA) {
+            media += 1;
+            let sealed = EncryptedMedia::parse_from_bytes(&packet.data).expect("media is sealed");
+            assert!(sealed.key_id > 0 && sealed.ciphertext.len() > 16);
+            for sign in PLAINTEXT_SIGNS {
+                assert!(!contains(&packet.data, sign), "plaintext media pattern {sign:?} in a forwarded packet");
+            }
+        }
+    }
+    assert!(media > 100, "the observer saw {media} media packets");
+    println!("{media} media packets forwarded, all sealed");
+    ada.quit().await;
+    bob.quit().await;
+    server.stop().await;
+}
+
+/// A participant that speaks the protocol natively: a real key exchange, then whatever it likes.
+struct Mallory {
+    state: PeerState<OsRng>,
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl Mallory {
+    async fn join(http: &str, room: &str) -> Self {
+        let g = guest(http, room, "Mallory").await;
+        let client = Client::join(http, &g).await;
+        let identity = IdentityKey::generate(&mut OsRng).unwrap();
+        let state = PeerState::new(OsRng, identity, &g.user).unwrap();
+        Self { state, ws: client.ws }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(p) = self.state.poll_transmit() {
+            self.ws.send(Message::Binary(p.write_to_bytes().unwrap().into())).await.unwrap();
+        }
+    }
+
+    /// Handles what arrives for `for_how_long`, answering key exchanges.
+    async fn pump(&mut self, for_how_long: Duration) {
+        let deadline = tokio::time::Instant::now() + for_how_long;
+        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
+            if let Message::Binary(bytes) = message {
+                let packet = PacketWrapper::parse_from_bytes(&bytes).unwrap();
+                self.state.handle_packet(0, packet);
+                self.flush().await;
+            }
+        }
+        while self.state.poll_event().is_some() {}
+    }
+
+    /// A sealed chat message, as the packet that would carry it.
+    fn sealed_chat(&mut self, text: &str) -> PacketWrapper {
+        let mut media = MediaPacket::new();
+        media.media_type = MediaType::CHAT.into();
+        media.data = text.as_bytes().to_vec();
+        self.state.seal(&media, false).unwrap();
+        std::iter::from_fn(|| self.state.poll_transmit()).last().unwrap()
+    }
+
+    async fn send(&mut self, packet: &PacketWrapper) {
+        self.ws.send(Message::Binary(packet.write_to_bytes().unwrap().into())).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_and_replayed_frames_are_dropped_and_counted() {
+    let server = start_with_client().await;
+    let ada = Participant::join(&server.http, "hostile", "Ada", "auto").await;
+    let bob = Participant::join(&server.http, "hostile", "Bob", "auto").await;
+    let mut mallory = Mallory::join(&server.http, "hostile").await;
+    mallory.flush().await;
+    mallory.pump(Duration::from_secs(3)).await;
+    assert!(mallory.state.peers().values().filter(|p| p.key.is_some()).count() == 2, "Mallory met both");
+
+    // One honest message: delivered and shown.
+    let honest = mallory.sealed_chat("hello from mallory");
+    mallory.send(&honest).await;
+    // Replays of it, and copies with one ciphertext bit flipped.
+    for _ in 0..5 {
+        mallory.send(&honest).await;
+    }
+    for i in 0..5 {
+        let mut tampered = honest.clone();
+        let mut sealed = EncryptedMedia::parse_from_bytes(&tampered.data).unwrap();
+        let n = sealed.ciphertext.len();
+        sealed.ciphertext[(i * 7) % n] ^= 0x01;
+        sealed.sequence += 1_000 + i as u64;
+        tampered.data = sealed.write_to_bytes().unwrap();
+        mallory.send(&tampered).await;
+    }
+    // Garbage that is not even a sealed frame.
+    let mut junk = honest.clone();
+    junk.data = vec![0xff; 64];
+    mallory.send(&junk).await;
+    let before = bob.stats().await;
+    mallory.pump(Duration::from_secs(3)).await;
+
+    for p in [&ada, &bob] {
+        wait(&p.browser, "return document.querySelector('#chat-lines').textContent.includes('hello from mallory')", 10)
+            .await;
+        let lines = p
+            .browser
+            .eval("return [...document.querySelectorAll('#chat-lines li')].filter(l => l.textContent.includes('hello from mallory')).length")
+            .await
+            .unwrap();
+        assert_eq!(lines, 1, "{}: a replay was shown", p.name);
+        let stats = p.stats().await;
+        assert!(stats["dropped"].as_u64().unwrap() >= 11, "{}: {stats:#}", p.name);
+    }
+    // And Ada's video still reaches Bob.
+    let ada_frames = before["peers"].as_array().unwrap().iter().find(|p| p["name"] == "Ada").unwrap()["frames_decoded"]
+        .as_u64()
+        .unwrap();
+    bob.wait_for_peers(2, Duration::from_secs(10), |p| {
+        p["name"] != "Ada" || p["frames_decoded"].as_u64().unwrap_or(0) > ada_frames + 15
+    })
+    .await;
+    ada.quit().await;
+    bob.quit().await;
+    server.stop().await;
+}

@@ -1,0 +1,176 @@
+//! `cargo xtask bench-client`: the web client measured in headless Chromium on loopback.
+//! For each transport and camera size, two browsers join a room (the second opens the link
+//! with `autojoin=1`):
+//! - join time: from the second page starting to load to its first remote frame drawn;
+//! - glass-to-glass latency: the capture wall-clock time carried in each frame's metadata
+//!   against the wall-clock time the receiver draws it (same machine, same clock), both ways.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::Value;
+use testkit::Browser;
+
+use crate::bench::{start_server_with, usage};
+use crate::{cargo, status, web};
+
+#[derive(Debug, Args)]
+pub struct ClientBenchArgs {
+    /// Seconds of call per case, after joining.
+    #[arg(long, default_value_t = 15)]
+    duration: u64,
+    /// Latency samples from the first seconds are left out (encoder and jitter start-up).
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Camera sizes.
+    #[arg(long, value_delimiter = ',', default_values_t = ["640x480".to_string(), "1280x720".to_string()])]
+    resolution: Vec<String>,
+    /// Transports.
+    #[arg(long, value_delimiter = ',', default_values_t = ["webtransport".to_string(), "websocket".to_string()])]
+    transport: Vec<String>,
+}
+
+struct Case {
+    transport: String,
+    resolution: String,
+    join_ms: f64,
+    join_after_click_ms: f64,
+    latency: Vec<f64>,
+    fps: f64,
+}
+
+pub fn run(args: ClientBenchArgs) -> Result<()> {
+    let web_root = web::build()?;
+    status(cargo().args(["build", "--release", "--locked", "-p", "actix-api"]))?;
+    let root = web_root.to_string_lossy().into_owned();
+    let (server, http, _) = start_server_with(None, &[("WEB_ROOT", &root)])?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut cases = Vec::new();
+    for transport in &args.transport {
+        for resolution in &args.resolution {
+            println!("xtask: bench-client {transport} {resolution}: {} s", args.duration);
+            cases.push(runtime.block_on(run_case(&http, transport, resolution, &args))?);
+        }
+    }
+    let relay = usage(server.0.id())?;
+    println!("\nmachine: {}", machine());
+    println!(
+        "{:<13} {:>10} {:>10} {:>12} {:>8} {:>8} {:>8} {:>9} {:>8}",
+        "transport", "camera", "join ms", "click→frame", "p50 ms", "p95 ms", "max ms", "samples", "fps"
+    );
+    for c in &cases {
+        let (p50, p95, max) = percentiles(&c.latency);
+        println!(
+            "{:<13} {:>10} {:>10.0} {:>12.0} {:>8.1} {:>8.1} {:>8.1} {:>9} {:>8.1}",
+            c.transport,
+            c.resolution,
+            c.join_ms,
+            c.join_after_click_ms,
+            p50,
+            p95,
+            max,
+            c.latency.len(),
+            c.fps
+        );
+    }
+    println!("relay: {:.1} CPU s, peak {:.1} MB", relay.cpu_seconds, relay.peak_rss_mb);
+    drop(server);
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
+        .unwrap_or_default();
+    format!("{cpus} cores, {model}")
+}
+
+/// (p50, p95, max) of `samples`.
+fn percentiles(samples: &[f64]) -> (f64, f64, f64) {
+    if samples.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.95), sorted[sorted.len() - 1])
+}
+
+async fn stats(browser: &Browser) -> Value {
+    let text = browser.eval("return window.videocallStats ? window.videocallStats() : '{}'").await.unwrap_or_default();
+    serde_json::from_str(text.as_str().unwrap_or("{}")).unwrap_or(Value::Null)
+}
+
+/// Waits until the page's first peer has drawn a frame; returns the page's stats.
+async fn first_frame(browser: &Browser, limit: Duration) -> Result<Value> {
+    let started = Instant::now();
+    loop {
+        let s = stats(browser).await;
+        if s["peers"][0]["first_frame_ms"].as_f64().is_some() {
+            return Ok(s);
+        }
+        if started.elapsed() > limit {
+            bail!("no remote frame within {limit:?}: {s}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn run_case(http: &str, transport: &str, resolution: &str, args: &ClientBenchArgs) -> Result<Case> {
+    let room = format!("bench-{transport}-{resolution}");
+    let link =
+        |name: &str| format!("{http}/room/{room}?name={name}&autojoin=1&transport={transport}&resolution={resolution}");
+    let ada = Browser::launch().await?;
+    ada.goto(&link("Ada")).await?;
+    ada.wait_for(
+        "const c = document.querySelector('#connection'); return !!c && c.dataset.state === 'connected'",
+        Duration::from_secs(20),
+        |v| v == &Value::Bool(true),
+    )
+    .await
+    .context("the first participant never connected")?;
+    let bob = Browser::launch().await?;
+    bob.goto(&link("Bob")).await?;
+    let joined = first_frame(&bob, Duration::from_secs(20)).await?;
+    let join_ms = joined["peers"][0]["first_frame_ms"].as_f64().unwrap_or(f64::NAN);
+    let join_after_click_ms = join_ms - joined["joined_at_ms"].as_f64().unwrap_or(f64::NAN);
+    first_frame(&ada, Duration::from_secs(20)).await?;
+
+    // Samples from after the warm-up only.
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let mut skip = Vec::new();
+    for b in [&ada, &bob] {
+        skip.push(stats(b).await["peers"][0]["latency_ms"].as_array().map_or(0, Vec::len));
+    }
+    let before: Vec<u64> = [stats(&ada).await, stats(&bob).await]
+        .iter()
+        .map(|s| s["peers"][0]["frames_decoded"].as_u64().unwrap_or(0))
+        .collect();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut latency = Vec::new();
+    let mut decoded = 0;
+    for (i, b) in [&ada, &bob].into_iter().enumerate() {
+        let s = stats(b).await;
+        let samples = s["peers"][0]["latency_ms"].as_array().cloned().unwrap_or_default();
+        latency.extend(samples.iter().skip(skip[i]).filter_map(Value::as_f64));
+        decoded += s["peers"][0]["frames_decoded"].as_u64().unwrap_or(0) - before[i];
+    }
+    ada.quit().await;
+    bob.quit().await;
+    Ok(Case {
+        transport: transport.to_owned(),
+        resolution: resolution.to_owned(),
+        join_ms,
+        join_after_click_ms,
+        latency,
+        fps: decoded as f64 / elapsed / 2.0,
+    })
+}
