@@ -297,6 +297,19 @@ fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// "2 cores, <CPU model>": figures mean little without it.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
+        .unwrap_or_default();
+    format!("{cpus} cores, {model}")
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
     if args.scenario.is_empty() || args.scenario.contains(&Scenario::Nats) {
         setup::ensure_commands(&[("nats-server", "nats-server")])?;
@@ -312,15 +325,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("xtask: bench {scenario:?}: {} s each", args.duration);
         rows.extend(run_scenario(scenario, &args)?);
     }
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let machine = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
-        })
-        .unwrap_or_default();
-    println!("\nmachine: {cpus} cores, {machine}");
+    println!("\nmachine: {}", machine());
     println!(
         "{:<18} {:>12} {:>8} {:>8} {:>10} {:>7} {:>7} {:>7} {:>7} {:>16} {:>12} {:>14}",
         "scenario",

@@ -12,7 +12,7 @@ use clap::Args;
 use serde_json::Value;
 use testkit::Browser;
 
-use crate::bench::{start_server_with, usage};
+use crate::bench::{machine, start_server_with, usage};
 use crate::{cargo, status, web};
 
 #[derive(Debug, Args)]
@@ -77,18 +77,6 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
     println!("relay: {:.1} CPU s, peak {:.1} MB", relay.cpu_seconds, relay.peak_rss_mb);
     drop(server);
     Ok(())
-}
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
-        })
-        .unwrap_or_default();
-    format!("{cpus} cores, {model}")
 }
 
 /// (p50, p95, max) of `samples`.
