@@ -129,3 +129,30 @@ async fn a_shared_screen_is_decoded_by_the_other() {
     bob.quit().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_reconnect_and_exchange_keys_again_after_the_relay_restarts() {
+    let server = start_with_client().await;
+    let ada = Participant::join(&server.http, "restart", "Ada", "auto").await;
+    let bob = Participant::join(&server.http, "restart", "Bob", "websocket").await;
+    let enough = |p: &Value| p["frames_decoded"].as_u64().unwrap_or(0) >= 20;
+    let before = ada.wait_for_peers(1, Duration::from_secs(15), enough).await;
+    bob.wait_for_peers(1, Duration::from_secs(15), enough).await;
+
+    let server = server.restart().await;
+    // Both see the drop, come back by themselves, and meet again under new sessions and keys.
+    for p in [&ada, &bob] {
+        let after = p
+            .wait_for_peers(1, Duration::from_secs(30), |q| {
+                q["session"] != before["peers"][0]["session"] && q["frames_decoded"].as_u64().unwrap_or(0) >= 20
+            })
+            .await;
+        let state = p.browser.eval("return document.querySelector('#connection').dataset.state").await.unwrap();
+        assert_eq!(state, "connected", "{}", p.name);
+        assert_eq!(after["dropped"], 0, "{}: {after:#}", p.name);
+    }
+    assert_eq!(ada.stats().await["transport"], "WebTransport", "Ada came back over WebTransport (new certificate)");
+    ada.quit().await;
+    bob.quit().await;
+    server.stop().await;
+}

@@ -35,6 +35,22 @@ impl ClientServer {
     pub async fn stop(self) {
         self.server.server.stop().await;
     }
+
+    /// Stops the server and starts a new one on the same HTTP and UDP ports (with a new
+    /// development certificate): to clients, a network drop.
+    pub async fn restart(self) -> Self {
+        let Self { server, _turn, .. } = self;
+        let (http_addr, wt_addr) = (server.server.addr(), server.server.webtransport_addr());
+        server.server.stop().await;
+        let mut config = Config::for_tests();
+        config.listen = http_addr;
+        config.webtransport_listen = wt_addr;
+        config.web_root = Some(web_root());
+        let running = start(config).await;
+        let http = http_url(&running);
+        let (base, hash) = super::webtransport::webtransport_info(&http).await;
+        Self { server: WebTransportServer { server: running, http: http.clone(), base, hash }, http, _turn }
+    }
 }
 
 /// actix-api serving the web client, with WebTransport in-process (once it is this test's turn).
