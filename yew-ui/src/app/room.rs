@@ -1,7 +1,9 @@
 //! A room: the lobby until joined, then the call (tiles, controls, people, chat, diagnostics).
 
 use yew::prelude::*;
+use yew_router::prelude::Link;
 
+use super::Route;
 use super::lobby::{JoinChoice, Lobby};
 use crate::components::{
     ChatPanel, ConnectionStatus, Controls, Diagnostics, ParticipantList, PeerTile, ScreenTile, SelfTile,
@@ -9,6 +11,7 @@ use crate::components::{
 use crate::hooks::{RoomHandle, use_identity, use_local_media, use_room};
 use crate::services::call::JoinRequest;
 use crate::services::media::audio_out::AudioOut;
+use crate::types::room::Connection;
 
 #[derive(Properties, PartialEq)]
 pub struct RoomPageProps {
@@ -93,6 +96,22 @@ fn CallView(props: &CallViewProps) -> Html {
         let room = room.clone();
         Callback::from(move |text: String| room.chat(&text))
     };
+    if let Connection::Closed { reason } = &state.connection {
+        let rejoin = Callback::from(|_: MouseEvent| {
+            if let Some(w) = web_sys::window() {
+                let _ = w.location().reload();
+            }
+        });
+        return html! {
+            <main class="page left">
+                <h1>{ reason }</h1>
+                <p>{ format!("Room {}", state.room) }</p>
+                <button id="rejoin" class="primary" onclick={rejoin}>{"Rejoin"}</button>
+                {" "}
+                <Link<Route> to={Route::Home}>{"Home"}</Link<Route>>
+            </main>
+        };
+    }
     let count = state.participants.len() + 1 + state.participants.values().filter(|p| p.screen_on).count();
     let columns = (count as f64).sqrt().ceil().max(1.0) as usize;
     html! {
