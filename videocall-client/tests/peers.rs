@@ -236,3 +236,57 @@ fn addressed_frames_reach_only_their_session() {
     assert_eq!(opened(room.members.get_mut(&2).unwrap()), vec![(1, "for bob".to_owned())]);
     assert!(opened(room.members.get_mut(&3).unwrap()).is_empty());
 }
+
+/// The network may lose, reorder and duplicate frames: each frame opens at most once, in any
+/// order within the window, and what is lost is simply missing.
+#[test]
+fn lost_reordered_and_duplicated_frames() {
+    use rand_core::RngCore;
+    let mut room = Room::default();
+    room.join(1, "alice", 0);
+    room.join(2, "bob", 1);
+    room.settle(0);
+    let mut sealed = Vec::new();
+    for i in 0..60 {
+        let alice = room.members.get_mut(&1).unwrap();
+        alice.state.seal(&frame(&format!("frame {i}")), false).unwrap();
+        let mut p = alice.state.poll_transmit().unwrap();
+        (p.email, p.session_id) = ("alice".into(), 1);
+        sealed.push(p);
+    }
+    // Lose every tenth, duplicate every seventh, then shuffle (seeded).
+    let mut wire: Vec<PacketWrapper> =
+        sealed.iter().enumerate().filter(|(i, _)| i % 10 != 3).map(|(_, p)| p.clone()).collect();
+    let duplicates: Vec<PacketWrapper> = wire.iter().step_by(7).cloned().collect();
+    wire.extend(duplicates.iter().cloned());
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    for i in (1..wire.len()).rev() {
+        wire.swap(i, rng.next_u32() as usize % (i + 1));
+    }
+    let bob = room.members.get_mut(&2).unwrap();
+    for p in wire {
+        bob.state.handle_packet(10, p);
+    }
+    while let Some(e) = bob.state.poll_event() {
+        bob.events.push(e);
+    }
+    let mut got: Vec<String> = opened(bob).into_iter().map(|(_, t)| t).collect();
+    got.sort();
+    let mut expected: Vec<String> = (0..60).filter(|i| i % 10 != 3).map(|i| format!("frame {i}")).collect();
+    expected.sort();
+    assert_eq!(got, expected);
+    let replays = bob
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Dropped {
+                    error: videocall_client::packets::PacketError::Open(videocall_client::crypto::OpenError::Replayed),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(replays, duplicates.len(), "{:?}", bob.events);
+}
