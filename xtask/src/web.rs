@@ -24,6 +24,9 @@ pub fn build() -> Result<PathBuf> {
         .out_name("yew_ui")
         .web(true)?
         .typescript(false)
+        // Function names only help a debugger; they are a third of the file.
+        .remove_name_section(true)
+        .remove_producers_section(true)
         .generate(&out)
         .context("wasm-bindgen")?;
     let assets = root().join("yew-ui/static");
