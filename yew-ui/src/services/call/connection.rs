@@ -25,7 +25,10 @@ pub fn start(inner: Rc<Inner>) {
 /// Where to connect: a fresh guest token every time (a token may have expired while we were
 /// away; the relay treats a reconnect as a new session anyway).
 async fn target(inner: &Rc<Inner>) -> Result<Target, String> {
-    let grant = api::guest_token(&inner.room, &inner.display_name).await?;
+    // Both questions at once: each is a round trip on the join path.
+    let (grant, webtransport) =
+        futures_util::future::join(api::guest_token(&inner.room, &inner.display_name), api::webtransport_info()).await;
+    let grant = grant?;
     // Sealed frames bind the user id the relay will stamp: this token's.
     inner.core.borrow_mut().restart(&grant.user_id).map_err(|e| e.to_string())?;
     super::incoming::drain_events(inner);
@@ -33,7 +36,7 @@ async fn target(inner: &Rc<Inner>) -> Result<Target, String> {
     let scheme = if location.protocol().unwrap_or_default() == "https:" { "wss" } else { "ws" };
     let host = location.host().unwrap_or_default();
     let websocket_url = format!("{scheme}://{host}{}", grant.websocket_path);
-    let webtransport = match api::webtransport_info().await {
+    let webtransport = match webtransport {
         Ok(Some(info)) => {
             let hashes = info
                 .certificate_hashes
@@ -78,6 +81,7 @@ async fn connect(inner: &Rc<Inner>) {
                 let kind = transport.kind;
                 *inner.transport.borrow_mut() = Some(transport);
                 inner.attempts.set(0);
+                inner.connected_at_ms.set(js::now_ms());
                 inner.dispatch(RoomAction::Connection(Connection::Connected { transport: kind }));
                 inner.flush();
                 return;

@@ -32,6 +32,8 @@ pub struct PeerMedia {
     last_screen_sequence: Option<u64>,
     last_key_request: [f64; 2],
     pub rtt_ms: Option<f64>,
+    /// `performance.now()` when their first media key arrived.
+    pub key_at_ms: Option<f64>,
     /// What this peer said about our video: lost per thousand.
     pub reported_loss: u32,
     pub dropped: u64,
@@ -63,7 +65,10 @@ pub fn drain_events(inner: &Rc<Inner>) {
                 // They are about to get our media key: a keyframe lets them start at once.
                 super::outgoing::request_keyframes(inner);
             }
-            Event::MediaKey { session, key_id } => inner.dispatch(RoomAction::PeerMediaKey { session, key_id }),
+            Event::MediaKey { session, key_id } => {
+                inner.peers.borrow_mut().entry(session).or_default().key_at_ms.get_or_insert_with(js::now_ms);
+                inner.dispatch(RoomAction::PeerMediaKey { session, key_id });
+            }
             Event::Rotated { key_id } => inner.dispatch(RoomAction::OwnKey { key_id }),
             Event::Media { session, media, .. } => on_media(inner, session, media),
             Event::Dropped { session, error: PacketError::Open(OpenError::UnknownKey { .. }) } => {

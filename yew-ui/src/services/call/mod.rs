@@ -86,6 +86,8 @@ struct Inner {
     before_key: Cell<u64>,
     /// `performance.now()` when the user pressed join.
     joined_at_ms: f64,
+    /// `performance.now()` when the transport last came up.
+    connected_at_ms: Cell<f64>,
     timer: RefCell<Option<(i32, Closure<dyn FnMut()>)>>,
     stats_hook: RefCell<Option<Closure<dyn FnMut() -> String>>>,
 }
@@ -133,6 +135,7 @@ impl Call {
             dropped: Cell::new(0),
             before_key: Cell::new(0),
             joined_at_ms: super::js::now_ms(),
+            connected_at_ms: Cell::new(0.0),
             timer: RefCell::new(None),
             stats_hook: RefCell::new(None),
         });

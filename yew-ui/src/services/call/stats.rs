@@ -82,6 +82,7 @@ pub fn json(inner: &Inner) -> String {
                 "dropped": media.map_or(0, |m| m.dropped),
                 "latency_ms": latency,
                 "first_frame_ms": first,
+                "key_at_ms": media.and_then(|m| m.key_at_ms),
             })
         })
         .collect();
@@ -94,6 +95,7 @@ pub fn json(inner: &Inner) -> String {
         "dropped": inner.dropped.get(),
         "before_key": inner.before_key.get(),
         "joined_at_ms": inner.joined_at_ms,
+        "connected_at_ms": inner.connected_at_ms.get(),
         "codec": senders.codec,
         "frames_dropped_at_capture": senders.video.as_ref().map_or(0, |v| v.dropped()),
         "audio_running": out.as_ref().is_some_and(|o| o.running()),
