@@ -18,8 +18,12 @@ use videocall_client::peers::PeerState;
 use videocall_types::{EncryptedMedia, MediaPacket, MediaType, PacketType, PacketWrapper};
 
 /// Byte patterns that only plaintext media would hold: a `MediaPacket`'s `frame_type` and a
-/// `VideoMetadata` codec as protobuf encodes them.
-const PLAINTEXT_SIGNS: [&[u8]; 3] = [b"\x22\x05delta", b"\x22\x03key", b"\x12\x03vp8"];
+/// `VideoMetadata` codec (`codec`, the one the sender chose) as protobuf encodes them.
+fn plaintext_signs(codec: &str) -> Vec<Vec<u8>> {
+    let mut codec_field = vec![0x12, codec.len() as u8];
+    codec_field.extend_from_slice(codec.as_bytes());
+    vec![b"\x22\x05delta".to_vec(), b"\x22\x03key".to_vec(), codec_field]
+}
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -56,6 +60,9 @@ async fn the_relay_forwards_only_ciphertext() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     reader.abort();
 
+    let codec = ada.stats().await["codec"].as_str().unwrap().to_owned();
+    assert!(!codec.is_empty());
+    let signs = plaintext_signs(&codec);
     let seen = seen.lock().unwrap();
     let mut media = 0;
     for bytes in seen.iter() {
@@ -65,7 +72,7 @@ async fn the_relay_forwards_only_ciphertext() {
             media += 1;
             let sealed = EncryptedMedia::parse_from_bytes(&packet.data).expect("media is sealed");
             assert!(sealed.key_id > 0 && sealed.ciphertext.len() > 16);
-            for sign in PLAINTEXT_SIGNS {
+            for sign in &signs {
                 assert!(!contains(&packet.data, sign), "plaintext media pattern {sign:?} in a forwarded packet");
             }
         }

@@ -26,6 +26,9 @@ pub struct ClientBenchArgs {
     /// Camera sizes.
     #[arg(long, value_delimiter = ',', default_values_t = ["640x480".to_string(), "1280x720".to_string()])]
     resolution: Vec<String>,
+    /// Put this video codec first (avc1.42e028, vp8, vp09.00.10.08); default: the client's choice.
+    #[arg(long)]
+    codec: Option<String>,
     /// Transports.
     #[arg(long, value_delimiter = ',', default_values_t = ["webtransport".to_string(), "websocket".to_string()])]
     transport: Vec<String>,
@@ -41,7 +44,11 @@ struct Case {
     click_to_key_ms: f64,
     click_to_frame_ms: f64,
     latency: Vec<f64>,
+    /// Capture to arrival at the receiver (before decoding), and capture to encoded.
+    arrival: Vec<f64>,
+    encode: Vec<f64>,
     fps: f64,
+    codec: String,
 }
 
 pub fn run(args: ClientBenchArgs) -> Result<()> {
@@ -60,8 +67,9 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
     let relay = usage(server.0.id())?;
     println!("\nmachine: {}", machine());
     println!(
-        "{:<13} {:>9} {:>8} {:>11} {:>9} {:>11} {:>7} {:>7} {:>7} {:>8} {:>6}",
+        "{:<13} {:>12} {:>9} {:>8} {:>11} {:>9} {:>11} {:>7} {:>7} {:>7} {:>8} {:>6} {:>9} {:>9}",
         "transport",
+        "codec",
         "camera",
         "join ms",
         "→connected",
@@ -71,13 +79,16 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
         "p95 ms",
         "max ms",
         "samples",
-        "fps"
+        "fps",
+        "enc p50",
+        "arr p50"
     );
     for c in &cases {
         let (p50, p95, max) = percentiles(&c.latency);
         println!(
-            "{:<13} {:>9} {:>8.0} {:>11.0} {:>9.0} {:>11.0} {:>7.1} {:>7.1} {:>7.1} {:>8} {:>6.1}",
+            "{:<13} {:>12} {:>9} {:>8.0} {:>11.0} {:>9.0} {:>11.0} {:>7.1} {:>7.1} {:>7.1} {:>8} {:>6.1} {:>9.1} {:>9.1}",
             c.transport,
+            c.codec,
             c.resolution,
             c.join_ms,
             c.click_to_connected_ms,
@@ -87,7 +98,9 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
             p95,
             max,
             c.latency.len(),
-            c.fps
+            c.fps,
+            percentiles(&c.encode).0,
+            percentiles(&c.arrival).0
         );
     }
     println!("join ms: from the page starting to load to the first remote frame drawn; → columns: from the join");
@@ -129,8 +142,10 @@ async fn first_frame(browser: &Browser, limit: Duration) -> Result<Value> {
 
 async fn run_case(http: &str, transport: &str, resolution: &str, args: &ClientBenchArgs) -> Result<Case> {
     let room = format!("bench-{transport}-{resolution}");
-    let link =
-        |name: &str| format!("{http}/room/{room}?name={name}&autojoin=1&transport={transport}&resolution={resolution}");
+    let codec = args.codec.as_deref().map(|c| format!("&codec={c}")).unwrap_or_default();
+    let link = |name: &str| {
+        format!("{http}/room/{room}?name={name}&autojoin=1&transport={transport}&resolution={resolution}{codec}")
+    };
     let ada = Browser::launch().await?;
     ada.goto(&link("Ada")).await?;
     ada.wait_for(
@@ -144,6 +159,18 @@ async fn run_case(http: &str, transport: &str, resolution: &str, args: &ClientBe
     bob.goto(&link("Bob")).await?;
     let joined = first_frame(&bob, Duration::from_secs(20)).await?;
     let join_ms = joined["peers"][0]["first_frame_ms"].as_f64().unwrap_or(f64::NAN);
+    let marks = bob
+        .eval("return performance.getEntriesByType('mark').map(m => m.name.replace('videocall:', '') + ' ' + Math.round(m.startTime)).join(', ')")
+        .await
+        .unwrap_or_default();
+    let response_end = bob
+        .eval("return Math.round(performance.getEntriesByType('navigation')[0].responseEnd)")
+        .await
+        .unwrap_or_default();
+    println!(
+        "xtask:   page timeline (ms): html {response_end}, {}, first frame {join_ms:.0}",
+        marks.as_str().unwrap_or("")
+    );
     let clicked = joined["joined_at_ms"].as_f64().unwrap_or(f64::NAN);
     let click_to_connected_ms = joined["connected_at_ms"].as_f64().unwrap_or(f64::NAN) - clicked;
     let click_to_key_ms = joined["peers"][0]["key_at_ms"].as_f64().unwrap_or(f64::NAN) - clicked;
@@ -164,11 +191,24 @@ async fn run_case(http: &str, transport: &str, resolution: &str, args: &ClientBe
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
     let elapsed = started.elapsed().as_secs_f64();
     let mut latency = Vec::new();
+    let (mut arrival, mut encode) = (Vec::new(), Vec::new());
     let mut decoded = 0;
     for (i, b) in [&ada, &bob].into_iter().enumerate() {
         let s = stats(b).await;
         let samples = s["peers"][0]["latency_ms"].as_array().cloned().unwrap_or_default();
         latency.extend(samples.iter().skip(skip[i]).filter_map(Value::as_f64));
+        let recent = |v: &Value| {
+            v.as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .rev()
+                .take(200)
+                .filter_map(|x| x.as_f64())
+                .collect::<Vec<_>>()
+        };
+        arrival.extend(recent(&s["peers"][0]["arrival_ms"]));
+        encode.extend(recent(&s["encode_ms"]));
         decoded += s["peers"][0]["frames_decoded"].as_u64().unwrap_or(0) - before[i];
     }
     ada.quit().await;
@@ -181,6 +221,9 @@ async fn run_case(http: &str, transport: &str, resolution: &str, args: &ClientBe
         click_to_key_ms,
         click_to_frame_ms,
         latency,
+        arrival,
+        encode,
         fps: decoded as f64 / elapsed / 2.0,
+        codec: joined["codec"].as_str().unwrap_or_default().to_owned(),
     })
 }

@@ -19,6 +19,7 @@ mod services;
 #[cfg(target_arch = "wasm32")]
 fn main() {
     console_error_panic_hook_install();
+    services::js::mark("videocall:app-start");
     yew::Renderer::<app::App>::new().render();
 }
 

@@ -33,6 +33,7 @@ pub fn use_identity() -> IdentitySlot {
                 let started = crate::services::js::now_ms();
                 match identity::generate().await {
                     Ok(key) => {
+                        crate::services::js::mark("videocall:identity-ready");
                         let fingerprint = Some(key.fingerprint().to_string());
                         let millis = Some(crate::services::js::now_ms() - started);
                         slot.set(IdentitySlot {

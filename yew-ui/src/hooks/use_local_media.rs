@@ -61,6 +61,7 @@ pub fn use_local_media() -> LocalMedia {
                 let (width, height) = capture_size();
                 match capture::open(cam.as_deref(), mic.as_deref(), width, height).await {
                     Ok(s) => {
+                        crate::services::js::mark("videocall:camera-ready");
                         *meter.borrow_mut() = LevelMeter::new(&s).ok();
                         *keep.borrow_mut() = Some(s.clone());
                         stream.set(Some(s));

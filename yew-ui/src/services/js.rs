@@ -9,6 +9,13 @@ pub fn now_ms() -> f64 {
     web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
 }
 
+/// `performance.mark(name)`: the join timeline, visible in DevTools and to the benchmark.
+pub fn mark(name: &str) {
+    if let Some(p) = web_sys::window().and_then(|w| w.performance()) {
+        let _ = p.mark(name);
+    }
+}
+
 /// Milliseconds since the epoch with sub-millisecond precision (`timeOrigin + now()`): one
 /// clock for every page on this machine, so glass-to-glass latency can be measured across
 /// browsers.

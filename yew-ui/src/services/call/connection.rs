@@ -82,6 +82,7 @@ async fn connect(inner: &Rc<Inner>) {
                 *inner.transport.borrow_mut() = Some(transport);
                 inner.attempts.set(0);
                 inner.connected_at_ms.set(js::now_ms());
+                js::mark("videocall:connected");
                 inner.dispatch(RoomAction::Connection(Connection::Connected { transport: kind }));
                 inner.flush();
                 return;

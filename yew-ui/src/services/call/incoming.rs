@@ -34,6 +34,8 @@ pub struct PeerMedia {
     pub rtt_ms: Option<f64>,
     /// `performance.now()` when their first media key arrived.
     pub key_at_ms: Option<f64>,
+    /// Capture (their clock) to arrival here (ours), milliseconds, the latest camera frames.
+    pub arrival_ms: std::collections::VecDeque<f64>,
     /// What this peer said about our video: lost per thousand.
     pub reported_loss: u32,
     pub dropped: u64,
@@ -123,6 +125,12 @@ fn on_video(inner: &Rc<Inner>, session: u64, screen: bool, media: &MediaPacket) 
     let key = media.frame_type == "key";
     let decoded = receiver.decode(&meta.codec, key, &media.data, media.timestamp, meta.capture_time_ms);
     if !screen {
+        if meta.capture_time_ms > 0.0 {
+            peer.arrival_ms.push_back(js::wall_ms() - meta.capture_time_ms);
+            if peer.arrival_ms.len() > 300 {
+                peer.arrival_ms.pop_front();
+            }
+        }
         peer.loss.receive(meta.sequence);
         peer.rates.bytes(now, media.data.len());
         peer.codec = meta.codec.clone();

@@ -111,6 +111,7 @@ impl Call {
         let core = PeerState::new(OsRng, request.identity, "me").map_err(|e| e.to_string())?;
         dispatch(RoomAction::OwnKey { key_id: core.key_id() });
         let level = LevelMeter::new(&request.stream).ok();
+        super::js::mark("videocall:join");
         let inner = Rc::new(Inner {
             room: request.room,
             display_name: request.display_name,

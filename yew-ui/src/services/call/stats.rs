@@ -83,6 +83,7 @@ pub fn json(inner: &Inner) -> String {
                 "latency_ms": latency,
                 "first_frame_ms": first,
                 "key_at_ms": media.and_then(|m| m.key_at_ms),
+                "arrival_ms": media.map(|m| m.arrival_ms.iter().copied().collect::<Vec<_>>()),
             })
         })
         .collect();
@@ -98,6 +99,7 @@ pub fn json(inner: &Inner) -> String {
         "connected_at_ms": inner.connected_at_ms.get(),
         "codec": senders.codec,
         "frames_dropped_at_capture": senders.video.as_ref().map_or(0, |v| v.dropped()),
+        "encode_ms": senders.video.as_ref().map(|v| v.encode_ms()),
         "audio_running": out.as_ref().is_some_and(|o| o.running()),
         "peers": list,
     })

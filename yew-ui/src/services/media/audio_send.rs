@@ -64,7 +64,9 @@ impl AudioSender {
         let encoder =
             AudioEncoder::new(&AudioEncoderInit::new(error.as_ref().unchecked_ref(), output.as_ref().unchecked_ref()))
                 .map_err(|e| js::describe(&e))?;
-        let reader = track_reader(&track)?;
+        // Audio arrives in 10 ms pieces and every one matters: half a second of slack for a
+        // busy main thread.
+        let reader = track_reader(&track, 50)?;
         spawn_local(capture_loop(reader, encoder.clone(), shared.clone()));
         Ok(Self { encoder, shared, _output: output, _error: error })
     }

@@ -18,10 +18,10 @@ use web_sys::{
 use super::js;
 
 /// A reader of a track's frames (`VideoFrame`s or `AudioData`s) as they are captured.
-pub fn track_reader(track: &MediaStreamTrack) -> Result<ReadableStreamDefaultReader, String> {
+/// `buffer`: frames the processor holds while we are busy; beyond it the oldest are dropped.
+pub fn track_reader(track: &MediaStreamTrack, buffer: u16) -> Result<ReadableStreamDefaultReader, String> {
     let init = MediaStreamTrackProcessorInit::new(track);
-    // Two frames of buffer: a slow encoder drops old frames instead of adding latency.
-    init.set_max_buffer_size(2);
+    init.set_max_buffer_size(buffer);
     let processor = MediaStreamTrackProcessor::new(&init).map_err(|e| js::describe(&e))?;
     let readable: ReadableStream = processor.readable().unchecked_into();
     Ok(readable.get_reader().unchecked_into())

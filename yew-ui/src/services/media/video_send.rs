@@ -16,14 +16,17 @@ use web_sys::{
 use super::{next_frame, track_reader};
 use crate::services::js;
 
-/// Codecs we offer, cheapest first: VP8's realtime encoder costs the least CPU for the
-/// quality at conference bitrates, which matters on laptops with several decoders running.
-pub const CODECS: &[&str] = &["vp8", "vp09.00.10.08", "avc1.42e01f"];
+/// Codecs we offer, best first, by `cargo xtask bench-client` (docs/benchmarks.md): at 720p
+/// on two cores, H.264 (Constrained Baseline, level 4.0 so 1080p screens fit) encoded in 6 ms
+/// with p95 glass-to-glass 57 ms, VP9 in 9 ms with p95 137 ms, and VP8 queued frames for
+/// 140 ms. Browsers without an H.264 encoder fall to VP8, then VP9.
+pub const CODECS: &[&str] = &["avc1.42e028", "vp8", "vp09.00.10.08"];
 /// A keyframe at least this often, so a receiver that lost one recovers by itself.
 const KEYFRAME_INTERVAL_MS: f64 = 3_000.0;
-/// Frames waiting in the encoder beyond this are dropped at capture instead of queued: queued
-/// frames are latency.
-const MAX_ENCODE_QUEUE: u32 = 2;
+/// A frame arriving while this many wait in the encoder is dropped at capture instead of
+/// queued: a queued frame is latency, and a machine that cannot keep up gets fewer frames, not
+/// older ones.
+const MAX_ENCODE_QUEUE: u32 = 1;
 
 pub struct EncodedFrame {
     pub data: Vec<u8>,
@@ -37,9 +40,11 @@ pub struct EncodedFrame {
 
 pub type OnEncoded = Rc<dyn Fn(EncodedFrame)>;
 
-/// The first codec in `CODECS` the browser can encode at this size.
+/// The first codec in `CODECS` the browser can encode at this size (`?codec=` in the link
+/// puts one first: comparing them, or a receiver that lacks one).
 pub async fn choose_codec(width: u32, height: u32, bitrate: u32) -> Option<String> {
-    for codec in CODECS {
+    let wanted = js::query_param("codec").filter(|c| CODECS.contains(&c.as_str()));
+    for codec in wanted.iter().map(String::as_str).chain(CODECS.iter().copied()) {
         let config = encoder_config(codec, width, height, bitrate, 30.0);
         let Ok(answer) = JsFuture::from(VideoEncoder::is_config_supported(&config)).await else { continue };
         if js::get(&answer, "supported").as_bool() == Some(true) {
@@ -75,6 +80,8 @@ struct Shared {
     /// (frame timestamp, capture wall time) of frames in the encoder.
     captured: RefCell<VecDeque<(f64, f64)>>,
     dropped: Cell<u64>,
+    /// Capture to encoded, milliseconds, the latest frames.
+    encode_ms: RefCell<VecDeque<f64>>,
 }
 
 pub struct VideoSender {
@@ -104,6 +111,7 @@ impl VideoSender {
             stopped: Cell::new(false),
             captured: RefCell::new(VecDeque::new()),
             dropped: Cell::new(0),
+            encode_ms: RefCell::new(VecDeque::new()),
         });
         let out = shared.clone();
         let output = Closure::<dyn FnMut(EncodedVideoChunk)>::new(move |chunk: EncodedVideoChunk| {
@@ -119,6 +127,12 @@ impl VideoSender {
                 }
                 captured.front().filter(|(t, _)| *t == timestamp).map_or(js::wall_ms(), |(_, c)| *c)
             };
+            let mut encode_ms = out.encode_ms.borrow_mut();
+            encode_ms.push_back(js::wall_ms() - capture_ms);
+            if encode_ms.len() > 300 {
+                encode_ms.pop_front();
+            }
+            drop(encode_ms);
             let (width, height) = out.size.get();
             on_encoded(EncodedFrame {
                 data,
@@ -136,7 +150,9 @@ impl VideoSender {
         let encoder =
             VideoEncoder::new(&VideoEncoderInit::new(error.as_ref().unchecked_ref(), output.as_ref().unchecked_ref()))
                 .map_err(|e| js::describe(&e))?;
-        let reader = track_reader(&track)?;
+        // One frame: when the encoder is slow the camera's older frames are dropped rather
+        // than queued (each queued frame is 33 ms of latency).
+        let reader = track_reader(&track, 1)?;
         spawn_local(capture_loop(reader, encoder.clone(), shared.clone()));
         Ok(Self { encoder, shared, track, _output: output, _error: error })
     }
@@ -165,6 +181,11 @@ impl VideoSender {
                 let _ = JsFuture::from(p).await;
             });
         }
+    }
+
+    /// Capture-to-encoded times of the latest frames, milliseconds.
+    pub fn encode_ms(&self) -> Vec<f64> {
+        self.shared.encode_ms.borrow().iter().copied().collect()
     }
 
     /// Frames dropped at capture because the encoder was behind.
@@ -200,7 +221,7 @@ async fn capture_loop(reader: web_sys::ReadableStreamDefaultReader, encoder: Vid
             shared.size.set(size);
             shared.force_key.set(true);
         }
-        if encoder.encode_queue_size() > MAX_ENCODE_QUEUE {
+        if encoder.encode_queue_size() >= MAX_ENCODE_QUEUE {
             shared.dropped.set(shared.dropped.get() + 1);
             frame.close();
             continue;
