@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use wasm_bindgen::JsCast;
 use web_sys::MediaStream;
 use yew::prelude::*;
 
@@ -59,7 +60,18 @@ pub fn use_local_media() -> LocalMedia {
             let keep = opened.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 let (width, height) = capture_size();
-                match capture::open(cam.as_deref(), mic.as_deref(), width, height).await {
+                // The default devices were opened by index.html while the app loaded.
+                let early = match (&cam, &mic) {
+                    (None, None) => {
+                        crate::services::early::take("media").await.map(|s| s.unchecked_into::<MediaStream>())
+                    }
+                    _ => None,
+                };
+                let opened_stream = match early {
+                    Some(stream) => Ok(stream),
+                    None => capture::open(cam.as_deref(), mic.as_deref(), width, height).await,
+                };
+                match opened_stream {
                     Ok(s) => {
                         crate::services::js::mark("videocall:camera-ready");
                         *meter.borrow_mut() = LevelMeter::new(&s).ok();

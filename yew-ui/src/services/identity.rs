@@ -9,9 +9,13 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::js;
 
-/// A fresh RSA-OAEP (SHA-256) identity key.
+/// A fresh RSA-OAEP (SHA-256) identity key: the one `index.html` began generating at page
+/// load when there is one, else a new one.
 pub async fn generate() -> Result<IdentityKey, String> {
-    let result = webcrypto_pkcs8().await.map_err(|e| js::describe(&e))?;
+    let result = match super::early::take("identity").await {
+        Some(der) => Uint8Array::new(&der).to_vec(),
+        None => webcrypto_pkcs8().await.map_err(|e| js::describe(&e))?,
+    };
     IdentityKey::from_pkcs8_der(&result).map_err(|e| e.to_string())
 }
 

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod call;
+pub mod early;
 pub mod identity;
 pub mod js;
 pub mod media;
