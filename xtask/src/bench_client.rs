@@ -80,13 +80,13 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
         "max ms",
         "samples",
         "fps",
-        "enc p50",
-        "arr p50"
+        "enc p50/95",
+        "arr p50/95"
     );
     for c in &cases {
         let (p50, p95, max) = percentiles(&c.latency);
         println!(
-            "{:<13} {:>12} {:>9} {:>8.0} {:>11.0} {:>9.0} {:>11.0} {:>7.1} {:>7.1} {:>7.1} {:>8} {:>6.1} {:>9.1} {:>9.1}",
+            "{:<13} {:>12} {:>9} {:>8.0} {:>11.0} {:>9.0} {:>11.0} {:>7.1} {:>7.1} {:>7.1} {:>8} {:>6.1} {:>10} {:>10}",
             c.transport,
             c.codec,
             c.resolution,
@@ -99,14 +99,19 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
             max,
             c.latency.len(),
             c.fps,
-            percentiles(&c.encode).0,
-            percentiles(&c.arrival).0
+            p50_95(&c.encode),
+            p50_95(&c.arrival)
         );
     }
     println!("join ms: from the page starting to load to the first remote frame drawn; → columns: from the join");
     println!("relay: {:.1} CPU s, peak {:.1} MB", relay.cpu_seconds, relay.peak_rss_mb);
     drop(server);
     Ok(())
+}
+
+fn p50_95(samples: &[f64]) -> String {
+    let (p50, p95, _) = percentiles(samples);
+    format!("{p50:.0}/{p95:.0}")
 }
 
 /// (p50, p95, max) of `samples`.

@@ -162,7 +162,12 @@ fn draw(canvas_id: &str, frame: &VideoFrame) {
         canvas.set_width(w);
         canvas.set_height(h);
     }
-    let Ok(Some(context)) = canvas.get_context("2d") else { return };
+    // Opaque and desynchronized: no alpha blending, and the canvas reaches the screen without
+    // waiting for the page's next composited frame (a low-latency canvas).
+    let options = js::object();
+    js::set(&options, "alpha", false);
+    js::set(&options, "desynchronized", true);
+    let Ok(Some(context)) = canvas.get_context_with_context_options("2d", &options) else { return };
     let context: CanvasRenderingContext2d = context.unchecked_into();
     let _ = context.draw_image_with_video_frame(frame, 0.0, 0.0);
 }
