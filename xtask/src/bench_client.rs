@@ -38,6 +38,8 @@ struct Case {
     transport: String,
     resolution: String,
     join_ms: f64,
+    /// The same from the HTML's arrival: without the browser's own start-up.
+    join_from_html_ms: f64,
     /// From the join (automatic, as soon as camera and key are ready) to: connected, the
     /// peer's media key, the first frame drawn.
     click_to_connected_ms: f64,
@@ -67,11 +69,12 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
     let relay = usage(server.0.id())?;
     println!("\nmachine: {}", machine());
     println!(
-        "{:<13} {:>12} {:>9} {:>8} {:>11} {:>9} {:>11} {:>7} {:>7} {:>7} {:>8} {:>6} {:>9} {:>9}",
+        "{:<13} {:>12} {:>9} {:>8} {:>9} {:>11} {:>9} {:>11} {:>7} {:>7} {:>7} {:>8} {:>6} {:>9} {:>9}",
         "transport",
         "codec",
         "camera",
         "join ms",
+        "from html",
         "→connected",
         "→key",
         "→1st frame",
@@ -86,11 +89,12 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
     for c in &cases {
         let (p50, p95, max) = percentiles(&c.latency);
         println!(
-            "{:<13} {:>12} {:>9} {:>8.0} {:>11.0} {:>9.0} {:>11.0} {:>7.1} {:>7.1} {:>7.1} {:>8} {:>6.1} {:>10} {:>10}",
+            "{:<13} {:>12} {:>9} {:>8.0} {:>9.0} {:>11.0} {:>9.0} {:>11.0} {:>7.1} {:>7.1} {:>7.1} {:>8} {:>6.1} {:>10} {:>10}",
             c.transport,
             c.codec,
             c.resolution,
             c.join_ms,
+            c.join_from_html_ms,
             c.click_to_connected_ms,
             c.click_to_key_ms,
             c.click_to_frame_ms,
@@ -176,6 +180,7 @@ async fn run_case(http: &str, transport: &str, resolution: &str, args: &ClientBe
         "xtask:   page timeline (ms): html {response_end}, {}, first frame {join_ms:.0}",
         marks.as_str().unwrap_or("")
     );
+    let join_from_html_ms = join_ms - response_end.as_f64().unwrap_or(f64::NAN);
     let clicked = joined["joined_at_ms"].as_f64().unwrap_or(f64::NAN);
     let click_to_connected_ms = joined["connected_at_ms"].as_f64().unwrap_or(f64::NAN) - clicked;
     let click_to_key_ms = joined["peers"][0]["key_at_ms"].as_f64().unwrap_or(f64::NAN) - clicked;
@@ -222,6 +227,7 @@ async fn run_case(http: &str, transport: &str, resolution: &str, args: &ClientBe
         transport: transport.to_owned(),
         resolution: resolution.to_owned(),
         join_ms,
+        join_from_html_ms,
         click_to_connected_ms,
         click_to_key_ms,
         click_to_frame_ms,
