@@ -70,10 +70,12 @@ pub fn Lobby(props: &LobbyProps) -> Html {
     };
     let ready = media.stream.is_some() && props.identity.fingerprint.is_some();
     {
-        // `?autojoin=1`: join as soon as camera and key are ready (kiosks, the benchmark).
+        // `?autojoin=1`: join as soon as the key is ready (kiosks, links from a calendar, the
+        // benchmark); the camera follows when it is open.
         let (name, on_join, preference) = (name.clone(), props.on_join.clone(), *preference);
         let autojoin = crate::services::js::query_param("autojoin").as_deref() == Some("1");
-        use_effect_with(ready, move |ready| {
+        let key_ready = props.identity.fingerprint.is_some();
+        use_effect_with(key_ready, move |ready| {
             if *ready && autojoin {
                 let display_name =
                     name.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default().trim().to_owned();

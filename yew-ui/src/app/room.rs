@@ -41,9 +41,8 @@ pub fn RoomPage(props: &RoomPageProps) -> Html {
             let Some(key) = identity.key.borrow_mut().take() else {
                 return error.set(Some("Your key is not ready yet.".into()));
             };
-            let Some(stream) = media.take.emit(()) else {
-                return error.set(Some("No camera or microphone yet.".into()));
-            };
+            // May still be opening (autojoin): the effect below hands it over when it is.
+            let stream = media.take.emit(());
             let request = JoinRequest {
                 room: name.clone(),
                 display_name: choice.display_name,
@@ -59,6 +58,20 @@ pub fn RoomPage(props: &RoomPageProps) -> Html {
             }
         })
     };
+
+    {
+        // A stream that opened after joining goes to the call.
+        let (room, take) = (room.clone(), media.take.clone());
+        use_effect_with(media.stream.clone(), move |stream| {
+            if let (Some(call), Some(_)) = (room.call(), stream) {
+                if !call.has_stream() {
+                    if let Some(s) = take.emit(()) {
+                        call.attach_stream(s);
+                    }
+                }
+            }
+        });
+    }
 
     if !room.joined() {
         return html! { <Lobby room={props.name.clone()} media={media} identity={identity} on_join={on_join} error={(*error).clone()} /> };
@@ -76,7 +89,7 @@ fn CallView(props: &CallViewProps) -> Html {
     let room = &props.room;
     let state = &*room.state;
     let copied = use_state(|| false);
-    let stream = room.call().map(|c| c.local_stream());
+    let stream = room.call().and_then(|c| c.local_stream());
 
     let intent = |f: fn(&RoomHandle)| {
         let room = room.clone();

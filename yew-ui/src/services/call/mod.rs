@@ -41,7 +41,9 @@ pub struct JoinRequest {
     pub display_name: String,
     pub preference: Preference,
     pub identity: IdentityKey,
-    pub stream: MediaStream,
+    /// The camera and microphone, or `None` while they are still opening (`attach_stream`
+    /// hands them over later: joining and receiving need neither).
+    pub stream: Option<MediaStream>,
     pub audio_on: bool,
     pub video_on: bool,
     /// Created in the join click, so the browser lets it play.
@@ -74,7 +76,7 @@ struct Inner {
     target: RefCell<Option<Target>>,
     left: Cell<bool>,
     attempts: Cell<u32>,
-    stream: MediaStream,
+    stream: RefCell<Option<MediaStream>>,
     senders: RefCell<Senders>,
     sequences: Cell<(u64, u64, u64)>,
     peers: RefCell<HashMap<u64, PeerMedia>>,
@@ -110,7 +112,6 @@ impl Call {
     pub fn join(request: JoinRequest, dispatch: Dispatch) -> Result<Self, String> {
         let core = PeerState::new(OsRng, request.identity, "me").map_err(|e| e.to_string())?;
         dispatch(RoomAction::OwnKey { key_id: core.key_id() });
-        let level = LevelMeter::new(&request.stream).ok();
         super::js::mark("videocall:join");
         let inner = Rc::new(Inner {
             room: request.room,
@@ -123,7 +124,7 @@ impl Call {
             target: RefCell::new(None),
             left: Cell::new(false),
             attempts: Cell::new(0),
-            stream: request.stream,
+            stream: RefCell::new(None),
             senders: RefCell::new(Senders {
                 audio_on: request.audio_on,
                 video_on: request.video_on,
@@ -132,7 +133,7 @@ impl Call {
             sequences: Cell::new((0, 0, 0)),
             peers: RefCell::new(HashMap::new()),
             audio_out: RefCell::new(None),
-            level: RefCell::new(level),
+            level: RefCell::new(None),
             dropped: Cell::new(0),
             before_key: Cell::new(0),
             joined_at_ms: super::js::now_ms(),
@@ -143,9 +144,30 @@ impl Call {
         let call = Self { inner };
         call.start_timer();
         call.install_stats_hook();
-        outgoing::start_media(&call.inner, request.audio_context);
+        outgoing::start_playback(&call.inner, request.audio_context);
         connection::start(call.inner.clone());
+        if let Some(stream) = request.stream {
+            call.attach_stream(stream);
+        }
         Ok(call)
+    }
+
+    /// Our camera and microphone, once open: their senders start.
+    pub fn attach_stream(&self, stream: MediaStream) {
+        let inner = &self.inner;
+        if inner.left.get() {
+            return super::media::capture::stop(&stream);
+        }
+        if inner.stream.borrow().is_some() {
+            return;
+        }
+        *inner.level.borrow_mut() = LevelMeter::new(&stream).ok();
+        *inner.stream.borrow_mut() = Some(stream);
+        outgoing::start_capture(inner);
+    }
+
+    pub fn has_stream(&self) -> bool {
+        self.inner.stream.borrow().is_some()
     }
 
     pub fn set_audio(&self, on: bool) {
@@ -164,8 +186,8 @@ impl Call {
         outgoing::send_chat(&self.inner, text);
     }
 
-    pub fn local_stream(&self) -> MediaStream {
-        self.inner.stream.clone()
+    pub fn local_stream(&self) -> Option<MediaStream> {
+        self.inner.stream.borrow().clone()
     }
 
     /// Leaves for good: the connection closes, the camera and microphone stop.
@@ -179,7 +201,9 @@ impl Call {
         inner.peers.borrow_mut().clear();
         inner.audio_out.borrow_mut().take();
         inner.level.borrow_mut().take();
-        super::media::capture::stop(&inner.stream);
+        if let Some(stream) = inner.stream.borrow_mut().take() {
+            super::media::capture::stop(&stream);
+        }
         if let Some((id, _)) = inner.timer.borrow_mut().take() {
             if let Some(w) = web_sys::window() {
                 w.clear_interval_with_handle(id);

@@ -27,8 +27,8 @@ fn first_track(tracks: js_sys::Array) -> Option<MediaStreamTrack> {
     tracks.iter().next().map(JsCast::unchecked_into)
 }
 
-/// Starts playback, the microphone and (once a codec is chosen) the camera.
-pub fn start_media(inner: &Rc<Inner>, context: AudioContext) {
+/// Starts playback of what others send.
+pub fn start_playback(inner: &Rc<Inner>, context: AudioContext) {
     let weak = Rc::downgrade(inner);
     spawn_local(async move {
         match AudioOut::start(context).await {
@@ -40,7 +40,18 @@ pub fn start_media(inner: &Rc<Inner>, context: AudioContext) {
             Err(e) => web_sys::console::error_1(&format!("no audio playback: {e}").into()),
         }
     });
-    if let Some(track) = first_track(inner.stream.get_audio_tracks()) {
+}
+
+/// The track of `kind` ("audio" or "video") of our camera and microphone stream.
+fn local_track(inner: &Inner, video: bool) -> Option<MediaStreamTrack> {
+    let stream = inner.stream.borrow();
+    let stream = stream.as_ref()?;
+    first_track(if video { stream.get_video_tracks() } else { stream.get_audio_tracks() })
+}
+
+/// Starts the microphone and (once a codec is chosen) the camera.
+pub fn start_capture(inner: &Rc<Inner>) {
+    if let Some(track) = local_track(inner, false) {
         match AudioSender::start(track, audio_sink(Rc::downgrade(inner))) {
             Ok(sender) => {
                 sender.set_muted(!inner.senders.borrow().audio_on);
@@ -52,7 +63,7 @@ pub fn start_media(inner: &Rc<Inner>, context: AudioContext) {
     let weak = Rc::downgrade(inner);
     spawn_local(async move {
         let Some(inner) = weak.upgrade() else { return };
-        let Some(track) = first_track(inner.stream.get_video_tracks()) else { return };
+        let Some(track) = local_track(&inner, true) else { return };
         let settings = track.get_settings();
         let width = settings.get_width().unwrap_or(640) as u32;
         let height = settings.get_height().unwrap_or(480) as u32;
@@ -71,7 +82,7 @@ pub fn start_media(inner: &Rc<Inner>, context: AudioContext) {
 }
 
 fn camera_sender(inner: &Rc<Inner>) -> Option<VideoSender> {
-    let track = first_track(inner.stream.get_video_tracks())?;
+    let track = local_track(inner, true)?;
     let senders = inner.senders.borrow();
     let (_, _, bitrate, fps) = senders.ladder.as_ref()?.rung();
     let sink = video_sink(Rc::downgrade(inner), MediaType::VIDEO, senders.codec.clone());
@@ -81,7 +92,7 @@ fn camera_sender(inner: &Rc<Inner>) -> Option<VideoSender> {
 }
 
 pub fn set_video(inner: &Rc<Inner>, on: bool) {
-    if let Some(track) = first_track(inner.stream.get_video_tracks()) {
+    if let Some(track) = local_track(inner, true) {
         track.set_enabled(on);
     }
     let sender = if on { camera_sender(inner) } else { None };
