@@ -1,6 +1,7 @@
-//! `bot`: the native client. `bot load` runs synthetic participants against a relay and
+//! `bot`: the native client. `bot camera` publishes a camera into a room; `bot load` runs synthetic participants against a relay and
 //! measures what the relay delivers; `bot flood` misbehaves over WebTransport on purpose.
 
+mod camera;
 mod flood;
 mod load;
 
@@ -17,6 +18,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Joins a room and publishes a camera (today the synthetic test pattern, encoded with
+    /// OpenH264), end-to-end encrypted as the browser does; a status line shows what it sends.
+    Camera(camera::CameraArgs),
     /// Synthetic participants publishing video- and audio-like packets; prints delivery,
     /// loss and latency figures.
     Load(load::LoadArgs),
@@ -33,6 +37,7 @@ async fn main() -> Result<()> {
     #[cfg(feature = "tls")]
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
+        Command::Camera(args) => camera::run(args).await,
         Command::Load(args) => load::run(args).await,
         Command::Flood(args) => flood::run(args).await,
     }

@@ -1,0 +1,158 @@
+//! The bot in a room: the same end-to-end encryption as the browser (`videocall-client`'s
+//! `PeerState`), over the same links as `bot load`. Packets in, sealed frames out, keyframe
+//! requests and newcomers answered with a keyframe, heartbeats so viewers see the camera is on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use protobuf::{Message as _, MessageField};
+use rand_core::OsRng;
+use videocall_client::crypto::IdentityKey;
+use videocall_client::peers::{Event, PeerState};
+use videocall_types::{HeartbeatMetadata, MediaPacket, MediaType, PacketWrapper, VideoMetadata};
+
+use crate::load::link::{LinkSender, Transport, WebTransportInfo};
+use crate::load::participant::guest_token;
+
+/// One encoded frame on its way out.
+pub struct OutFrame {
+    pub data: Vec<u8>,
+    pub keyframe: bool,
+    /// Wall-clock milliseconds when the frame was captured.
+    pub capture_ms: f64,
+    /// Microseconds since the stream began, as WebCodecs counts.
+    pub timestamp_us: f64,
+    pub width: u32,
+    pub height: u32,
+}
+
+pub fn wall_ms() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+pub struct Session {
+    core: PeerState<OsRng>,
+    codec: String,
+    sequence: u64,
+    started: Instant,
+    /// Set to ask the encoder for a keyframe.
+    pub force_key: Arc<AtomicBool>,
+    pub dropped: u64,
+}
+
+impl Session {
+    pub fn new(identity: IdentityKey, codec: &str, force_key: Arc<AtomicBool>) -> Result<Self> {
+        let core = PeerState::new(OsRng, identity, "bot").context("starting the key exchange")?;
+        Ok(Self { core, codec: codec.to_owned(), sequence: 0, started: Instant::now(), force_key, dropped: 0 })
+    }
+
+    pub fn peers(&self) -> usize {
+        self.core.peers().len()
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.core.fingerprint().to_string()
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Before each connection: the token's user id (bound into every frame), a new key,
+    /// nobody known yet.
+    pub fn restart(&mut self, user: &str) -> Result<()> {
+        self.core.restart(user).context("restarting the key exchange")?;
+        while self.core.poll_event().is_some() {}
+        Ok(())
+    }
+
+    /// A packet from the relay.
+    pub fn handle(&mut self, bytes: &[u8]) {
+        let Ok(packet) = PacketWrapper::parse_from_bytes(bytes) else {
+            self.dropped += 1;
+            return;
+        };
+        self.core.handle_packet(self.now(), packet);
+        while let Some(event) = self.core.poll_event() {
+            match event {
+                // Someone new will need a keyframe once they hold our key.
+                Event::PeerKey { .. } => self.force_key.store(true, Ordering::Relaxed),
+                Event::Media { session, media, .. } => self.on_media(session, &media),
+                Event::Dropped { .. } => self.dropped += 1,
+                _ => {}
+            }
+        }
+    }
+
+    fn on_media(&mut self, session: u64, media: &MediaPacket) {
+        match media.media_type.enum_value() {
+            Ok(MediaType::KEYFRAME_REQUEST) => self.force_key.store(true, Ordering::Relaxed),
+            // Answer heartbeats so the viewer learns its round trip to us.
+            Ok(MediaType::HEARTBEAT) if media.heartbeat_metadata.echo_timestamp == 0.0 => {
+                let mut answer = MediaPacket::new();
+                answer.media_type = MediaType::HEARTBEAT.into();
+                let mut meta = HeartbeatMetadata::new();
+                meta.echo_timestamp = media.timestamp;
+                answer.heartbeat_metadata = MessageField::some(meta);
+                let _ = self.core.seal_to(&answer, false, session);
+            }
+            _ => {}
+        }
+    }
+
+    /// Seals an encoded frame for the room.
+    pub fn send_frame(&mut self, frame: OutFrame) -> Result<()> {
+        self.sequence += 1;
+        let mut media = MediaPacket::new();
+        media.media_type = MediaType::VIDEO.into();
+        media.frame_type = if frame.keyframe { "key" } else { "delta" }.into();
+        media.timestamp = frame.timestamp_us;
+        let mut meta = VideoMetadata::new();
+        meta.sequence = self.sequence;
+        meta.codec = self.codec.clone();
+        (meta.width, meta.height) = (frame.width, frame.height);
+        meta.capture_time_ms = frame.capture_ms;
+        media.video_metadata = MessageField::some(meta);
+        media.data = frame.data;
+        self.core.seal(&media, frame.keyframe).context("sealing a frame")
+    }
+
+    /// Once a second: camera on, microphone off.
+    pub fn heartbeat(&mut self, camera_on: bool) -> Result<()> {
+        let mut media = MediaPacket::new();
+        media.media_type = MediaType::HEARTBEAT.into();
+        media.timestamp = self.now() as f64 + 1.0;
+        let mut meta = HeartbeatMetadata::new();
+        meta.video_on = camera_on;
+        media.heartbeat_metadata = MessageField::some(meta);
+        self.core.seal(&media, false).context("sealing a heartbeat")
+    }
+
+    /// Sends whatever the core has queued.
+    pub async fn flush(&mut self, sender: &mut LinkSender) -> Result<()> {
+        while let Some(packet) = self.core.poll_transmit() {
+            sender.send(packet.write_to_bytes()?).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Where to connect, fresh for every (re)connection: a new guest token.
+pub async fn connect(
+    http: &reqwest::Client,
+    server: &str,
+    room: &str,
+    name: &str,
+    transport: Transport,
+) -> Result<(String, crate::load::link::LinkSender, crate::load::link::LinkReceiver)> {
+    let token = guest_token(http, server, room, name).await?;
+    let info = match transport {
+        Transport::Webtransport => Some(WebTransportInfo::fetch(http, server).await?),
+        Transport::Websocket => None,
+    };
+    let (sender, receiver) =
+        crate::load::link::connect(transport, server, info.as_ref(), &token.websocket_path).await?;
+    Ok((token.user_id, sender, receiver))
+}
