@@ -21,6 +21,9 @@ enum Command {
     /// Joins a room and publishes a camera (today the synthetic test pattern, encoded with
     /// OpenH264), end-to-end encrypted as the browser does; a status line shows what it sends.
     Camera(camera::CameraArgs),
+    /// Encodes the test pattern as fast as it can and prints throughput, CPU per frame and
+    /// capture-to-encoded latency, per size.
+    EncodeBench(camera::EncodeBenchArgs),
     /// Synthetic participants publishing video- and audio-like packets; prints delivery,
     /// loss and latency figures.
     Load(load::LoadArgs),
@@ -38,6 +41,7 @@ async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::Camera(args) => camera::run(args).await,
+        Command::EncodeBench(args) => camera::run_encode_bench(args),
         Command::Load(args) => load::run(args).await,
         Command::Flood(args) => flood::run(args).await,
     }

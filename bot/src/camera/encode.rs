@@ -29,8 +29,10 @@ pub struct SoftwareH264 {
 }
 
 impl SoftwareH264 {
-    pub fn new(bitrate: u32, fps: f32) -> Result<Self> {
+    /// `threads`: encoder threads (0: OpenH264 decides).
+    pub fn new(bitrate: u32, fps: f32, threads: u16) -> Result<Self> {
         let config = EncoderConfig::new()
+            .num_threads(threads)
             .bitrate(BitRate::from_bps(bitrate))
             .max_frame_rate(FrameRate::from_hz(fps))
             .usage_type(UsageType::CameraVideoRealTime)

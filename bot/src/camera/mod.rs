@@ -7,6 +7,7 @@
 //! - `encode.rs`: the encoders.
 //! - `session.rs`: the room: key exchange, sealing, keyframe requests, heartbeats.
 
+mod bench;
 mod encode;
 // The conversions serve the V4L2 capture, which comes next; tested already.
 #[allow(dead_code)]
@@ -26,6 +27,7 @@ use tokio::sync::mpsc;
 use videocall_client::crypto::IdentityKey;
 
 use crate::load::link::{self, Transport};
+pub use bench::{EncodeBenchArgs, run as run_encode_bench};
 use encode::{SoftwareH264, VideoEncoder};
 use pattern::TestPattern;
 use session::{OutFrame, Session, wall_ms};
@@ -83,7 +85,7 @@ pub async fn run(args: CameraArgs) -> Result<()> {
         TransportArg::Webtransport => Transport::Webtransport,
     };
     let force_key = Arc::new(AtomicBool::new(true));
-    let encoder = SoftwareH264::new(args.bitrate, args.fps as f32)?;
+    let encoder = SoftwareH264::new(args.bitrate, args.fps as f32, 0)?;
     let (codec, encoder_name) = (encoder.codec().to_owned(), encoder.name().to_owned());
     let (frames_tx, mut frames) = mpsc::channel::<OutFrame>(OUT_QUEUE);
     let captured = Arc::new(std::sync::atomic::AtomicU64::new(0));

@@ -33,12 +33,21 @@ pub struct TestPattern {
     width: usize,
     height: usize,
     frame: u64,
+    /// Sensor-like noise added to the luma, ± this much: a real camera's picture is never
+    /// clean, and noise is what costs an encoder.
+    noise: u8,
+    seed: u32,
 }
 
 impl TestPattern {
     /// `width` and `height` are rounded down to even numbers.
     pub fn new(width: usize, height: usize) -> Self {
-        Self { width: (width & !1).max(16), height: (height & !1).max(16), frame: 0 }
+        Self { width: (width & !1).max(16), height: (height & !1).max(16), frame: 0, noise: 0, seed: 1 }
+    }
+
+    pub fn with_noise(mut self, amplitude: u8) -> Self {
+        self.noise = amplitude;
+        self
     }
 
     pub fn next_frame(&mut self) -> I420Frame {
@@ -63,6 +72,17 @@ impl TestPattern {
         for row in 0..h {
             for col in x0..(x0 + bar).min(w) {
                 y[row * w + col] = 16;
+            }
+        }
+        if self.noise > 0 {
+            let span = u32::from(self.noise) * 2 + 1;
+            for sample in y.iter_mut() {
+                // xorshift: cheap, and plenty random for an encoder.
+                self.seed ^= self.seed << 13;
+                self.seed ^= self.seed >> 17;
+                self.seed ^= self.seed << 5;
+                let delta = (self.seed % span) as i16 - i16::from(self.noise);
+                *sample = (i16::from(*sample) + delta).clamp(16, 235) as u8;
             }
         }
         self.draw_number(y, self.frame);
