@@ -4,6 +4,7 @@
 mod camera;
 mod flood;
 mod load;
+mod watch;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -21,6 +22,9 @@ enum Command {
     /// Joins a room and publishes a camera (today the synthetic test pattern, encoded with
     /// OpenH264), end-to-end encrypted as the browser does; a status line shows what it sends.
     Camera(camera::CameraArgs),
+    /// Joins a room as a viewer and exits 0 once it has opened enough well-formed H.264
+    /// frames (what the VM test checks a camera with).
+    Watch(watch::WatchArgs),
     /// Encodes the test pattern as fast as it can and prints throughput, CPU per frame and
     /// capture-to-encoded latency, per size.
     EncodeBench(camera::EncodeBenchArgs),
@@ -41,6 +45,7 @@ async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::Camera(args) => camera::run(args).await,
+        Command::Watch(args) => watch::run(args).await,
         Command::EncodeBench(args) => camera::run_encode_bench(args),
         Command::Load(args) => load::run(args).await,
         Command::Flood(args) => flood::run(args).await,

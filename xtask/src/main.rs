@@ -3,6 +3,7 @@
 mod bench;
 mod bench_client;
 mod setup;
+mod vm;
 mod web;
 
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ enum Task {
     },
     /// Build the web client into target/web (wasm, its JavaScript glue, static files).
     Web,
+    /// The bot's V4L2 capture against the vivid driver, in a QEMU VM (part of `test`).
+    VmTest,
     /// Run every test (installs missing system packages with apt when run as root on Debian).
     Test,
     /// Start the server(s) and run the standard load scenarios, printing figures.
@@ -41,6 +44,7 @@ fn main() -> Result<()> {
         Task::Run { args } => run(args),
         Task::Web => web::build().map(drop),
         Task::Test => test(),
+        Task::VmTest => vm::run(),
         Task::Bench(args) => bench::run(args),
         Task::BenchClient(args) => bench_client::run(args),
     }
@@ -99,6 +103,10 @@ fn run(args: Vec<String>) -> Result<()> {
 fn test() -> Result<()> {
     // NATS for the bus and cluster tests, Chromium for the browser tests.
     setup::ensure_commands(&[("nats-server", "nats-server"), ("chromium", "chromium")])?;
+    // The bot's V4L2 bindings are generated with bindgen, which needs libclang.
+    if !setup::package_installed("libclang-dev") {
+        setup::apt_install(&["libclang-dev"])?;
+    }
     if setup::has_command("cargo-fmt") || cargo().args(["fmt", "--version"]).output().is_ok_and(|o| o.status.success())
     {
         status(cargo().args(["fmt", "--all", "--check"]))?;
@@ -108,6 +116,7 @@ fn test() -> Result<()> {
     // The browser tests load the web client from WEB_ROOT.
     let web_root = web::build()?;
     status(cargo().args(["test", "--workspace", "--locked"]).env("WEB_ROOT", &web_root))?;
+    vm::run()?;
     println!("xtask: every test passed");
     Ok(())
 }

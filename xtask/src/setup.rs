@@ -49,7 +49,7 @@ pub fn ensure_commands(wanted: &[(&str, &str)]) -> Result<()> {
     apt_install(&missing)
 }
 
-fn package_installed(package: &str) -> bool {
+pub fn package_installed(package: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])
         .output()

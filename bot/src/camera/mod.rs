@@ -3,17 +3,16 @@
 //! pattern and the encoder OpenH264 in software.
 //!
 //! - `frame.rs`: I420 frames and conversions from capture formats.
-//! - `pattern.rs`: the synthetic camera.
+//! - `pattern.rs`: the synthetic camera; `v4l2.rs`: a real one.
 //! - `encode.rs`: the encoders.
 //! - `session.rs`: the room: key exchange, sealing, keyframe requests, heartbeats.
 
 mod bench;
 mod encode;
-// The conversions serve the V4L2 capture, which comes next; tested already.
-#[allow(dead_code)]
 mod frame;
 mod pattern;
 mod session;
+mod v4l2;
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -49,6 +48,9 @@ pub struct CameraArgs {
     /// Display name.
     #[arg(long, env = "BOT_NAME", default_value = "Camera bot")]
     name: String,
+    /// A V4L2 camera (`/dev/video0`); without one, the synthetic test pattern.
+    #[arg(long, env = "BOT_DEVICE")]
+    device: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 640)]
     width: usize,
     #[arg(long, default_value_t = 480)]
@@ -89,15 +91,9 @@ pub async fn run(args: CameraArgs) -> Result<()> {
     let (codec, encoder_name) = (encoder.codec().to_owned(), encoder.name().to_owned());
     let (frames_tx, mut frames) = mpsc::channel::<OutFrame>(OUT_QUEUE);
     let captured = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    spawn_capture(
-        args.width,
-        args.height,
-        args.fps,
-        Box::new(encoder),
-        force_key.clone(),
-        frames_tx,
-        captured.clone(),
-    )?;
+    let source = SourceChoice { device: args.device.clone(), width: args.width, height: args.height, fps: args.fps };
+    let described = spawn_capture(source, Box::new(encoder), force_key.clone(), frames_tx, captured.clone())?;
+    eprintln!("bot camera: capturing {described}");
 
     let identity = tokio::task::spawn_blocking(|| IdentityKey::generate(&mut OsRng))
         .await?
@@ -173,26 +169,82 @@ pub async fn run(args: CameraArgs) -> Result<()> {
     }
 }
 
-/// Capture and encode on their own thread at `fps`; encoded frames go to `out` (dropped when
-/// the network falls behind, so latency does not build up).
-fn spawn_capture(
+/// What to capture from.
+struct SourceChoice {
+    device: Option<std::path::PathBuf>,
     width: usize,
     height: usize,
     fps: u32,
+}
+
+enum Source {
+    Pattern(TestPattern),
+    Camera(v4l2::V4l2Camera),
+}
+
+impl Source {
+    fn open(choice: &SourceChoice) -> Result<(Self, String)> {
+        match &choice.device {
+            Some(path) => {
+                let camera = v4l2::V4l2Camera::open(path, choice.width as u32, choice.height as u32, choice.fps)?;
+                let description = camera.description.clone();
+                Ok((Self::Camera(camera), description))
+            }
+            None => Ok((
+                Self::Pattern(TestPattern::new(choice.width, choice.height)),
+                format!("the test pattern, {}x{} at {} fps", choice.width, choice.height, choice.fps),
+            )),
+        }
+    }
+
+    fn next_frame(&mut self) -> Result<frame::I420Frame> {
+        match self {
+            Self::Pattern(p) => Ok(p.next_frame()),
+            Self::Camera(c) => c.next_frame(),
+        }
+    }
+
+    /// A camera paces itself; the pattern is paced by the loop.
+    fn paced(&self) -> bool {
+        matches!(self, Self::Camera(_))
+    }
+}
+
+/// Capture and encode on their own thread at `fps`; encoded frames go to `out` (dropped when
+/// the network falls behind, so latency does not build up).
+fn spawn_capture(
+    choice: SourceChoice,
     mut encoder: Box<dyn VideoEncoder + Send>,
     force_key: Arc<AtomicBool>,
     out: mpsc::Sender<OutFrame>,
     captured: Arc<std::sync::atomic::AtomicU64>,
-) -> Result<()> {
-    let mut source = TestPattern::new(width, height);
-    let period = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
+) -> Result<String> {
+    let period = Duration::from_secs_f64(1.0 / f64::from(choice.fps.max(1)));
+    let (opened_tx, opened) = std::sync::mpsc::channel::<Result<String>>();
     std::thread::Builder::new()
         .name("capture".into())
         .spawn(move || {
+            // Opened on this thread: the MMAP stream stays where it is read.
+            let mut source = match Source::open(&choice) {
+                Ok((source, description)) => {
+                    let _ = opened_tx.send(Ok(description));
+                    source
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                    return;
+                }
+            };
             let started = Instant::now();
             let mut next = Instant::now();
             loop {
-                let frame = source.next_frame();
+                let frame = match source.next_frame() {
+                    Ok(frame) => frame,
+                    Err(e) => {
+                        eprintln!("\nbot camera: capture failed: {e:#}");
+                        return;
+                    }
+                };
                 let capture_ms = wall_ms();
                 captured.fetch_add(1, Ordering::Relaxed);
                 let key = force_key.swap(false, Ordering::Relaxed);
@@ -218,6 +270,9 @@ fn spawn_capture(
                         return;
                     }
                 }
+                if source.paced() {
+                    continue;
+                }
                 next += period;
                 let now = Instant::now();
                 if next > now {
@@ -228,5 +283,5 @@ fn spawn_capture(
             }
         })
         .context("starting the capture thread")?;
-    Ok(())
+    opened.recv().context("the capture thread stopped")?
 }

@@ -1,0 +1,115 @@
+//! A V4L2 camera: MMAP streaming, the format negotiated from what the device offers (YU12,
+//! NV12 or YUYV, converted to I420), and a report of what the device actually gave.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use v4l::buffer::Type;
+use v4l::io::mmap::Stream;
+use v4l::io::traits::CaptureStream;
+use v4l::video::Capture;
+use v4l::video::capture::Parameters;
+use v4l::{Device, FourCC};
+
+use super::frame::{self, I420Frame};
+
+/// Formats we convert, in order of preference (planar needs no work; YUYV is what most USB
+/// cameras give uncompressed).
+const FORMATS: [&[u8; 4]; 3] = [b"YU12", b"NV12", b"YUYV"];
+/// Buffers in flight between the driver and us.
+const BUFFERS: u32 = 4;
+
+pub struct V4l2Camera {
+    path: PathBuf,
+    stream: Stream<'static>,
+    fourcc: FourCC,
+    width: usize,
+    height: usize,
+    stride: usize,
+    /// What the device settled on, for the status line.
+    pub description: String,
+}
+
+impl V4l2Camera {
+    /// Opens `path` asking for `width`x`height` at `fps`.
+    pub fn open(path: &Path, width: u32, height: u32, fps: u32) -> Result<Self> {
+        let device = Device::with_path(path).with_context(|| format!("opening {}", path.display()))?;
+        let caps = device.query_caps().with_context(|| format!("{}: not a V4L2 device", path.display()))?;
+        if !caps.capabilities.contains(v4l::capability::Flags::VIDEO_CAPTURE) {
+            bail!("{} ({}) cannot capture video", path.display(), caps.card);
+        }
+        let offered: Vec<FourCC> = device.enum_formats()?.into_iter().map(|f| f.fourcc).collect();
+        let Some(fourcc) = FORMATS.iter().map(|f| FourCC::new(f)).find(|f| offered.contains(f)) else {
+            let names: Vec<String> = offered.iter().map(ToString::to_string).collect();
+            bail!("{} offers {} and none of YU12, NV12, YUYV", path.display(), names.join(", "));
+        };
+        let mut wanted = device.format()?;
+        (wanted.width, wanted.height, wanted.fourcc) = (width, height, fourcc);
+        let got = device.set_format(&wanted).context("setting the capture format")?;
+        if got.fourcc != fourcc {
+            bail!("{} refused {fourcc} and gave {}", path.display(), got.fourcc);
+        }
+        let params = device.set_params(&Parameters::with_fps(fps)).context("setting the frame rate")?;
+        let actual_fps = params.interval.denominator as f64 / params.interval.numerator.max(1) as f64;
+        let description = format!(
+            "{} ({}): {}x{} {} at {actual_fps:.0} fps (asked {width}x{height} at {fps})",
+            path.display(),
+            caps.card,
+            got.width,
+            got.height,
+            got.fourcc
+        );
+        let stream = Stream::with_buffers(&device, Type::VideoCapture, BUFFERS).context("starting MMAP streaming")?;
+        Ok(Self {
+            path: path.to_owned(),
+            stream,
+            fourcc,
+            width: got.width as usize,
+            height: got.height as usize,
+            stride: got.stride as usize,
+            description,
+        })
+    }
+
+    /// The next frame, as I420.
+    pub fn next_frame(&mut self) -> Result<I420Frame> {
+        let (buffer, meta) = self.stream.next().with_context(|| format!("reading {}", self.path.display()))?;
+        let data = &buffer[..(meta.bytesused as usize).min(buffer.len())];
+        let (w, h) = (self.width, self.height);
+        let tight = match &self.fourcc.repr {
+            b"YUYV" => w * 2,
+            _ => w,
+        };
+        let packed;
+        let data = if self.stride > tight {
+            packed = unpad(data, self.stride, tight, h, &self.fourcc.repr);
+            &packed[..]
+        } else {
+            data
+        };
+        Ok(match &self.fourcc.repr {
+            b"YU12" => frame::yu12_to_i420(data, w, h)?,
+            b"NV12" => frame::nv12_to_i420(data, w, h)?,
+            _ => frame::yuyv_to_i420(data, w, h)?,
+        })
+    }
+}
+
+/// Drops the row padding of a frame whose rows are `stride` bytes but hold `tight`.
+fn unpad(data: &[u8], stride: usize, tight: usize, height: usize, fourcc: &[u8; 4]) -> Vec<u8> {
+    // Planar formats: the chroma rows are half as long, padded in proportion.
+    let rows: Vec<(usize, usize)> = match fourcc {
+        b"YUYV" => vec![(stride, tight); height],
+        b"NV12" => [vec![(stride, tight); height], vec![(stride, tight); height / 2]].concat(),
+        _ => [vec![(stride, tight); height], vec![(stride / 2, tight / 2); height]].concat(),
+    };
+    let mut out = Vec::with_capacity(data.len());
+    let mut at = 0;
+    for (stride, tight) in rows {
+        if let Some(row) = data.get(at..at + tight) {
+            out.extend_from_slice(row);
+        }
+        at += stride;
+    }
+    out
+}
