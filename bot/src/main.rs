@@ -2,6 +2,7 @@
 //! measures what the relay delivers; `bot flood` misbehaves over WebTransport on purpose.
 
 mod camera;
+mod devices;
 mod flood;
 mod load;
 mod watch;
@@ -22,6 +23,8 @@ enum Command {
     /// Joins a room and publishes a camera (today the synthetic test pattern, encoded with
     /// OpenH264), end-to-end encrypted as the browser does; a status line shows what it sends.
     Camera(camera::CameraArgs),
+    /// Lists the V4L2 cameras (formats and sizes) and memory-to-memory codecs found.
+    Devices,
     /// Joins a room as a viewer and exits 0 once it has opened enough well-formed H.264
     /// frames (what the VM test checks a camera with).
     Watch(watch::WatchArgs),
@@ -45,6 +48,7 @@ async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::Camera(args) => camera::run(args).await,
+        Command::Devices => devices::run(),
         Command::Watch(args) => watch::run(args).await,
         Command::EncodeBench(args) => camera::run_encode_bench(args),
         Command::Load(args) => load::run(args).await,

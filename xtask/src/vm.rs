@@ -99,7 +99,7 @@ fn initramfs(dir: &Path, modules: &Path, bot: &Path, port: u16) -> Result<PathBu
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in $(cat /mods/order); do insmod /mods/$m || echo "VM: insmod $m failed"; done
 ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0; ip route add default via 10.0.2.2
-for d in /sys/class/video4linux/*; do echo "VM: $d: $(cat $d/name)"; done
+/bin/bot devices | sed 's/^/VM: /'
 /bin/bot camera --device /dev/video0 --server http://10.0.2.2:{port} --room vm-camera --name VM --width 640 --height 480 --duration 40
 echo "VM: bot exited $?"
 poweroff -f
@@ -186,6 +186,9 @@ pub fn run() -> Result<()> {
     let console = fs::read_to_string(&log).unwrap_or_default();
     for line in console.lines().filter(|l| l.contains("VM:") || l.contains("capturing")) {
         println!("xtask:   {}", line.trim());
+    }
+    if !console.contains("VM: /dev/video0: vivid") || !console.contains("YUYV") {
+        bail!("bot devices did not list vivid's camera and its formats:\n{console}");
     }
     if !verdict.success() {
         println!("{}", console.chars().rev().take(3000).collect::<String>().chars().rev().collect::<String>());
