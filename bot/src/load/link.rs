@@ -186,7 +186,14 @@ impl LinkReceiver {
                         Ok(stream) => streams.push(packets(stream)),
                         Err(_) => *ended = true,
                     },
-                    Some(packet) = streams.next() => return Some(Ok(Bytes::from(packet))),
+                    // The last stream ending leaves the set empty (`None`): loop to the check
+                    // above rather than letting `select!` find every branch disabled.
+                    packet = streams.next(), if !streams.is_empty() => {
+                        if let Some(packet) = packet {
+                            return Some(Ok(Bytes::from(packet)));
+                        }
+                    }
+                    else => return None,
                 }
             },
         }
