@@ -20,8 +20,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Joins a room and publishes a camera (today the synthetic test pattern, encoded with
-    /// OpenH264), end-to-end encrypted as the browser does; a status line shows what it sends.
+    /// Joins a room and publishes a camera (a V4L2 device, or the synthetic test pattern),
+    /// encoded with OpenH264 and end-to-end encrypted as the browser does; a status line shows
+    /// what it sends.
     Camera(camera::CameraArgs),
     /// Lists the V4L2 cameras (formats and sizes) and memory-to-memory codecs found.
     Devices,

@@ -1,6 +1,7 @@
 //! `bot camera`: joins a room and publishes a camera, end-to-end encrypted exactly as the
-//! browser does, so a browser in the room decodes it. Today's source is the synthetic test
-//! pattern and the encoder OpenH264 in software.
+//! browser does, so a browser in the room decodes it. The source is a V4L2 camera or the
+//! synthetic test pattern; the encoder is OpenH264 in software (the V4L2 hardware encoder is
+//! next).
 //!
 //! - `frame.rs`: I420 frames and conversions from capture formats.
 //! - `pattern.rs`: the synthetic camera; `v4l2.rs`: a real one.
