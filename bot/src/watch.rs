@@ -27,6 +27,10 @@ pub struct WatchArgs {
     /// Video frames to open before succeeding.
     #[arg(long, default_value_t = 60)]
     frames: u64,
+    /// Count only frames after a pause in the video of at least this long (a camera unplugged
+    /// and back): proves the video came back.
+    #[arg(long)]
+    after_gap_ms: Option<u64>,
     /// Give up (exit 1) after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -64,6 +68,9 @@ pub async fn run(args: WatchArgs) -> Result<()> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
     let (mut frames, mut keyframes, mut dropped) = (0u64, 0u64, 0u64);
+    // With --after-gap-ms: (when the last frame came, the longest pause seen so far).
+    let mut last_frame: Option<Instant> = None;
+    let mut gap_seen = args.after_gap_ms.is_none();
     loop {
         while let Some(packet) = core.poll_transmit() {
             sender.send(packet.write_to_bytes()?).await?;
@@ -87,8 +94,19 @@ pub async fn run(args: WatchArgs) -> Result<()> {
                     if types.is_empty() || (key && !(types.contains(&7) && types.contains(&8) && types.contains(&5))) {
                         bail!("frame {frames} from {user} is not a well-formed access unit: NAL types {types:?}");
                     }
-                    frames += 1;
-                    keyframes += u64::from(key);
+                    let now = Instant::now();
+                    if let (Some(min), Some(last)) = (args.after_gap_ms, last_frame) {
+                        let pause = now.duration_since(last);
+                        if !gap_seen && pause >= Duration::from_millis(min) {
+                            println!("bot watch: the video paused for {} ms, counting from here", pause.as_millis());
+                            gap_seen = true;
+                        }
+                    }
+                    last_frame = Some(now);
+                    if gap_seen {
+                        frames += 1;
+                        keyframes += u64::from(key);
+                    }
                 }
                 Event::Dropped { .. } => dropped += 1,
                 _ => {}

@@ -100,7 +100,16 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in $(cat /mods/order); do insmod /mods/$m || echo "VM: insmod $m failed"; done
 ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0; ip route add default via 10.0.2.2
 /bin/bot devices | sed 's/^/VM: /'
-/bin/bot camera --device /dev/video0 --server http://10.0.2.2:{port} --room vm-camera --name VM --width 640 --height 480 --duration 40
+/bin/bot camera --device /dev/video0 --server http://10.0.2.2:{port} --room vm-camera --name VM --width 640 --height 480 --duration 60 &
+BOT=$!
+sleep 15
+echo "VM: unplugging the camera (driver unbound, module unloaded)"
+echo vivid.0 > /sys/bus/platform/drivers/vivid/unbind
+sleep 1
+rmmod vivid && echo "VM: vivid unloaded"
+sleep 2
+insmod /mods/vivid.ko && echo "VM: vivid reloaded"
+wait $BOT
 echo "VM: bot exited $?"
 poweroff -f
 "#
@@ -161,6 +170,8 @@ pub fn run() -> Result<()> {
     let mut watcher = Killed(
         Command::new(target_dir().join("debug/bot"))
             .args(["watch", "--server", &http, "--room", "vm-camera", "--frames", "60", "--timeout", "150"])
+            // Frames count only after the unplug's pause: the video must come back.
+            .args(["--after-gap-ms", "1500"])
             .spawn()
             .context("starting bot watch")?,
     );
@@ -184,16 +195,31 @@ pub fn run() -> Result<()> {
     );
     let verdict = watcher.0.wait()?;
     let console = fs::read_to_string(&log).unwrap_or_default();
-    for line in console.lines().filter(|l| l.contains("VM:") || l.contains("capturing")) {
+    for line in console.lines().filter(|l| {
+        l.contains("VM: ") && !l.contains("VM:   ")
+            || l.contains("capturing")
+            || l.contains("camera back")
+            || l.contains("camera lost")
+    }) {
         println!("xtask:   {}", line.trim());
     }
     if !console.contains("VM: /dev/video0: vivid") || !console.contains("YUYV") {
         bail!("bot devices did not list vivid's camera and its formats:\n{console}");
     }
+    // Hotplug: the bot stayed in the room and took the camera back within 2 s of its return.
+    let back_ms =
+        console.lines().find_map(|l| l.split("camera back ").nth(1)?.split(" ms").next()?.trim().parse::<u64>().ok());
+    if verdict.success() && !back_ms.is_some_and(|ms| ms < 2_000) {
+        bail!("the bot did not take the camera back within 2 s of vivid reloading ({back_ms:?} ms)");
+    }
     if !verdict.success() {
         println!("{}", console.chars().rev().take(3000).collect::<String>().chars().rev().collect::<String>());
         bail!("the host did not receive the VM camera's frames ({verdict})");
     }
-    println!("xtask: V4L2 VM test passed in {:.0} s", started.elapsed().as_secs_f64());
+    println!(
+        "xtask: V4L2 VM test passed in {:.0} s (camera back {} ms after vivid reloaded)",
+        started.elapsed().as_secs_f64(),
+        back_ms.unwrap_or_default()
+    );
     Ok(())
 }

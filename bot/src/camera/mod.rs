@@ -93,7 +93,9 @@ pub async fn run(args: CameraArgs) -> Result<()> {
     let (frames_tx, mut frames) = mpsc::channel::<OutFrame>(OUT_QUEUE);
     let captured = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let source = SourceChoice { device: args.device.clone(), width: args.width, height: args.height, fps: args.fps };
-    let described = spawn_capture(source, Box::new(encoder), force_key.clone(), frames_tx, captured.clone())?;
+    let camera_on = Arc::new(AtomicBool::new(true));
+    let described =
+        spawn_capture(source, Box::new(encoder), force_key.clone(), camera_on.clone(), frames_tx, captured.clone())?;
     eprintln!("bot camera: capturing {described}");
 
     let identity = tokio::task::spawn_blocking(|| IdentityKey::generate(&mut OsRng))
@@ -145,7 +147,7 @@ pub async fn run(args: CameraArgs) -> Result<()> {
                     session.send_frame(frame)?;
                 }
                 _ = heartbeat.tick() => {
-                    session.heartbeat(true)?;
+                    session.heartbeat(camera_on.load(Ordering::Relaxed))?;
                     counters.captured = captured.load(Ordering::Relaxed);
                     let secs = status_at.elapsed().as_secs_f64().max(0.001);
                     eprint!(
@@ -167,6 +169,34 @@ pub async fn run(args: CameraArgs) -> Result<()> {
         eprintln!("\nbot camera: connection lost ({lost}); reconnecting");
         tokio::time::sleep(Duration::from_millis(BACKOFF_MS[0])).await;
         attempt = 1;
+    }
+}
+
+/// How often a lost camera is looked for: well inside the 2 s a user would wait.
+const REACQUIRE_POLL: Duration = Duration::from_millis(100);
+
+/// Waits for the lost device to come back (its node reappears and opens) and reopens it.
+fn reacquire(choice: &SourceChoice) -> Source {
+    let mut seen: Option<Instant> = None;
+    loop {
+        std::thread::sleep(REACQUIRE_POLL);
+        let present = choice.device.as_ref().is_none_or(|p| p.exists());
+        if !present {
+            seen = None;
+            continue;
+        }
+        let since = *seen.get_or_insert_with(Instant::now);
+        match Source::open(choice) {
+            Ok((source, description)) => {
+                eprintln!(
+                    "\nbot camera: camera back {} ms after its device returned: {description}",
+                    since.elapsed().as_millis()
+                );
+                return source;
+            }
+            // Still settling (the driver registers the node before it is ready).
+            Err(_) => continue,
+        }
     }
 }
 
@@ -217,6 +247,7 @@ fn spawn_capture(
     choice: SourceChoice,
     mut encoder: Box<dyn VideoEncoder + Send>,
     force_key: Arc<AtomicBool>,
+    camera_on: Arc<AtomicBool>,
     out: mpsc::Sender<OutFrame>,
     captured: Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<String> {
@@ -242,8 +273,15 @@ fn spawn_capture(
                 let frame = match source.next_frame() {
                     Ok(frame) => frame,
                     Err(e) => {
-                        eprintln!("\nbot camera: capture failed: {e:#}");
-                        return;
+                        // Unplugged, or the driver reset: stay in the room with the camera
+                        // off, and take the device back when it returns.
+                        eprintln!("\nbot camera: camera lost ({e:#}); waiting for it to come back");
+                        camera_on.store(false, Ordering::Relaxed);
+                        drop(source);
+                        source = reacquire(&choice);
+                        camera_on.store(true, Ordering::Relaxed);
+                        force_key.store(true, Ordering::Relaxed);
+                        continue;
                     }
                 };
                 let capture_ms = wall_ms();
