@@ -3,22 +3,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::web_client::{Participant, start_with_client};
+use testkit::KillOnDrop;
 
-/// The bot process, killed (by pid) when the test ends.
-struct Bot(Child);
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bot_camera(http: &str, room: &str, transport: &str) -> Bot {
+fn bot_camera(http: &str, room: &str, transport: &str) -> KillOnDrop {
     let binary = testkit::workspace_binary("bot").unwrap();
     let child = Command::new(binary)
         .args(["camera", "--server", http, "--room", room, "--name", "Camera", "--transport", transport])
@@ -26,7 +17,7 @@ fn bot_camera(http: &str, room: &str, transport: &str) -> Bot {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("starting bot camera");
-    Bot(child)
+    KillOnDrop(child)
 }
 
 async fn a_browser_sees_the_bot(transport: &str) {

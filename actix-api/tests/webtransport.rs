@@ -3,12 +3,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::webtransport::{WebTransportServer, WtClient, lobby, start_with_webtransport};
 use common::*;
-use testkit::{NatsServer, free_port};
+use testkit::{KillOnDrop, NatsServer, free_port};
 use videocall_types::PacketType;
 
 /// WebSocket `ws` and WebTransport `wt` (both already joined) see each other and exchange
@@ -91,15 +91,6 @@ async fn webtransport_refuses_bad_paths_and_tokens() {
     server.stop().await;
 }
 
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_and_webtransport_relays_meet_through_nats_as_separate_processes() {
     let nats = NatsServer::start().unwrap();
@@ -118,7 +109,7 @@ async fn websocket_and_webtransport_relays_meet_through_nats_as_separate_process
     let hash = *identity.certificate_chain().as_slice()[0].hash().as_ref();
 
     let binary = testkit::workspace_binary("webtransport-server").unwrap();
-    let _relay = Process(
+    let _relay = KillOnDrop(
         Command::new(binary)
             .env("WEBTRANSPORT_LISTEN", format!("127.0.0.1:{wt_port}"))
             .env("HEALTH_LISTEN_ADDR", format!("127.0.0.1:{health_port}"))

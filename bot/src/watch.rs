@@ -14,7 +14,6 @@ use videocall_client::peers::{Event, PeerState};
 use videocall_types::{MediaType, PacketWrapper};
 
 use crate::load::link::{self, Transport};
-use crate::load::participant::guest_token;
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
@@ -61,10 +60,9 @@ pub async fn run(args: WatchArgs) -> Result<()> {
     link::check_server(&args.server)?;
     let identity = tokio::task::spawn_blocking(|| IdentityKey::generate(&mut OsRng)).await??;
     let http = reqwest::Client::new();
-    let token = guest_token(&http, &args.server, &args.room, &args.name).await?;
-    let (mut sender, mut receiver) =
-        link::connect(Transport::Websocket, &args.server, None, &token.websocket_path).await?;
-    let mut core = PeerState::new(OsRng, identity, &token.user_id)?;
+    let (user, mut sender, mut receiver) =
+        crate::camera::connect(&http, &args.server, &args.room, &args.name, Transport::Websocket).await?;
+    let mut core = PeerState::new(OsRng, identity, &user)?;
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
     let (mut frames, mut keyframes, mut dropped) = (0u64, 0u64, 0u64);

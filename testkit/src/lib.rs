@@ -13,6 +13,18 @@ pub use lossy::{LinkConfig, LinkCounters, LossyLink};
 pub use nats::{NatsCluster, NatsServer};
 
 use std::net::TcpListener;
+use std::process::Child;
+
+/// A child process killed (by pid) and reaped when dropped: servers, bots and VMs a test or
+/// benchmark started must not outlive it.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// A TCP port nothing listens on right now.
 pub fn free_port() -> u16 {

@@ -2,12 +2,12 @@
 //! them, and prints delivery, loss, latency, and the servers' CPU time and peak memory.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use testkit::{LinkConfig, LossyLink, NatsServer, free_port};
+use testkit::{KillOnDrop, LinkConfig, LossyLink, NatsServer, free_port};
 
 use crate::{cargo, setup, status, target_dir};
 
@@ -102,16 +102,6 @@ pub fn usage(pid: u32) -> Result<ProcUsage> {
     Ok(ProcUsage { cpu_seconds: ticks as f64 / 100.0, peak_rss_mb: hwm_kb / 1024.0 })
 }
 
-/// A server process killed (by pid) when dropped.
-pub struct Server(pub Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 pub fn wait_ready(http: &str) -> Result<()> {
     let started = Instant::now();
     let address = http.trim_start_matches("http://");
@@ -152,12 +142,12 @@ struct Run<'a> {
 }
 
 /// A release actix-api on free ports: (process, http base URL, WebTransport address).
-fn start_server(nats: Option<&NatsServer>) -> Result<(Server, String, SocketAddr)> {
+fn start_server(nats: Option<&NatsServer>) -> Result<(KillOnDrop, String, SocketAddr)> {
     start_server_with(nats, &[])
 }
 
 /// The same with more environment (`WEB_ROOT` for the browser benchmark).
-pub fn start_server_with(nats: Option<&NatsServer>, env: &[(&str, &str)]) -> Result<(Server, String, SocketAddr)> {
+pub fn start_server_with(nats: Option<&NatsServer>, env: &[(&str, &str)]) -> Result<(KillOnDrop, String, SocketAddr)> {
     let port = free_port();
     let http = format!("http://127.0.0.1:{port}");
     let webtransport: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
@@ -171,7 +161,7 @@ pub fn start_server_with(nats: Option<&NatsServer>, env: &[(&str, &str)]) -> Res
     if let Some(nats) = nats {
         server.env("NATS_URL", nats.url()).env("TOKEN_SECRET", "bench secret that is long enough for HS256");
     }
-    let server = Server(server.spawn().context("starting actix-api")?);
+    let server = KillOnDrop(server.spawn().context("starting actix-api")?);
     wait_ready(&http)?;
     Ok((server, http, webtransport))
 }

@@ -7,22 +7,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use testkit::KillOnDrop;
 
 use crate::{cargo, setup, status, target_dir};
-
-/// A process killed (by pid) when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
@@ -158,7 +149,7 @@ pub fn run() -> Result<()> {
     let port = testkit::free_port();
     let image = initramfs(&dir, &modules, &bot, port)?;
     let http = format!("http://127.0.0.1:{port}");
-    let _server = Killed(
+    let _server = KillOnDrop(
         Command::new(target_dir().join("debug/actix-api"))
             .env("LISTEN_ADDR", format!("0.0.0.0:{port}"))
             .env("RUST_LOG", "warn")
@@ -167,7 +158,7 @@ pub fn run() -> Result<()> {
             .context("starting actix-api (cargo build --workspace --bins first)")?,
     );
     crate::bench::wait_ready(&http)?;
-    let mut watcher = Killed(
+    let mut watcher = KillOnDrop(
         Command::new(target_dir().join("debug/bot"))
             .args(["watch", "--server", &http, "--room", "vm-camera", "--frames", "60", "--timeout", "150"])
             // Frames count only after the unplug's pause: the video must come back.
@@ -179,7 +170,7 @@ pub fn run() -> Result<()> {
     let log = dir.join("vm.log");
     println!("xtask: booting {package} in QEMU (TCG) with vivid; console in {}", log.display());
     let started = Instant::now();
-    let _vm = Killed(
+    let _vm = KillOnDrop(
         Command::new("qemu-system-x86_64")
             .args(["-accel", "tcg", "-m", "1024", "-nographic", "-no-reboot", "-kernel"])
             .arg(&vmlinuz)

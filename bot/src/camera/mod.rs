@@ -30,6 +30,7 @@ use crate::load::link::{self, Transport};
 pub use bench::{EncodeBenchArgs, run as run_encode_bench};
 use encode::{SoftwareH264, VideoEncoder};
 use pattern::TestPattern;
+pub use session::connect;
 use session::{OutFrame, Session, wall_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -13,7 +13,7 @@ use videocall_client::crypto::IdentityKey;
 use videocall_client::peers::{Event, PeerState};
 use videocall_types::{HeartbeatMetadata, MediaPacket, MediaType, PacketWrapper, VideoMetadata};
 
-use crate::load::link::{LinkSender, Transport, WebTransportInfo};
+use crate::load::link::{LinkReceiver, LinkSender, Transport, WebTransportInfo};
 use crate::load::participant::guest_token;
 
 /// One encoded frame on its way out.
@@ -139,14 +139,15 @@ impl Session {
     }
 }
 
-/// Where to connect, fresh for every (re)connection: a new guest token.
+/// Joins `room` with a fresh guest token (every (re)connection gets one): the user id the
+/// relay will stamp, and the link.
 pub async fn connect(
     http: &reqwest::Client,
     server: &str,
     room: &str,
     name: &str,
     transport: Transport,
-) -> Result<(String, crate::load::link::LinkSender, crate::load::link::LinkReceiver)> {
+) -> Result<(String, LinkSender, LinkReceiver)> {
     let token = guest_token(http, server, room, name).await?;
     let info = match transport {
         Transport::Webtransport => Some(WebTransportInfo::fetch(http, server).await?),
