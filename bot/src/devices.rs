@@ -2,28 +2,13 @@
 //! asked with `VIDIOC_QUERYCAP`: cameras with their formats and sizes, and memory-to-memory
 //! codecs (what a hardware encoder is).
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 use v4l::capability::Flags;
 use v4l::framesize::FrameSizeEnum;
 use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
-/// `/dev/videoN` nodes, in order (none when the kernel has no video4linux at all).
-fn video_nodes() -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir("/sys/class/video4linux") else { return Vec::new() };
-    let mut nodes: Vec<(u32, PathBuf)> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let n = name.strip_prefix("video")?.parse().ok()?;
-            Some((n, PathBuf::from("/dev").join(name)))
-        })
-        .collect();
-    nodes.sort();
-    nodes.into_iter().map(|(_, p)| p).collect()
-}
+use crate::camera::m2m::{self, video_nodes};
 
 fn sizes(device: &Device, fourcc: FourCC) -> String {
     let Ok(sizes) = device.enum_framesizes(fourcc) else { return String::new() };
@@ -61,7 +46,18 @@ pub fn run() -> Result<()> {
         } else {
             "other"
         };
+        let encoder = m2m::probe(&node).ok().flatten();
+        let kind = if encoder.is_some() { "encoder" } else { kind };
         println!("{}: {} (driver {}, {}): {kind}", node.display(), caps.card, caps.driver, caps.bus);
+        if let Some(encoder) = encoder {
+            let list = |formats: &[v4l2r::PixelFormat]| formats.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            println!(
+                "  encodes {} from {} ({}-planar)",
+                list(&encoder.coded),
+                list(&encoder.raw),
+                if encoder.multiplanar { "multi" } else { "single" }
+            );
+        }
         if kind == "camera" {
             for format in device.enum_formats().unwrap_or_default() {
                 println!("  {} ({}): {}", format.fourcc, format.description, sizes(&device, format.fourcc));

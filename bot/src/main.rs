@@ -1,5 +1,7 @@
-//! `bot`: the native client. `bot camera` publishes a camera into a room; `bot load` runs synthetic participants against a relay and
-//! measures what the relay delivers; `bot flood` misbehaves over WebTransport on purpose.
+//! `bot`: the native client. `bot camera` publishes a camera into a room; `bot devices` lists
+//! cameras and encoders; `bot watch` checks a room's video; `bot load` runs synthetic
+//! participants against a relay and measures what the relay delivers; `bot flood` misbehaves
+//! over WebTransport on purpose.
 
 mod camera;
 mod devices;
@@ -21,13 +23,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Joins a room and publishes a camera (a V4L2 device, or the synthetic test pattern),
-    /// encoded with OpenH264 and end-to-end encrypted as the browser does; a status line shows
-    /// what it sends.
+    /// encoded by a V4L2 hardware encoder when there is one (else OpenH264) and end-to-end
+    /// encrypted as the browser does; a status line shows what it sends.
     Camera(camera::CameraArgs),
-    /// Lists the V4L2 cameras (formats and sizes) and memory-to-memory codecs found.
+    /// Lists the V4L2 cameras (formats and sizes) and hardware encoders (coded and raw
+    /// formats) found.
     Devices,
-    /// Joins a room as a viewer and exits 0 once it has opened enough well-formed H.264
-    /// frames (what the VM test checks a camera with).
+    /// Joins a room as a viewer and exits 0 once it has opened enough well-formed frames
+    /// (H.264, VP8 or FWHT; what the VM test checks a camera with).
     Watch(watch::WatchArgs),
     /// Encodes the test pattern as fast as it can and prints throughput, CPU per frame and
     /// capture-to-encoded latency, per size.

@@ -1,7 +1,8 @@
 //! `bot watch`: joins a room as a viewer, with the same end-to-end encryption as everyone,
-//! and exits 0 once it has opened enough video frames from one sender, each a well-formed
-//! H.264 Annex B access unit (keyframes carrying their SPS and PPS). What the VM test uses to
-//! check a camera published from inside the VM; useful for checking any room's video.
+//! and exits 0 once it has opened enough video frames, each well formed for its codec (H.264
+//! access units with parameter sets on keyframes, VP8 frame tags, FWHT headers whose sizes
+//! add up) and labelled keyframe exactly when it is one. What the VM test uses to check a
+//! camera published from inside the VM; useful for checking any room's video.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use videocall_client::crypto::IdentityKey;
 use videocall_client::peers::{Event, PeerState};
 use videocall_types::{MediaType, PacketWrapper};
 
+use crate::camera::coded::Codec;
 use crate::load::link::{self, Transport};
 
 #[derive(Debug, Args)]
@@ -30,30 +32,12 @@ pub struct WatchArgs {
     /// and back): proves the video came back.
     #[arg(long)]
     after_gap_ms: Option<u64>,
+    /// The codec the frames must be in (default: whatever the sender says, if we know it).
+    #[arg(long, value_enum)]
+    codec: Option<Codec>,
     /// Give up (exit 1) after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
-}
-
-/// NAL unit types of an Annex B access unit.
-fn nal_types(data: &[u8]) -> Vec<u8> {
-    let mut types = Vec::new();
-    let mut i = 0;
-    while i + 3 < data.len() {
-        let start = if data[i..].starts_with(&[0, 0, 1]) {
-            3
-        } else if data[i..].starts_with(&[0, 0, 0, 1]) {
-            4
-        } else {
-            i += 1;
-            continue;
-        };
-        if let Some(header) = data.get(i + start) {
-            types.push(header & 0x1f);
-        }
-        i += start;
-    }
-    types
 }
 
 pub async fn run(args: WatchArgs) -> Result<()> {
@@ -69,6 +53,7 @@ pub async fn run(args: WatchArgs) -> Result<()> {
     // With --after-gap-ms: (when the last frame came, the longest pause seen so far).
     let mut last_frame: Option<Instant> = None;
     let mut gap_seen = args.after_gap_ms.is_none();
+    let mut last_codec = String::new();
     loop {
         while let Some(packet) = core.poll_transmit() {
             sender.send(packet.write_to_bytes()?).await?;
@@ -83,15 +68,23 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         while let Some(event) = core.poll_event() {
             match event {
                 Event::Media { media, user, .. } if media.media_type.enum_value() == Ok(MediaType::VIDEO) => {
-                    let codec = &media.video_metadata.codec;
-                    if !codec.starts_with("avc1") {
-                        bail!("{user} sends {codec}, not H.264");
+                    let meta = &media.video_metadata;
+                    let codec = Codec::from_codec_string(&meta.codec)
+                        .with_context(|| format!("{user} sends {}, which this check does not know", meta.codec))?;
+                    if args.codec.is_some_and(|c| c != codec) {
+                        bail!("{user} sends {codec:?}, not {:?}", args.codec);
                     }
-                    let types = nal_types(&media.data);
+                    let info = codec
+                        .check(&media.data)
+                        .with_context(|| format!("frame {} from {user} is not well formed", meta.sequence))?;
                     let key = media.frame_type == "key";
-                    if types.is_empty() || (key && !(types.contains(&7) && types.contains(&8) && types.contains(&5))) {
-                        bail!("frame {frames} from {user} is not a well-formed access unit: NAL types {types:?}");
+                    if key != info.keyframe {
+                        bail!("frame {} from {user} is labelled {} but is {}", meta.sequence, media.frame_type, if info.keyframe { "a keyframe" } else { "not one" });
                     }
+                    if let Some(size) = info.size.filter(|s| *s != (meta.width, meta.height)) {
+                        bail!("frame {} from {user} is {}x{} but says {}x{}", meta.sequence, size.0, size.1, meta.width, meta.height);
+                    }
+                    last_codec = meta.codec.clone();
                     let now = Instant::now();
                     if let (Some(min), Some(last)) = (args.after_gap_ms, last_frame) {
                         let pause = now.duration_since(last);
@@ -101,7 +94,8 @@ pub async fn run(args: WatchArgs) -> Result<()> {
                         }
                     }
                     last_frame = Some(now);
-                    if gap_seen {
+                    // A decoder starts at a keyframe.
+                    if gap_seen && (key || keyframes > 0) {
                         frames += 1;
                         keyframes += u64::from(key);
                     }
@@ -112,23 +106,11 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         }
         if frames >= args.frames && keyframes > 0 {
             println!(
-                "bot watch: opened {frames} H.264 frames ({keyframes} keyframes, {dropped} packets dropped before keys) in {:.1} s",
+                "bot watch: opened {frames} {last_codec} frames ({keyframes} keyframes, {dropped} packets dropped before keys) in {:.1} s",
                 started.elapsed().as_secs_f64()
             );
             link::close(sender, receiver).await;
             return Ok(());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::nal_types;
-
-    #[test]
-    fn finds_nal_units_after_both_start_codes() {
-        let unit = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 9, 9];
-        assert_eq!(nal_types(&unit), vec![7, 8, 5]);
-        assert!(nal_types(&[1, 2, 3]).is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask run | test | bench`: the project's own commands.
 
 mod bench;
+mod bench_bot;
 mod bench_client;
 mod setup;
 mod vm;
@@ -29,7 +30,8 @@ enum Task {
     },
     /// Build the web client into target/web (wasm, its JavaScript glue, static files).
     Web,
-    /// The bot's V4L2 capture against the vivid driver, in a QEMU VM (part of `test`).
+    /// The bot's V4L2 capture (vivid) and memory-to-memory encoding (vicodec) against real
+    /// kernel drivers, in a QEMU VM (part of `test`).
     VmTest,
     /// Run every test (installs missing system packages with apt when run as root on Debian).
     Test,
@@ -37,6 +39,9 @@ enum Task {
     Bench(bench::BenchArgs),
     /// The web client in headless Chromium: join time and glass-to-glass latency, printed.
     BenchClient(bench_client::ClientBenchArgs),
+    /// The camera bot: software encoder throughput and CPU per frame, then capture-to-send
+    /// latency publishing into a local relay, at 640x480 and 1280x720.
+    BenchBot(bench_bot::BotBenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -47,6 +52,7 @@ fn main() -> Result<()> {
         Task::VmTest => vm::run(),
         Task::Bench(args) => bench::run(args),
         Task::BenchClient(args) => bench_client::run(args),
+        Task::BenchBot(args) => bench_bot::run(args),
     }
 }
 

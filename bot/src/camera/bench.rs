@@ -32,12 +32,17 @@ pub struct EncodeBenchArgs {
 /// Frames drawn before timing starts and encoded in turn.
 const SOURCE_FRAMES: usize = 60;
 
-/// This thread's CPU time, seconds (user + system).
-fn thread_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+/// CPU time, seconds (user + system), from a `/proc/.../stat` file: `/proc/thread-self/stat`
+/// for this thread, `/proc/self/stat` for the process.
+pub fn cpu_seconds(stat: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
+}
+
+fn thread_cpu_seconds() -> f64 {
+    cpu_seconds("/proc/thread-self/stat")
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -61,7 +66,7 @@ pub fn run(args: EncodeBenchArgs) -> Result<()> {
         for i in 0..args.frames {
             let frame = &frames[i % SOURCE_FRAMES];
             let captured = Instant::now();
-            if let Some(encoded) = encoder.encode(frame, i % 90 == 0)? {
+            if let Some(encoded) = encoder.encode(frame, i % 90 == 0, i as u64)? {
                 bytes += encoded.data.len();
             }
             latency.push(captured.elapsed().as_secs_f64() * 1000.0);

@@ -1,5 +1,5 @@
-//! Raw frames and the conversions capture needs: whatever the device gives (YUYV, NV12, YU12)
-//! to planar I420, what the encoders take.
+//! Raw frames and the conversions capture needs: whatever the device gives (YUYV, NV12, YU12,
+//! MJPEG) to planar I420, what the encoders take.
 
 use thiserror::Error;
 
@@ -19,6 +19,10 @@ pub enum ConvertError {
     OddSize { width: usize, height: usize },
     #[error("a {format} frame of {width}x{height} needs {needed} bytes, got {got}")]
     ShortBuffer { format: &'static str, width: usize, height: usize, needed: usize, got: usize },
+    #[error("MJPEG: {0}")]
+    Jpeg(String),
+    #[error("MJPEG: a {got_width}x{got_height} picture in a {width}x{height} stream")]
+    JpegSize { width: usize, height: usize, got_width: usize, got_height: usize },
 }
 
 impl I420Frame {
@@ -96,6 +100,51 @@ pub fn yuyv_to_i420(src: &[u8], width: usize, height: usize) -> Result<I420Frame
     Ok(frame)
 }
 
+/// Whether a JPEG defines its Huffman tables (a DHT segment before the scan).
+fn has_huffman_tables(jpeg: &[u8]) -> bool {
+    let scan = jpeg.windows(2).position(|w| w == [0xff, 0xda]).unwrap_or(jpeg.len());
+    jpeg[..scan].windows(2).any(|w| w == [0xff, 0xc4])
+}
+
+/// MJPEG (what most USB cameras give at their larger sizes): each frame a JPEG, decoded to
+/// full-resolution YCbCr and its chroma averaged over each 2x2 block. Many cameras leave out
+/// the Huffman tables (the standard ones are implied); such frames are marked `AVI1` so the
+/// decoder supplies them.
+pub fn mjpeg_to_i420(src: &[u8], width: usize, height: usize) -> Result<I420Frame, ConvertError> {
+    use zune_jpeg::zune_core::colorspace::ColorSpace;
+    use zune_jpeg::zune_core::options::DecoderOptions;
+    check_size(width, height)?;
+    let marked;
+    let src = if has_huffman_tables(src) || src.len() < 2 {
+        src
+    } else {
+        marked = [&src[..2], &[0xff, 0xe0, 0, 7, b'A', b'V', b'I', b'1', 0][..], &src[2..]].concat();
+        &marked[..]
+    };
+    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::YCbCr);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(src, options);
+    let pixels = decoder.decode().map_err(|e| ConvertError::Jpeg(format!("{e:?}")))?;
+    let (got_width, got_height) = decoder.dimensions().ok_or_else(|| ConvertError::Jpeg("no picture".into()))?;
+    if (got_width, got_height) != (width, height) || pixels.len() < width * height * 3 {
+        return Err(ConvertError::JpegSize { width, height, got_width, got_height });
+    }
+    let mut frame = I420Frame::new(width, height)?;
+    let (y, u, v) = frame.planes_mut();
+    for (i, px) in pixels.chunks_exact(3).take(width * height).enumerate() {
+        y[i] = px[0];
+    }
+    let at = |x: usize, y: usize, c: usize| u16::from(pixels[(y * width + x) * 3 + c]);
+    for cy in 0..height / 2 {
+        for cx in 0..width / 2 {
+            let (x, y) = (2 * cx, 2 * cy);
+            let avg = |c| ((at(x, y, c) + at(x + 1, y, c) + at(x, y + 1, c) + at(x + 1, y + 1, c) + 2) / 4) as u8;
+            u[cy * width / 2 + cx] = avg(1);
+            v[cy * width / 2 + cx] = avg(2);
+        }
+    }
+    Ok(frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +173,60 @@ mod tests {
         let uneven = [row([10, 11, 12, 13]), vec![14, 101, 15, 201, 16, 102, 17, 202]].concat();
         let frame = yuyv_to_i420(&uneven, 4, 2).unwrap();
         assert_eq!(&frame.data[8..], &[101, 102, 201, 202]);
+    }
+
+    /// A 16x16 JPEG (quality 100, 4:4:4) of flat 8x8 blocks, each a known Y, Cb, Cr.
+    fn blocks_jpeg() -> (Vec<u8>, Vec<[u8; 3]>) {
+        let colours = vec![[200, 90, 160], [60, 170, 100], [128, 128, 128], [30, 200, 40]];
+        let mut ycbcr = Vec::new();
+        for y in 0..16 {
+            for x in 0..16 {
+                ycbcr.extend_from_slice(&colours[(y / 8) * 2 + x / 8]);
+            }
+        }
+        let mut jpeg = Vec::new();
+        let mut encoder = jpeg_encoder::Encoder::new(&mut jpeg, 100);
+        encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_4_4);
+        encoder.encode(&ycbcr, 16, 16, jpeg_encoder::ColorType::Ycbcr).unwrap();
+        (jpeg, colours)
+    }
+
+    fn assert_blocks(frame: &I420Frame, colours: &[[u8; 3]]) {
+        let close = |a: u8, b: u8| a.abs_diff(b) <= 2;
+        for (i, c) in colours.iter().enumerate() {
+            let (bx, by) = (i % 2, i / 2);
+            let (x, y) = (bx * 8 + 3, by * 8 + 3);
+            let luma = frame.data[y * 16 + x];
+            let (u, v) = (frame.data[256 + (y / 2) * 8 + x / 2], frame.data[256 + 64 + (y / 2) * 8 + x / 2]);
+            assert!(close(luma, c[0]) && close(u, c[1]) && close(v, c[2]), "block {i}: {luma} {u} {v} for {c:?}");
+        }
+    }
+
+    #[test]
+    fn mjpeg_decodes_to_i420() {
+        let (jpeg, colours) = blocks_jpeg();
+        assert_blocks(&mjpeg_to_i420(&jpeg, 16, 16).unwrap(), &colours);
+        assert!(matches!(mjpeg_to_i420(&jpeg, 32, 16), Err(ConvertError::JpegSize { got_width: 16, .. })));
+        assert!(matches!(mjpeg_to_i420(&jpeg[..40], 16, 16), Err(ConvertError::Jpeg(_))));
+    }
+
+    #[test]
+    fn mjpeg_without_huffman_tables_uses_the_standard_ones() {
+        // Cut every DHT segment out, as many cameras send it.
+        let (jpeg, colours) = blocks_jpeg();
+        let mut stripped = Vec::new();
+        let mut i = 0;
+        while i < jpeg.len() {
+            if jpeg[i] == 0xff && jpeg.get(i + 1) == Some(&0xc4) {
+                let len = usize::from(jpeg[i + 2]) << 8 | usize::from(jpeg[i + 3]);
+                i += 2 + len;
+                continue;
+            }
+            stripped.push(jpeg[i]);
+            i += 1;
+        }
+        assert!(!has_huffman_tables(&stripped) && has_huffman_tables(&jpeg));
+        assert_blocks(&mjpeg_to_i420(&stripped, 16, 16).unwrap(), &colours);
     }
 
     #[test]

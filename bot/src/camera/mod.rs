@@ -1,16 +1,21 @@
 //! `bot camera`: joins a room and publishes a camera, end-to-end encrypted exactly as the
 //! browser does, so a browser in the room decodes it. The source is a V4L2 camera or the
-//! synthetic test pattern; the encoder is OpenH264 in software (the V4L2 hardware encoder is
-//! next).
+//! synthetic test pattern; the encoder a V4L2 memory-to-memory hardware encoder when there is
+//! one, OpenH264 in software otherwise.
 //!
 //! - `frame.rs`: I420 frames and conversions from capture formats.
 //! - `pattern.rs`: the synthetic camera; `v4l2.rs`: a real one.
-//! - `encode.rs`: the encoders.
+//! - `coded.rs`: what coded frames look like (keyframes, well-formedness).
+//! - `encode.rs`: the encoders and the choice between them; `m2m.rs`: the hardware one.
+//! - `capture.rs`: the capture thread (hotplug, pacing, drain on stop).
 //! - `session.rs`: the room: key exchange, sealing, keyframe requests, heartbeats.
 
 mod bench;
+mod capture;
+pub mod coded;
 mod encode;
 mod frame;
+pub mod m2m;
 mod pattern;
 mod session;
 mod v4l2;
@@ -22,14 +27,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
 use rand_core::OsRng;
 use tokio::sync::mpsc;
 use videocall_client::crypto::IdentityKey;
 
-use crate::load::link::{self, Transport};
+use crate::load::link::{self, LinkSender, Transport};
 pub use bench::{EncodeBenchArgs, run as run_encode_bench};
-use encode::{SoftwareH264, VideoEncoder};
-use pattern::TestPattern;
+use coded::Codec;
+use encode::EncoderChoice;
 pub use session::connect;
 use session::{OutFrame, Session, wall_ms};
 
@@ -37,6 +43,26 @@ use session::{OutFrame, Session, wall_ms};
 pub enum TransportArg {
     Websocket,
     Webtransport,
+}
+
+/// A capture format to insist on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Yuyv,
+    Nv12,
+    Yu12,
+    Mjpeg,
+}
+
+impl FormatArg {
+    fn fourcc(self) -> [u8; 4] {
+        match self {
+            Self::Yuyv => *b"YUYV",
+            Self::Nv12 => *b"NV12",
+            Self::Yu12 => *b"YU12",
+            Self::Mjpeg => *b"MJPG",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +79,17 @@ pub struct CameraArgs {
     /// A V4L2 camera (`/dev/video0`); without one, the synthetic test pattern.
     #[arg(long, env = "BOT_DEVICE")]
     device: Option<std::path::PathBuf>,
+    /// Capture format (default: the best the camera offers: YU12, NV12, YUYV, then MJPEG).
+    #[arg(long, value_enum, env = "BOT_FORMAT")]
+    format: Option<FormatArg>,
+    /// Codec: H.264 for browsers; VP8 where a hardware encoder has it; FWHT (the kernel's test
+    /// codec, hardware only) to check a V4L2 encoder.
+    #[arg(long, value_enum, env = "BOT_CODEC", default_value_t = Codec::H264)]
+    codec: Codec,
+    /// Encoder: a V4L2 hardware encoder found on this machine, software, or auto (hardware
+    /// when one opens, else software).
+    #[arg(long, value_enum, env = "BOT_ENCODER", default_value_t = EncoderChoice::Auto)]
+    encoder: EncoderChoice,
     #[arg(long, default_value_t = 640)]
     width: usize,
     #[arg(long, default_value_t = 480)]
@@ -62,6 +99,9 @@ pub struct CameraArgs {
     /// Video bitrate, bits per second.
     #[arg(long, default_value_t = 800_000)]
     bitrate: u32,
+    /// Luma noise (±) on the test pattern, as a real sensor adds (for benchmarks).
+    #[arg(long, default_value_t = 0)]
+    noise: u8,
     #[arg(long, value_enum, default_value_t = TransportArg::Websocket)]
     transport: TransportArg,
     /// Stop after this many seconds (default: run until interrupted).
@@ -73,13 +113,66 @@ pub struct CameraArgs {
 const OUT_QUEUE: usize = 8;
 /// Backoff after a lost connection: 0.5 s doubling to 8 s.
 const BACKOFF_MS: [u64; 5] = [500, 1_000, 2_000, 4_000, 8_000];
+/// How long the encoder's last frames may take to go out when stopping.
+const DRAIN: Duration = Duration::from_secs(3);
 
-/// Counters the status line shows.
-#[derive(Default)]
+/// What the status line and the summary show.
 struct Counters {
-    captured: u64,
     sent: u64,
     bytes: u64,
+    /// Capture (the driver's timestamp) to handed to the transport, microseconds.
+    latency: Histogram<u64>,
+    window: Vec<f64>,
+}
+
+impl Counters {
+    fn new() -> Result<Self> {
+        Ok(Self { sent: 0, bytes: 0, latency: Histogram::new_with_bounds(1, 60_000_000, 3)?, window: Vec::new() })
+    }
+
+    fn sent(&mut self, bytes: usize, capture_ms: f64) {
+        self.sent += 1;
+        self.bytes += bytes as u64;
+        let ms = (wall_ms() - capture_ms).max(0.0);
+        let _ = self.latency.record((ms * 1000.0) as u64 + 1);
+        self.window.push(ms);
+    }
+
+    /// (p50, p95) of the frames since the last call, ms.
+    fn window(&mut self) -> (f64, f64) {
+        self.window.sort_by(f64::total_cmp);
+        let at = |q: f64| self.window.get(((self.window.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+        let figures = (at(0.5), at(0.95));
+        self.window.clear();
+        figures
+    }
+}
+
+/// Seals and sends one frame.
+async fn send(session: &mut Session, sender: &mut LinkSender, counters: &mut Counters, frame: OutFrame) -> Result<()> {
+    let (bytes, capture_ms) = (frame.data.len(), frame.capture_ms);
+    session.send_frame(frame)?;
+    session.flush(sender).await?;
+    counters.sent(bytes, capture_ms);
+    Ok(())
+}
+
+/// Stopping: the capture thread drains its encoder; what comes out goes to the room.
+async fn drain(
+    frames: &mut mpsc::Receiver<OutFrame>,
+    session: &mut Session,
+    sender: &mut LinkSender,
+    counters: &mut Counters,
+) -> usize {
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    let mut drained = 0;
+    while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, frames.recv()).await {
+        if send(session, sender, counters, frame).await.is_err() {
+            break;
+        }
+        drained += 1;
+    }
+    drained
 }
 
 pub async fn run(args: CameraArgs) -> Result<()> {
@@ -88,26 +181,46 @@ pub async fn run(args: CameraArgs) -> Result<()> {
         TransportArg::Websocket => Transport::Websocket,
         TransportArg::Webtransport => Transport::Webtransport,
     };
-    let force_key = Arc::new(AtomicBool::new(true));
-    let encoder = SoftwareH264::new(args.bitrate, args.fps as f32, 0)?;
-    let (codec, encoder_name) = (encoder.codec().to_owned(), encoder.name().to_owned());
+    let shared = Arc::new(capture::Shared::default());
+    shared.force_key.store(true, Ordering::Relaxed);
     let (frames_tx, mut frames) = mpsc::channel::<OutFrame>(OUT_QUEUE);
-    let captured = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let source = SourceChoice { device: args.device.clone(), width: args.width, height: args.height, fps: args.fps };
-    let camera_on = Arc::new(AtomicBool::new(true));
-    let described =
-        spawn_capture(source, Box::new(encoder), force_key.clone(), camera_on.clone(), frames_tx, captured.clone())?;
-    eprintln!("bot camera: capturing {described}");
+    let config = capture::Config {
+        device: args.device.clone(),
+        format: args.format.map(FormatArg::fourcc),
+        width: args.width,
+        height: args.height,
+        fps: args.fps,
+        noise: args.noise,
+        codec: args.codec,
+        encoder: args.encoder,
+        bitrate: args.bitrate,
+    };
+    let opened = capture::spawn(config, shared.clone(), frames_tx)?;
+    eprintln!("bot camera: capturing {}", opened.source);
+    eprintln!("bot camera: encoding {} with {}", opened.codec, opened.encoder);
 
     let identity = tokio::task::spawn_blocking(|| IdentityKey::generate(&mut OsRng))
         .await?
         .context("generating the identity key")?;
-    let mut session = Session::new(identity, &codec, force_key.clone())?;
+    let mut session = Session::new(identity, &opened.codec, shared.force_key.clone())?;
+    // CPU from here on is the camera's, not the one-off RSA key.
+    let cpu_before = cpu_seconds();
     eprintln!("bot camera: key fingerprint {}", session.fingerprint());
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let interrupted = interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.store(true, Ordering::Relaxed);
+            }
+        });
+    }
     let http = reqwest::Client::new();
     let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs(s));
+    let stop_now = || interrupted.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d);
     let mut attempt = 0usize;
-    let mut counters = Counters::default();
+    let mut counters = Counters::new()?;
+    let encoder_name = opened.encoder.split(" (").next().unwrap_or_default().to_owned();
     loop {
         let (user, mut sender, mut receiver) =
             match session::connect(&http, &args.server, &args.room, &args.name, transport).await {
@@ -121,18 +234,27 @@ pub async fn run(args: CameraArgs) -> Result<()> {
                 }
             };
         session.restart(&user)?;
-        session.flush(&mut sender).await?;
-        force_key.store(true, Ordering::Relaxed);
-        eprintln!("bot camera: in room {} as {user} ({encoder_name}, {codec})", args.room);
+        if let Err(e) = session.flush(&mut sender).await {
+            eprintln!("\nbot camera: connection lost while joining ({e:#}); reconnecting");
+            tokio::time::sleep(Duration::from_millis(BACKOFF_MS[0])).await;
+            continue;
+        }
+        shared.force_key.store(true, Ordering::Relaxed);
+        eprintln!("bot camera: in room {} as {user} ({encoder_name}, {})", args.room, opened.codec);
         // Frames encoded while we were away are stale: start from the next one.
         while frames.try_recv().is_ok() {}
         let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
         let mut status_at = Instant::now();
-        let mut last = (captured.load(Ordering::Relaxed), counters.sent, counters.bytes);
+        let mut last = (shared.captured.load(Ordering::Relaxed), counters.sent, counters.bytes);
         let lost = loop {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                crate::load::link::close(sender, receiver).await;
-                eprintln!();
+            if stop_now() {
+                shared.stop.store(true, Ordering::Relaxed);
+                let drained = drain(&mut frames, &mut session, &mut sender, &mut counters).await;
+                link::close(sender, receiver).await;
+                summary(&counters, drained, cpu_seconds() - cpu_before);
+                if let Some(failure) = shared.failure.lock().ok().and_then(|f| f.clone()) {
+                    bail!("stopping the capture: {failure}");
+                }
                 return Ok(());
             }
             tokio::select! {
@@ -142,24 +264,28 @@ pub async fn run(args: CameraArgs) -> Result<()> {
                     None => break "the relay closed the connection".to_owned(),
                 },
                 frame = frames.recv() => {
-                    let Some(frame) = frame else { bail!("the capture thread stopped") };
-                    counters.sent += 1;
-                    counters.bytes += frame.data.len() as u64;
-                    session.send_frame(frame)?;
+                    let Some(frame) = frame else {
+                        let why = shared.failure.lock().ok().and_then(|f| f.clone());
+                        bail!("the capture thread stopped: {}", why.unwrap_or_else(|| "no reason given".into()))
+                    };
+                    if let Err(e) = send(&mut session, &mut sender, &mut counters, frame).await {
+                        break format!("{e:#}");
+                    }
                 }
                 _ = heartbeat.tick() => {
-                    session.heartbeat(camera_on.load(Ordering::Relaxed))?;
-                    counters.captured = captured.load(Ordering::Relaxed);
+                    session.heartbeat(shared.camera_on.load(Ordering::Relaxed))?;
+                    let captured = shared.captured.load(Ordering::Relaxed);
                     let secs = status_at.elapsed().as_secs_f64().max(0.001);
+                    let (p50, p95) = counters.window();
                     eprint!(
-                        "\rbot camera: captured {:.1} fps, sent {:.1} fps, {:.0} kb/s, {encoder_name}, {} peer(s), connected over {transport:?}   ",
-                        (counters.captured - last.0) as f64 / secs,
+                        "\rbot camera: captured {:.1} fps, sent {:.1} fps, {:.0} kb/s, capture to send p50 {p50:.1} / p95 {p95:.1} ms, {encoder_name}, {} peer(s), connected over {transport:?}   ",
+                        (captured - last.0) as f64 / secs,
                         (counters.sent - last.1) as f64 / secs,
                         (counters.bytes - last.2) as f64 * 8.0 / secs / 1000.0,
                         session.peers(),
                     );
                     let _ = std::io::stderr().flush();
-                    last = (counters.captured, counters.sent, counters.bytes);
+                    last = (captured, counters.sent, counters.bytes);
                     status_at = Instant::now();
                 }
             }
@@ -168,160 +294,26 @@ pub async fn run(args: CameraArgs) -> Result<()> {
             }
         };
         eprintln!("\nbot camera: connection lost ({lost}); reconnecting");
+        drop((sender, receiver));
         tokio::time::sleep(Duration::from_millis(BACKOFF_MS[0])).await;
         attempt = 1;
     }
 }
 
-/// How often a lost camera is looked for: well inside the 2 s a user would wait.
-const REACQUIRE_POLL: Duration = Duration::from_millis(100);
-
-/// Waits for the lost device to come back (its node reappears and opens) and reopens it.
-fn reacquire(choice: &SourceChoice) -> Source {
-    let mut seen: Option<Instant> = None;
-    loop {
-        std::thread::sleep(REACQUIRE_POLL);
-        let present = choice.device.as_ref().is_none_or(|p| p.exists());
-        if !present {
-            seen = None;
-            continue;
-        }
-        let since = *seen.get_or_insert_with(Instant::now);
-        match Source::open(choice) {
-            Ok((source, description)) => {
-                eprintln!(
-                    "\nbot camera: camera back {} ms after its device returned: {description}",
-                    since.elapsed().as_millis()
-                );
-                return source;
-            }
-            // Still settling (the driver registers the node before it is ready).
-            Err(_) => continue,
-        }
-    }
+/// This process's CPU time so far, seconds.
+fn cpu_seconds() -> f64 {
+    bench::cpu_seconds("/proc/self/stat")
 }
 
-/// What to capture from.
-struct SourceChoice {
-    device: Option<std::path::PathBuf>,
-    width: usize,
-    height: usize,
-    fps: u32,
-}
-
-enum Source {
-    Pattern(TestPattern),
-    Camera(v4l2::V4l2Camera),
-}
-
-impl Source {
-    fn open(choice: &SourceChoice) -> Result<(Self, String)> {
-        match &choice.device {
-            Some(path) => {
-                let camera = v4l2::V4l2Camera::open(path, choice.width as u32, choice.height as u32, choice.fps)?;
-                let description = camera.description.clone();
-                Ok((Self::Camera(camera), description))
-            }
-            None => Ok((
-                Self::Pattern(TestPattern::new(choice.width, choice.height)),
-                format!("the test pattern, {}x{} at {} fps", choice.width, choice.height, choice.fps),
-            )),
-        }
-    }
-
-    fn next_frame(&mut self) -> Result<frame::I420Frame> {
-        match self {
-            Self::Pattern(p) => Ok(p.next_frame()),
-            Self::Camera(c) => c.next_frame(),
-        }
-    }
-
-    /// A camera paces itself; the pattern is paced by the loop.
-    fn paced(&self) -> bool {
-        matches!(self, Self::Camera(_))
-    }
-}
-
-/// Capture and encode on their own thread at `fps`; encoded frames go to `out` (dropped when
-/// the network falls behind, so latency does not build up).
-fn spawn_capture(
-    choice: SourceChoice,
-    mut encoder: Box<dyn VideoEncoder + Send>,
-    force_key: Arc<AtomicBool>,
-    camera_on: Arc<AtomicBool>,
-    out: mpsc::Sender<OutFrame>,
-    captured: Arc<std::sync::atomic::AtomicU64>,
-) -> Result<String> {
-    let period = Duration::from_secs_f64(1.0 / f64::from(choice.fps.max(1)));
-    let (opened_tx, opened) = std::sync::mpsc::channel::<Result<String>>();
-    std::thread::Builder::new()
-        .name("capture".into())
-        .spawn(move || {
-            // Opened on this thread: the MMAP stream stays where it is read.
-            let mut source = match Source::open(&choice) {
-                Ok((source, description)) => {
-                    let _ = opened_tx.send(Ok(description));
-                    source
-                }
-                Err(e) => {
-                    let _ = opened_tx.send(Err(e));
-                    return;
-                }
-            };
-            let started = Instant::now();
-            let mut next = Instant::now();
-            loop {
-                let frame = match source.next_frame() {
-                    Ok(frame) => frame,
-                    Err(e) => {
-                        // Unplugged, or the driver reset: stay in the room with the camera
-                        // off, and take the device back when it returns.
-                        eprintln!("\nbot camera: camera lost ({e:#}); waiting for it to come back");
-                        camera_on.store(false, Ordering::Relaxed);
-                        drop(source);
-                        source = reacquire(&choice);
-                        camera_on.store(true, Ordering::Relaxed);
-                        force_key.store(true, Ordering::Relaxed);
-                        continue;
-                    }
-                };
-                let capture_ms = wall_ms();
-                captured.fetch_add(1, Ordering::Relaxed);
-                let key = force_key.swap(false, Ordering::Relaxed);
-                match encoder.encode(&frame, key) {
-                    Ok(Some(encoded)) => {
-                        let frame = OutFrame {
-                            data: encoded.data,
-                            keyframe: encoded.keyframe,
-                            capture_ms,
-                            timestamp_us: started.elapsed().as_micros() as f64,
-                            width: frame.width as u32,
-                            height: frame.height as u32,
-                        };
-                        match out.try_send(frame) {
-                            Ok(()) => {}
-                            Err(mpsc::error::TrySendError::Full(_)) => force_key.store(key, Ordering::Relaxed),
-                            Err(mpsc::error::TrySendError::Closed(_)) => return,
-                        }
-                    }
-                    Ok(None) => force_key.store(key || force_key.load(Ordering::Relaxed), Ordering::Relaxed),
-                    Err(e) => {
-                        eprintln!("\nbot camera: encoder failed: {e:#}");
-                        return;
-                    }
-                }
-                if source.paced() {
-                    continue;
-                }
-                next += period;
-                let now = Instant::now();
-                if next > now {
-                    std::thread::sleep(next - now);
-                } else {
-                    next = now;
-                }
-            }
-        })
-        .context("starting the capture thread")?;
-    opened.recv().context("the capture thread stopped")?
+/// The figures of the whole run, on stopping.
+fn summary(counters: &Counters, drained: usize, cpu: f64) {
+    let ms = |q: f64| counters.latency.value_at_quantile(q) as f64 / 1000.0;
+    eprintln!(
+        "\nbot camera: stopped: sent {} frames ({drained} while stopping: queued or drained from the encoder); capture to send p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms; CPU {cpu:.1} s, {:.1} ms per frame sent",
+        counters.sent,
+        ms(0.5),
+        ms(0.95),
+        counters.latency.max() as f64 / 1000.0,
+        cpu * 1000.0 / counters.sent.max(1) as f64,
+    );
 }

@@ -50,6 +50,10 @@ impl TestPattern {
         self
     }
 
+    pub fn size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
     pub fn next_frame(&mut self) -> I420Frame {
         let (w, h) = (self.width, self.height);
         let mut out = I420Frame { width: w, height: h, data: vec![0; w * h * 3 / 2] };

@@ -1,7 +1,8 @@
 //! A V4L2 camera: MMAP streaming, the format negotiated from what the device offers (YU12,
-//! NV12 or YUYV, converted to I420), and a report of what the device actually gave.
+//! NV12, YUYV or MJPEG, converted to I420), and a report of what the device actually gave.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use v4l::buffer::Type;
@@ -14,8 +15,8 @@ use v4l::{Device, FourCC};
 use super::frame::{self, I420Frame};
 
 /// Formats we convert, in order of preference (planar needs no work; YUYV is what most USB
-/// cameras give uncompressed).
-const FORMATS: [&[u8; 4]; 3] = [b"YU12", b"NV12", b"YUYV"];
+/// cameras give uncompressed; MJPEG costs a JPEG decode but is how they give large sizes).
+pub const FORMATS: [&[u8; 4]; 4] = [b"YU12", b"NV12", b"YUYV", b"MJPG"];
 /// Buffers in flight between the driver and us.
 const BUFFERS: u32 = 4;
 
@@ -31,17 +32,23 @@ pub struct V4l2Camera {
 }
 
 impl V4l2Camera {
-    /// Opens `path` asking for `width`x`height` at `fps`.
-    pub fn open(path: &Path, width: u32, height: u32, fps: u32) -> Result<Self> {
+    /// Opens `path` asking for `width`x`height` at `fps`, in `format` if given, else the best
+    /// of [`FORMATS`] it offers.
+    pub fn open(path: &Path, format: Option<[u8; 4]>, width: u32, height: u32, fps: u32) -> Result<Self> {
         let device = Device::with_path(path).with_context(|| format!("opening {}", path.display()))?;
         let caps = device.query_caps().with_context(|| format!("{}: not a V4L2 device", path.display()))?;
         if !caps.capabilities.contains(v4l::capability::Flags::VIDEO_CAPTURE) {
             bail!("{} ({}) cannot capture video", path.display(), caps.card);
         }
         let offered: Vec<FourCC> = device.enum_formats()?.into_iter().map(|f| f.fourcc).collect();
-        let Some(fourcc) = FORMATS.iter().map(|f| FourCC::new(f)).find(|f| offered.contains(f)) else {
-            let names: Vec<String> = offered.iter().map(ToString::to_string).collect();
-            bail!("{} offers {} and none of YU12, NV12, YUYV", path.display(), names.join(", "));
+        let names = || offered.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let fourcc = match format {
+            Some(wanted) if offered.contains(&FourCC::new(&wanted)) => FourCC::new(&wanted),
+            Some(wanted) => bail!("{} offers {} and not {}", path.display(), names(), FourCC::new(&wanted)),
+            None => match FORMATS.iter().map(|f| FourCC::new(f)).find(|f| offered.contains(f)) {
+                Some(fourcc) => fourcc,
+                None => bail!("{} offers {} and none of YU12, NV12, YUYV, MJPG", path.display(), names()),
+            },
         };
         let mut wanted = device.format()?;
         (wanted.width, wanted.height, wanted.fourcc) = (width, height, fourcc);
@@ -71,11 +78,19 @@ impl V4l2Camera {
         })
     }
 
-    /// The next frame, as I420.
-    pub fn next_frame(&mut self) -> Result<I420Frame> {
+    pub fn size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    /// The next frame, as I420, and how long ago the driver captured it.
+    pub fn next_frame(&mut self) -> Result<(I420Frame, Duration)> {
         let (buffer, meta) = self.stream.next().with_context(|| format!("reading {}", self.path.display()))?;
+        let age = since_monotonic(meta.timestamp.sec, meta.timestamp.usec);
         let data = &buffer[..(meta.bytesused as usize).min(buffer.len())];
         let (w, h) = (self.width, self.height);
+        if &self.fourcc.repr == b"MJPG" {
+            return Ok((frame::mjpeg_to_i420(data, w, h)?, age));
+        }
         let tight = match &self.fourcc.repr {
             b"YUYV" => w * 2,
             _ => w,
@@ -87,16 +102,29 @@ impl V4l2Camera {
         } else {
             data
         };
-        Ok(match &self.fourcc.repr {
+        let frame = match &self.fourcc.repr {
             b"YU12" => frame::yu12_to_i420(data, w, h)?,
             b"NV12" => frame::nv12_to_i420(data, w, h)?,
             _ => frame::yuyv_to_i420(data, w, h)?,
-        })
+        };
+        Ok((frame, age))
     }
 }
 
+/// How long ago a driver timestamp (CLOCK_MONOTONIC, as V4L2 stamps buffers) was; zero when
+/// the driver gave none.
+fn since_monotonic(sec: i64, usec: i64) -> Duration {
+    let Ok(now) = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) else { return Duration::ZERO };
+    let stamp_us = sec.saturating_mul(1_000_000).saturating_add(usec);
+    let now_us = now.tv_sec().saturating_mul(1_000_000).saturating_add(now.tv_nsec() / 1_000);
+    if stamp_us <= 0 || stamp_us > now_us {
+        return Duration::ZERO;
+    }
+    Duration::from_micros((now_us - stamp_us) as u64)
+}
+
 /// Drops the row padding of a frame whose rows are `stride` bytes but hold `tight`.
-fn unpad(data: &[u8], stride: usize, tight: usize, height: usize, fourcc: &[u8; 4]) -> Vec<u8> {
+pub fn unpad(data: &[u8], stride: usize, tight: usize, height: usize, fourcc: &[u8; 4]) -> Vec<u8> {
     // Planar formats: the chroma rows are half as long, padded in proportion.
     let rows: Vec<(usize, usize)> = match fourcc {
         b"YUYV" => vec![(stride, tight); height],
@@ -112,4 +140,22 @@ fn unpad(data: &[u8], stride: usize, tight: usize, height: usize, fourcc: &[u8; 
         at += stride;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpad_drops_row_padding_of_each_layout() {
+        // 4x2 frame, rows padded to 6 (luma) and 3 (chroma) bytes.
+        let yu12 = [0, 1, 2, 3, 9, 9, 4, 5, 6, 7, 9, 9, 10, 11, 9, 20, 21, 9];
+        assert_eq!(unpad(&yu12, 6, 4, 2, b"YU12"), vec![0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 20, 21]);
+        let nv12 = [0, 1, 2, 3, 9, 9, 4, 5, 6, 7, 9, 9, 10, 20, 11, 21, 9, 9];
+        assert_eq!(unpad(&nv12, 6, 4, 2, b"NV12"), vec![0, 1, 2, 3, 4, 5, 6, 7, 10, 20, 11, 21]);
+        let yuyv = [1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 9, 10, 11, 12, 13, 14, 15, 16, 0, 0];
+        assert_eq!(unpad(&yuyv, 10, 8, 2, b"YUYV"), (1..=16).collect::<Vec<u8>>());
+        // A short buffer loses rows, it does not panic.
+        assert_eq!(unpad(&yuyv[..12], 10, 8, 2, b"YUYV").len(), 8);
+    }
 }

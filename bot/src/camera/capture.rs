@@ -1,0 +1,278 @@
+//! The capture thread: reads the source at its pace, encodes, and hands frames to the network
+//! side, dropping rather than queueing when the network falls behind. When the camera goes it
+//! says so (camera off) and takes the device back when it returns. Asked to stop, it drains
+//! the encoder so the last frames still go out.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+
+use super::coded::Codec;
+use super::encode::{self, EncoderChoice, Encoded, VideoEncoder};
+use super::frame::I420Frame;
+use super::pattern::TestPattern;
+use super::session::{OutFrame, wall_ms};
+use super::v4l2::V4l2Camera;
+
+/// What to capture from and how to encode it.
+pub struct Config {
+    pub device: Option<PathBuf>,
+    /// A capture format to insist on (`YUYV`, `NV12`, `YU12`, `MJPG`); `None`: the best offered.
+    pub format: Option<[u8; 4]>,
+    pub width: usize,
+    pub height: usize,
+    pub fps: u32,
+    /// Luma noise on the test pattern (what a real sensor adds, and what costs an encoder).
+    pub noise: u8,
+    pub codec: Codec,
+    pub encoder: EncoderChoice,
+    pub bitrate: u32,
+}
+
+/// What the capture thread and the network side share.
+#[derive(Default)]
+pub struct Shared {
+    /// Set to ask the encoder for a keyframe.
+    pub force_key: Arc<AtomicBool>,
+    pub camera_on: AtomicBool,
+    pub captured: AtomicU64,
+    /// Set to stop: the thread drains the encoder, sends what came out and ends.
+    pub stop: AtomicBool,
+    /// Why the thread ended, when it failed.
+    pub failure: Mutex<Option<String>>,
+}
+
+/// What was opened, for the status line.
+pub struct Opened {
+    pub source: String,
+    pub encoder: String,
+    pub codec: String,
+}
+
+/// How often a lost camera is looked for: well inside the 2 s a user would wait.
+const REACQUIRE_POLL: Duration = Duration::from_millis(100);
+
+enum Source {
+    Pattern(TestPattern),
+    Camera(V4l2Camera),
+}
+
+impl Source {
+    fn open(config: &Config) -> Result<(Self, String)> {
+        match &config.device {
+            Some(path) => {
+                let camera = V4l2Camera::open(path, config.format, config.width as u32, config.height as u32, config.fps)?;
+                let description = camera.description.clone();
+                Ok((Self::Camera(camera), description))
+            }
+            None => Ok((
+                Self::Pattern(TestPattern::new(config.width, config.height).with_noise(config.noise)),
+                format!("the test pattern, {}x{} at {} fps", config.width, config.height, config.fps),
+            )),
+        }
+    }
+
+    /// The next frame and the wall-clock millisecond it was captured.
+    fn next_frame(&mut self) -> Result<(I420Frame, f64)> {
+        match self {
+            Self::Pattern(p) => Ok((p.next_frame(), wall_ms())),
+            Self::Camera(c) => {
+                let (frame, age) = c.next_frame()?;
+                Ok((frame, wall_ms() - age.as_secs_f64() * 1000.0))
+            }
+        }
+    }
+
+    fn size(&self) -> (usize, usize) {
+        match self {
+            Self::Pattern(p) => p.size(),
+            Self::Camera(c) => c.size(),
+        }
+    }
+
+    /// A camera paces itself; the pattern is paced by the loop.
+    fn paced(&self) -> bool {
+        matches!(self, Self::Camera(_))
+    }
+}
+
+/// Waits for the lost device to come back (its node reappears and opens) and reopens it.
+fn reacquire(config: &Config, shared: &Shared) -> Option<Source> {
+    let mut seen: Option<Instant> = None;
+    while !shared.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(REACQUIRE_POLL);
+        let present = config.device.as_ref().is_none_or(|p| p.exists());
+        if !present {
+            seen = None;
+            continue;
+        }
+        let since = *seen.get_or_insert_with(Instant::now);
+        match Source::open(config) {
+            Ok((source, description)) => {
+                eprintln!(
+                    "\nbot camera: camera back {} ms after its device returned: {description}",
+                    since.elapsed().as_millis()
+                );
+                return Some(source);
+            }
+            // Still settling (the driver registers the node before it is ready).
+            Err(_) => continue,
+        }
+    }
+    None
+}
+
+struct Worker {
+    config: Config,
+    shared: Arc<Shared>,
+    out: mpsc::Sender<OutFrame>,
+    encoder: Box<dyn VideoEncoder + Send>,
+    /// (width, height) the encoder was opened for.
+    encoding: (usize, usize),
+    started: Instant,
+    /// Capture time by encoder timestamp, for frames an encoder returns late.
+    in_flight: std::collections::VecDeque<(u64, f64)>,
+}
+
+impl Worker {
+    /// Hands an encoded frame to the network side; false once that side is gone.
+    fn emit(&mut self, encoded: Encoded, size: (usize, usize)) -> bool {
+        while self.in_flight.front().is_some_and(|(ts, _)| *ts < encoded.timestamp_us) {
+            self.in_flight.pop_front();
+        }
+        let capture_ms = match self.in_flight.front() {
+            Some((ts, ms)) if *ts == encoded.timestamp_us => *ms,
+            _ => wall_ms(),
+        };
+        let frame = OutFrame {
+            keyframe: encoded.keyframe,
+            data: encoded.data,
+            capture_ms,
+            timestamp_us: encoded.timestamp_us as f64,
+            width: size.0 as u32,
+            height: size.1 as u32,
+        };
+        match self.out.try_send(frame) {
+            Ok(()) => true,
+            // The network is behind: this frame is lost, so the next must stand alone.
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.force_key.store(true, Ordering::Relaxed);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn encode(&mut self, frame: &I420Frame, capture_ms: f64) -> Result<bool> {
+        let size = (frame.width, frame.height);
+        if size != self.encoding {
+            // The camera came back at another size: the encoder starts again.
+            self.encoder = encode::open(self.config.encoder, self.config.codec, size.0, size.1, self.config.fps, self.config.bitrate)?;
+            self.encoding = size;
+        }
+        let timestamp_us = self.started.elapsed().as_micros() as u64;
+        self.in_flight.push_back((timestamp_us, capture_ms));
+        let key = self.shared.force_key.swap(false, Ordering::Relaxed);
+        match self.encoder.encode(frame, key, timestamp_us).context("encoding")? {
+            Some(encoded) => Ok(self.emit(encoded, size)),
+            None => {
+                // Skipped or still inside: ask again with the next frame.
+                if key {
+                    self.shared.force_key.store(true, Ordering::Relaxed);
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    fn run(&mut self, mut source: Source) -> Result<()> {
+        let period = Duration::from_secs_f64(1.0 / f64::from(self.config.fps.max(1)));
+        let mut next = Instant::now();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let (frame, capture_ms) = match source.next_frame() {
+                Ok(frame) => frame,
+                Err(e) => {
+                    // Unplugged, or the driver reset: stay in the room with the camera off,
+                    // and take the device back when it returns.
+                    eprintln!("\nbot camera: camera lost ({e:#}); waiting for it to come back");
+                    self.shared.camera_on.store(false, Ordering::Relaxed);
+                    drop(source);
+                    let Some(back) = reacquire(&self.config, &self.shared) else { break };
+                    source = back;
+                    self.shared.camera_on.store(true, Ordering::Relaxed);
+                    self.shared.force_key.store(true, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            self.shared.captured.fetch_add(1, Ordering::Relaxed);
+            if !self.encode(&frame, capture_ms)? {
+                return Ok(());
+            }
+            if source.paced() {
+                continue;
+            }
+            next += period;
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            } else {
+                next = now;
+            }
+        }
+        // Stopping: what is still inside the encoder goes out too.
+        let size = self.encoding;
+        for encoded in self.encoder.finish().context("draining the encoder")? {
+            self.emit(encoded, size);
+        }
+        Ok(())
+    }
+}
+
+/// Starts capturing and encoding on a thread of its own; encoded frames go to `out`.
+pub fn spawn(config: Config, shared: Arc<Shared>, out: mpsc::Sender<OutFrame>) -> Result<Opened> {
+    let (opened_tx, opened) = std::sync::mpsc::channel::<Result<Opened>>();
+    std::thread::Builder::new()
+        .name("capture".into())
+        .spawn(move || {
+            // Opened on this thread: the MMAP streams stay where they are used.
+            let start = || -> Result<(Source, Worker, Opened)> {
+                let (source, description) = Source::open(&config)?;
+                let (w, h) = source.size();
+                let encoder = encode::open(config.encoder, config.codec, w, h, config.fps, config.bitrate)?;
+                let opened =
+                    Opened { source: description, encoder: encoder.name().to_owned(), codec: encoder.codec().to_owned() };
+                shared.camera_on.store(true, Ordering::Relaxed);
+                let worker = Worker {
+                    config,
+                    shared: shared.clone(),
+                    out,
+                    encoder,
+                    encoding: (w, h),
+                    started: Instant::now(),
+                    in_flight: Default::default(),
+                };
+                Ok((source, worker, opened))
+            };
+            let (source, mut worker) = match start() {
+                Ok((source, worker, opened)) => {
+                    let _ = opened_tx.send(Ok(opened));
+                    (source, worker)
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                    return;
+                }
+            };
+            if let Err(e) = worker.run(source)
+                && let Ok(mut failure) = worker.shared.failure.lock()
+            {
+                *failure = Some(format!("{e:#}"));
+            }
+        })
+        .context("starting the capture thread")?;
+    opened.recv().context("the capture thread stopped")?
+}
