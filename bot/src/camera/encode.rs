@@ -57,8 +57,8 @@ pub fn open(
 }
 
 pub struct Encoded {
-    /// Annex B: start codes, SPS and PPS before every keyframe, so a receiver needs nothing
-    /// out of band.
+    /// One coded frame, standing alone: H.264 as Annex B with SPS and PPS before every
+    /// keyframe, so a receiver needs nothing out of band.
     pub data: Vec<u8>,
     pub keyframe: bool,
     /// The timestamp the raw frame went in with (an encoder may return frames late).
