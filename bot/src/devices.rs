@@ -50,7 +50,8 @@ pub fn run() -> Result<()> {
         let kind = if encoder.is_some() { "encoder" } else { kind };
         println!("{}: {} (driver {}, {}): {kind}", node.display(), caps.card, caps.driver, caps.bus);
         if let Some(encoder) = encoder {
-            let list = |formats: &[v4l2r::PixelFormat]| formats.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            let list =
+                |formats: &[v4l2r::PixelFormat]| formats.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
             println!(
                 "  encodes {} from {} ({}-planar)",
                 list(&encoder.coded),

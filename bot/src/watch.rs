@@ -79,10 +79,22 @@ pub async fn run(args: WatchArgs) -> Result<()> {
                         .with_context(|| format!("frame {} from {user} is not well formed", meta.sequence))?;
                     let key = media.frame_type == "key";
                     if key != info.keyframe {
-                        bail!("frame {} from {user} is labelled {} but is {}", meta.sequence, media.frame_type, if info.keyframe { "a keyframe" } else { "not one" });
+                        bail!(
+                            "frame {} from {user} is labelled {} but is {}",
+                            meta.sequence,
+                            media.frame_type,
+                            if info.keyframe { "a keyframe" } else { "not one" }
+                        );
                     }
                     if let Some(size) = info.size.filter(|s| *s != (meta.width, meta.height)) {
-                        bail!("frame {} from {user} is {}x{} but says {}x{}", meta.sequence, size.0, size.1, meta.width, meta.height);
+                        bail!(
+                            "frame {} from {user} is {}x{} but says {}x{}",
+                            meta.sequence,
+                            size.0,
+                            size.1,
+                            meta.width,
+                            meta.height
+                        );
                     }
                     last_codec = meta.codec.clone();
                     let now = Instant::now();

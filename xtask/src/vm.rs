@@ -121,7 +121,10 @@ fn vicodec(release: &str, modules: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
         kbuild.push_str("obj-m += v4l2-mem2mem.o\n");
     }
     fs::write(build.join("Kbuild"), kbuild)?;
-    println!("xtask: building vicodec{} out of tree for {release}", if need_mem2mem { " and v4l2-mem2mem" } else { "" });
+    println!(
+        "xtask: building vicodec{} out of tree for {release}",
+        if need_mem2mem { " and v4l2-mem2mem" } else { "" }
+    );
     status(
         Command::new("make")
             .arg("-C")

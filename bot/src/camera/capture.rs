@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
 use super::coded::Codec;
-use super::encode::{self, EncoderChoice, Encoded, VideoEncoder};
+use super::encode::{self, Encoded, EncoderChoice, VideoEncoder};
 use super::frame::I420Frame;
 use super::pattern::TestPattern;
 use super::session::{OutFrame, wall_ms};
@@ -65,7 +65,8 @@ impl Source {
     fn open(config: &Config) -> Result<(Self, String)> {
         match &config.device {
             Some(path) => {
-                let camera = V4l2Camera::open(path, config.format, config.width as u32, config.height as u32, config.fps)?;
+                let camera =
+                    V4l2Camera::open(path, config.format, config.width as u32, config.height as u32, config.fps)?;
                 let description = camera.description.clone();
                 Ok((Self::Camera(camera), description))
             }
@@ -171,7 +172,14 @@ impl Worker {
         let size = (frame.width, frame.height);
         if size != self.encoding {
             // The camera came back at another size: the encoder starts again.
-            self.encoder = encode::open(self.config.encoder, self.config.codec, size.0, size.1, self.config.fps, self.config.bitrate)?;
+            self.encoder = encode::open(
+                self.config.encoder,
+                self.config.codec,
+                size.0,
+                size.1,
+                self.config.fps,
+                self.config.bitrate,
+            )?;
             self.encoding = size;
         }
         let timestamp_us = self.started.elapsed().as_micros() as u64;
@@ -243,8 +251,11 @@ pub fn spawn(config: Config, shared: Arc<Shared>, out: mpsc::Sender<OutFrame>) -
                 let (source, description) = Source::open(&config)?;
                 let (w, h) = source.size();
                 let encoder = encode::open(config.encoder, config.codec, w, h, config.fps, config.bitrate)?;
-                let opened =
-                    Opened { source: description, encoder: encoder.name().to_owned(), codec: encoder.codec().to_owned() };
+                let opened = Opened {
+                    source: description,
+                    encoder: encoder.name().to_owned(),
+                    codec: encoder.codec().to_owned(),
+                };
                 shared.camera_on.store(true, Ordering::Relaxed);
                 let worker = Worker {
                     config,

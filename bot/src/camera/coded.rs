@@ -221,7 +221,10 @@ mod tests {
         let sps_pps_idr = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 1, 0x65, 9, 9];
         assert_eq!(Codec::H264.check(&sps_pps_idr), Ok(FrameInfo { keyframe: true, size: None }));
         assert_eq!(Codec::H264.check(&[0, 0, 1, 0x41, 5, 5]), Ok(FrameInfo { keyframe: false, size: None }));
-        assert_eq!(Codec::H264.check(&[0, 0, 1, 0x65, 5, 5]), Err(CodedError::KeyframeMissing("a sequence parameter set")));
+        assert_eq!(
+            Codec::H264.check(&[0, 0, 1, 0x65, 5, 5]),
+            Err(CodedError::KeyframeMissing("a sequence parameter set"))
+        );
         assert_eq!(Codec::H264.check(&[1, 2, 3, 4]), Err(CodedError::NoStartCode));
         assert_eq!(Codec::H264.check(&[0, 0, 1, 0xc1, 5]), Err(CodedError::ForbiddenBit));
     }

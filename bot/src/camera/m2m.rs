@@ -133,9 +133,9 @@ pub fn find_encoders() -> Vec<EncoderInfo> {
 /// The first encoder of `codec` that takes a raw format we can fill.
 pub fn find_encoder(codec: Codec) -> Option<EncoderInfo> {
     let wanted = PixelFormat::from_fourcc(&codec.fourcc());
-    find_encoders().into_iter().find(|e| {
-        e.coded.contains(&wanted) && RAW_FORMATS.iter().any(|f| e.raw.contains(&PixelFormat::from_fourcc(f)))
-    })
+    find_encoders()
+        .into_iter()
+        .find(|e| e.coded.contains(&wanted) && RAW_FORMATS.iter().any(|f| e.raw.contains(&PixelFormat::from_fourcc(f))))
 }
 
 /// Where each plane of the raw format lives: `(buffer plane, offset, stride)` for Y, U and V,
@@ -257,7 +257,9 @@ fn map_buffers(file: &File, queue: QueueType, count: u32) -> Result<Vec<Vec<Plan
             let info: QueryBuffer = ioctl::querybuf(file, queue, i).with_context(|| format!("{queue:?} buffer {i}"))?;
             info.planes
                 .iter()
-                .map(|p| ioctl::mmap(file, p.mem_offset, p.length).with_context(|| format!("mapping {queue:?} buffer {i}")))
+                .map(|p| {
+                    ioctl::mmap(file, p.mem_offset, p.length).with_context(|| format!("mapping {queue:?} buffer {i}"))
+                })
                 .collect()
         })
         .collect()
@@ -288,7 +290,8 @@ impl M2mEncoder {
         let path = info.path.display().to_string();
         let mut file = open_node(&info.path)?;
         let caps: Capability = ioctl::querycap(&file).context("VIDIOC_QUERYCAP")?;
-        let (output, capture, _) = m2m_queues(&caps).with_context(|| format!("{path} is not a memory-to-memory device"))?;
+        let (output, capture, _) =
+            m2m_queues(&caps).with_context(|| format!("{path} is not a memory-to-memory device"))?;
         let coded_format = PixelFormat::from_fourcc(&codec.fourcc());
         if !formats(&file, capture, true).contains(&coded_format) {
             bail!("{path} ({}) does not encode {coded_format}", caps.card);
@@ -340,10 +343,9 @@ impl M2mEncoder {
         // cannot force one.
         let gop = fps.max(1) * if can_force_key { 3 } else { 1 };
         let mut set = vec![];
-        for (id, value, what) in [
-            (CID_BITRATE, bitrate as i32, "bitrate"),
-            (CID_GOP_SIZE, gop as i32, "keyframe interval"),
-        ] {
+        for (id, value, what) in
+            [(CID_BITRATE, bitrate as i32, "bitrate"), (CID_GOP_SIZE, gop as i32, "keyframe interval")]
+        {
             if let Some(value) = set_control(&file, id, value) {
                 set.push(format!("{what} {value}"));
             }
@@ -362,7 +364,8 @@ impl M2mEncoder {
 
         // 4. Buffers: every CAPTURE buffer queued from the start; OUTPUT buffers as frames come.
         let count = |n: v4l2r::ioctl::RequestBuffers| n.count;
-        let outputs = count(ioctl::reqbufs(&file, output, MemoryType::Mmap, BUFFERS).context("VIDIOC_REQBUFS (OUTPUT)")?);
+        let outputs =
+            count(ioctl::reqbufs(&file, output, MemoryType::Mmap, BUFFERS).context("VIDIOC_REQBUFS (OUTPUT)")?);
         let captures =
             count(ioctl::reqbufs(&file, capture, MemoryType::Mmap, BUFFERS).context("VIDIOC_REQBUFS (CAPTURE)")?);
         if outputs == 0 || captures == 0 {
@@ -436,8 +439,8 @@ impl M2mEncoder {
                 self.errors += 1;
             } else if let Some(data) = mapping.as_ref().get(offset..used).filter(|d| !d.is_empty()) {
                 let stamp = buffer.timestamp();
-                let keyframe = flags.contains(BufferFlags::KEYFRAME)
-                    || self.codec.check(data).is_ok_and(|info| info.keyframe);
+                let keyframe =
+                    flags.contains(BufferFlags::KEYFRAME) || self.codec.check(data).is_ok_and(|info| info.keyframe);
                 self.coded.push_back(Encoded {
                     data: data.to_vec(),
                     keyframe,
@@ -491,10 +494,10 @@ impl M2mEncoder {
 /// Constrained Baseline 4.0 when it does not say.
 fn h264_codec_string(file: &File) -> String {
     let profile = match ioctl::g_ctrl(file, CID_H264_PROFILE) {
-        Ok(2) => "4d00",       // main
-        Ok(4) => "6400",       // high
-        Ok(0) => "4200",       // baseline
-        _ => "42e0",           // constrained baseline
+        Ok(2) => "4d00", // main
+        Ok(4) => "6400", // high
+        Ok(0) => "4200", // baseline
+        _ => "42e0",     // constrained baseline
     };
     const LEVELS: [u8; 16] = [10, 9, 11, 12, 13, 20, 21, 22, 30, 31, 32, 40, 41, 42, 50, 51];
     let level = ioctl::g_ctrl(file, CID_H264_LEVEL)

@@ -141,7 +141,8 @@ impl Counters {
     /// (p50, p95) of the frames since the last call, ms.
     fn window(&mut self) -> (f64, f64) {
         self.window.sort_by(f64::total_cmp);
-        let at = |q: f64| self.window.get(((self.window.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+        let at =
+            |q: f64| self.window.get(((self.window.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
         let figures = (at(0.5), at(0.95));
         self.window.clear();
         figures
