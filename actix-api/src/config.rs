@@ -41,6 +41,12 @@ pub struct Config {
     #[arg(long, env = "WEB_ROOT")]
     pub web_root: Option<std::path::PathBuf>,
 
+    /// The database: `sqlite:PATH` (a file, created if missing; the single-node default),
+    /// `sqlite::memory:` (gone when the process ends) or `postgres://user:pass@host/db` (scaled:
+    /// every relay shares it). The schema is applied at start-up.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:videocall.db")]
+    pub database_url: String,
+
     #[command(flatten)]
     pub cert: CertArgs,
 
@@ -51,7 +57,15 @@ pub struct Config {
 impl Config {
     /// The defaults, listening on a free loopback port: what tests start.
     pub fn for_tests() -> Self {
-        let mut config = Self::parse_from(["actix-api", "--listen", "127.0.0.1:0", "--workers", "2"]);
+        let mut config = Self::parse_from([
+            "actix-api",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--database-url",
+            "sqlite::memory:",
+        ]);
         config.relay.token_secret = Some("test secret that is long enough for HS256".into());
         config
     }

@@ -27,13 +27,35 @@ async fn healthz() -> HttpResponse {
 struct Readiness {
     ready: bool,
     bus: &'static str,
+    bus_ready: bool,
+    database: &'static str,
+    database_ready: bool,
 }
 
-/// Ready when the room bus can carry packets.
+/// Ready when the room bus can carry packets and the database answers.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let ready = state.relay.is_ready();
+    let bus_ready = state.relay.is_ready();
+    let database_ready = match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the database does not answer");
+            false
+        }
+        Err(_) => false,
+    };
+    let ready = bus_ready && database_ready;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    HttpResponse::build(status).json(Readiness { ready, bus: state.relay.bus_kind() })
+    let database = match state.store.backend() {
+        videocall_store::Backend::Sqlite => "sqlite",
+        videocall_store::Backend::Postgres => "postgres",
+    };
+    HttpResponse::build(status).json(Readiness {
+        ready,
+        bus: state.relay.bus_kind(),
+        bus_ready,
+        database,
+        database_ready,
+    })
 }
 
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

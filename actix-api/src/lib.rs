@@ -1,4 +1,4 @@
-//! The HTTP server: WebSocket relay endpoint, guest tokens, health and metrics.
+//! The HTTP server: WebSocket relay endpoint, guest tokens, the store, health and metrics.
 //!
 //! [`start`] runs the whole server in-process (tests start it on port 0); `main.rs` only parses
 //! the configuration and calls it.
@@ -15,6 +15,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::{Context, Result};
 use prometheus_client::registry::Registry;
 use videocall_relay::{Relay, TokenKey};
+use videocall_store::Store;
 use webtransport_server::{SharedHash, WebTransportHandle};
 
 pub use config::Config;
@@ -25,6 +26,7 @@ pub(crate) struct AppState {
     pub tokens: TokenKey,
     pub config: Config,
     pub registry: Registry,
+    pub store: Store,
     /// The in-process WebTransport listener's port and certificate hash, when there is one.
     pub webtransport: Option<(u16, SharedHash)>,
 }
@@ -69,8 +71,25 @@ impl RunningServer {
     }
 }
 
+/// A database URL fit for logs: the password, if any, hidden.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Binds, starts the relay and the HTTP workers, and returns once the server accepts connections.
 pub async fn start(config: Config) -> Result<RunningServer> {
+    let store = Store::connect(&config.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
     let (relay, tokens, registry) = config.relay.start_relay(&format!("actix-api {}", config.listen)).await?;
     let webtransport = match config.webtransport_listen {
         Some(listen) => {
@@ -85,6 +104,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         tokens,
         config: config.clone(),
         registry,
+        store,
         webtransport: webtransport_info,
     });
 

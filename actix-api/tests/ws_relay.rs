@@ -64,7 +64,10 @@ async fn health_readiness_and_metrics_are_served() {
     assert_eq!(get("/healthz").await.status(), 200);
     let ready = get("/readyz").await;
     assert_eq!(ready.status(), 200);
-    assert_eq!(ready.json::<serde_json::Value>().await.unwrap(), serde_json::json!({"ready": true, "bus": "local"}));
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"ready": true, "bus": "local", "bus_ready": true, "database": "sqlite", "database_ready": true})
+    );
 
     let mut a = Client::join(&http, &guest(&http, "metrics", "A").await).await;
     let mut b = Client::join(&http, &guest(&http, "metrics", "B").await).await;

@@ -7,10 +7,12 @@
 mod browser;
 mod lossy;
 mod nats;
+mod postgres;
 
 pub use browser::Browser;
 pub use lossy::{LinkConfig, LinkCounters, LossyLink};
 pub use nats::{NatsCluster, NatsServer};
+pub use postgres::ThrowawayDatabase;
 
 use std::net::TcpListener;
 use std::process::Child;

@@ -1,8 +1,7 @@
 //! One contract for every database the store runs on: SQLite in a file, SQLite in memory, and
-//! PostgreSQL (a throwaway database on the local server, created and dropped here; the admin URL
-//! is `TEST_POSTGRES_URL`, by default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! PostgreSQL (a throwaway database on the local server, created and dropped here:
+//! `testkit::ThrowawayDatabase`).
 
-use sqlx::Connection as _;
 use videocall_store::{Backend, NewMeeting, ParticipantState, Store, StoreError, User, UserKind};
 
 fn guest(id: &str, name: &str) -> User {
@@ -156,17 +155,8 @@ async fn sqlite_file_keeps_its_data_across_restarts() {
 
 #[tokio::test]
 async fn postgres_throwaway_database() {
-    let admin_url =
-        std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} (set TEST_POSTGRES_URL): {e}"));
-    let name = format!("videocall_store_{}_{}", std::process::id(), rand_suffix());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
-    let url = match admin_url.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{name}"),
-        None => panic!("TEST_POSTGRES_URL names no database"),
-    };
+    let mut database = testkit::ThrowawayDatabase::create("videocall_store").await.unwrap();
+    let url = database.url.clone();
     let outcome = async move {
         // Two relays starting together on a new database: the schema is applied once.
         let (a, b) = tokio::join!(Store::connect(&url), Store::connect(&url));
@@ -182,17 +172,10 @@ async fn postgres_throwaway_database() {
     };
     // Dropped whatever happened.
     let result = tokio::spawn(outcome).await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    database.drop_now().await.unwrap();
     if let Err(panic) = result {
         std::panic::resume_unwind(panic.into_panic());
     }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64)
 }
 
 #[tokio::test]

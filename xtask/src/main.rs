@@ -88,7 +88,10 @@ fn run(args: Vec<String>) -> Result<()> {
     status(cargo().args(["build", "--release", "--locked", "-p", "actix-api"]))?;
     let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let webtransport = std::env::var("WEBTRANSPORT_LISTEN").unwrap_or_else(|_| "[::]:4433".into());
-    println!("\nxtask: single node (in-process bus, no NATS, no database)");
+    let database = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite:{}", target_dir().join("videocall.db").display()));
+    println!("\nxtask: single node (in-process bus, no NATS, SQLite in a file)");
+    println!("xtask:   database {database}");
     println!("xtask:   WebTransport on udp {webtransport} (self-signed; hash at http://{listen}/api/v1/webtransport)");
     println!("xtask:   health   http://{listen}/healthz   metrics http://{listen}/metrics");
     println!(
@@ -102,6 +105,7 @@ fn run(args: Vec<String>) -> Result<()> {
             .env("LISTEN_ADDR", &listen)
             .env("WEBTRANSPORT_LISTEN", &webtransport)
             .env("WEB_ROOT", &web_root)
+            .env("DATABASE_URL", &database)
             .args(args),
     )
 }

@@ -266,6 +266,7 @@ pub fn run() -> Result<()> {
     let _server = KillOnDrop(
         Command::new(target_dir().join("debug/actix-api"))
             .env("LISTEN_ADDR", format!("0.0.0.0:{port}"))
+            .env("DATABASE_URL", "sqlite::memory:")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
