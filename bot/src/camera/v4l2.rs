@@ -85,11 +85,12 @@ impl V4l2Camera {
     /// The next frame, as I420, and how long ago the driver captured it.
     pub fn next_frame(&mut self) -> Result<(I420Frame, Duration)> {
         let (buffer, meta) = self.stream.next().with_context(|| format!("reading {}", self.path.display()))?;
-        let age = since_monotonic(meta.timestamp.sec, meta.timestamp.usec);
+        // The age is taken once the frame is converted: conversion is part of the latency.
+        let age = || since_monotonic(meta.timestamp.sec, meta.timestamp.usec);
         let data = &buffer[..(meta.bytesused as usize).min(buffer.len())];
         let (w, h) = (self.width, self.height);
         if &self.fourcc.repr == b"MJPG" {
-            return Ok((frame::mjpeg_to_i420(data, w, h)?, age));
+            return Ok((frame::mjpeg_to_i420(data, w, h)?, age()));
         }
         let tight = match &self.fourcc.repr {
             b"YUYV" => w * 2,
@@ -107,7 +108,7 @@ impl V4l2Camera {
             b"NV12" => frame::nv12_to_i420(data, w, h)?,
             _ => frame::yuyv_to_i420(data, w, h)?,
         };
-        Ok((frame, age))
+        Ok((frame, age()))
     }
 }
 
