@@ -12,7 +12,7 @@ use protobuf::Message as _;
 use rand_core::OsRng;
 use videocall_client::crypto::IdentityKey;
 use videocall_client::peers::{Event, PeerState};
-use videocall_types::{MediaType, PacketWrapper};
+use videocall_types::{MediaPacket, MediaType, PacketWrapper};
 
 use crate::camera::coded::Codec;
 use crate::load::link::{self, Transport};
@@ -40,6 +40,33 @@ pub struct WatchArgs {
     timeout: u64,
 }
 
+/// Checks one opened video frame: a codec we know (and the one `expected`, if given), well
+/// formed, labelled keyframe exactly when it is one, and the size it says. Whether it is a
+/// keyframe.
+fn check_frame(media: &MediaPacket, user: &str, expected: Option<Codec>) -> Result<bool> {
+    let meta = &media.video_metadata;
+    let codec = Codec::from_codec_string(&meta.codec)
+        .with_context(|| format!("{user} sends {}, which this check does not know", meta.codec))?;
+    if expected.is_some_and(|c| c != codec) {
+        bail!("{user} sends {codec:?}, not {expected:?}");
+    }
+    let info =
+        codec.check(&media.data).with_context(|| format!("frame {} from {user} is not well formed", meta.sequence))?;
+    let key = media.frame_type == "key";
+    if key != info.keyframe {
+        bail!(
+            "frame {} from {user} is labelled {} but is {}",
+            meta.sequence,
+            media.frame_type,
+            if info.keyframe { "a keyframe" } else { "not one" }
+        );
+    }
+    if let Some(size) = info.size.filter(|s| *s != (meta.width, meta.height)) {
+        bail!("frame {} from {user} is {}x{} but says {}x{}", meta.sequence, size.0, size.1, meta.width, meta.height);
+    }
+    Ok(key)
+}
+
 pub async fn run(args: WatchArgs) -> Result<()> {
     link::check_server(&args.server)?;
     let identity = tokio::task::spawn_blocking(|| IdentityKey::generate(&mut OsRng)).await??;
@@ -50,7 +77,7 @@ pub async fn run(args: WatchArgs) -> Result<()> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
     let (mut frames, mut keyframes, mut dropped) = (0u64, 0u64, 0u64);
-    // With --after-gap-ms: (when the last frame came, the longest pause seen so far).
+    // With --after-gap-ms: when the last frame came, and whether the pause has been seen.
     let mut last_frame: Option<Instant> = None;
     let mut gap_seen = args.after_gap_ms.is_none();
     let mut last_codec = String::new();
@@ -68,35 +95,8 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         while let Some(event) = core.poll_event() {
             match event {
                 Event::Media { media, user, .. } if media.media_type.enum_value() == Ok(MediaType::VIDEO) => {
-                    let meta = &media.video_metadata;
-                    let codec = Codec::from_codec_string(&meta.codec)
-                        .with_context(|| format!("{user} sends {}, which this check does not know", meta.codec))?;
-                    if args.codec.is_some_and(|c| c != codec) {
-                        bail!("{user} sends {codec:?}, not {:?}", args.codec);
-                    }
-                    let info = codec
-                        .check(&media.data)
-                        .with_context(|| format!("frame {} from {user} is not well formed", meta.sequence))?;
-                    let key = media.frame_type == "key";
-                    if key != info.keyframe {
-                        bail!(
-                            "frame {} from {user} is labelled {} but is {}",
-                            meta.sequence,
-                            media.frame_type,
-                            if info.keyframe { "a keyframe" } else { "not one" }
-                        );
-                    }
-                    if let Some(size) = info.size.filter(|s| *s != (meta.width, meta.height)) {
-                        bail!(
-                            "frame {} from {user} is {}x{} but says {}x{}",
-                            meta.sequence,
-                            size.0,
-                            size.1,
-                            meta.width,
-                            meta.height
-                        );
-                    }
-                    last_codec = meta.codec.clone();
+                    let key = check_frame(&media, &user, args.codec)?;
+                    last_codec = media.video_metadata.codec.clone();
                     let now = Instant::now();
                     if let (Some(min), Some(last)) = (args.after_gap_ms, last_frame) {
                         let pause = now.duration_since(last);

@@ -6,7 +6,8 @@
 //! - `migrate.rs`: the embedded schema and the runner that applies what a database lacks.
 //! - `meetings.rs`, `participants.rs`, `users.rs`, `tokens.rs`: the queries, one table each.
 //!
-//! Times are milliseconds since the Unix epoch, given by the caller, so the store holds no clock.
+//! The records' times are milliseconds since the Unix epoch, given by the caller: the store
+//! reads no clock for them (only to note when a schema version was applied).
 
 mod meetings;
 mod migrate;
@@ -106,7 +107,10 @@ impl Store {
     }
 }
 
-/// Whether `error` is a unique or primary key violation.
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+/// Maps a unique or primary key violation to `Conflict(what)`, anything else to `Query`.
+fn conflict(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| match &error {
+        sqlx::Error::Database(e) if e.is_unique_violation() => StoreError::Conflict(what),
+        _ => StoreError::Query(error),
+    }
 }

@@ -3,7 +3,7 @@
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-use crate::{Meeting, NewMeeting, Result, Store, StoreError};
+use crate::{Meeting, NewMeeting, Result, Store};
 
 /// The columns, in the order the queries below use them (a macro: the SQL stays literal).
 macro_rules! columns {
@@ -38,9 +38,7 @@ impl Store {
             .bind(i64::from(new.signed_in_only))
             .execute(&self.pool)
             .await
-            .map_err(|e| {
-                if crate::is_unique_violation(&e) { StoreError::Conflict("a meeting with that id") } else { e.into() }
-            })?;
+            .map_err(crate::conflict("a meeting with that id"))?;
         Ok(Meeting {
             id: new.id.clone(),
             name: new.name.clone(),

@@ -36,13 +36,7 @@ impl Store {
         .bind(user.created_at)
         .execute(&self.pool)
         .await
-        .map_err(|e| {
-            if crate::is_unique_violation(&e) {
-                crate::StoreError::Conflict("a user with that subject")
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(crate::conflict("a user with that subject"))?;
         Ok(())
     }
 

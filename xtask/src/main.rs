@@ -114,9 +114,7 @@ fn test() -> Result<()> {
     // NATS for the bus and cluster tests, Chromium for the browser tests.
     setup::ensure_commands(&[("nats-server", "nats-server"), ("chromium", "chromium")])?;
     // The bot's V4L2 bindings are generated with bindgen, which needs libclang.
-    if !setup::package_installed("libclang-dev") {
-        setup::apt_install(&["libclang-dev"])?;
-    }
+    setup::ensure_packages(&["libclang-dev"])?;
     if setup::has_command("cargo-fmt") || cargo().args(["fmt", "--version"]).output().is_ok_and(|o| o.status.success())
     {
         status(cargo().args(["fmt", "--all", "--check"]))?;

@@ -49,6 +49,12 @@ pub fn ensure_commands(wanted: &[(&str, &str)]) -> Result<()> {
     apt_install(&missing)
 }
 
+/// Makes sure each Debian package is installed.
+pub fn ensure_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !package_installed(p)).collect();
+    apt_install(&missing)
+}
+
 pub fn package_installed(package: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])

@@ -80,11 +80,7 @@ fn vicodec(release: &str, modules: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
     let series: String = release.split('.').take(2).collect::<Vec<_>>().join(".");
     let source_package = format!("linux-source-{series}");
     let headers_package = format!("linux-headers-{release}");
-    let missing: Vec<&str> = [source_package.as_str(), headers_package.as_str(), "make", "xz-utils"]
-        .into_iter()
-        .filter(|p| !setup::package_installed(p))
-        .collect();
-    setup::apt_install(&missing)?;
+    setup::ensure_packages(&[&source_package, &headers_package, "make", "xz-utils"])?;
     let need_mem2mem = with_dependencies(modules, "v4l2-mem2mem").is_err();
     let build = dir.join(format!("vicodec-{release}"));
     let mut built = Vec::new();
@@ -229,9 +225,7 @@ fn watch(http: &str, room: &str, args: &[&str]) -> Result<KillOnDrop> {
 }
 
 pub fn run() -> Result<()> {
-    let wanted = ["qemu-system-x86", "busybox-static", "cpio", "kmod"];
-    let missing: Vec<&str> = wanted.into_iter().filter(|p| !setup::package_installed(p)).collect();
-    if let Err(e) = setup::apt_install(&missing) {
+    if let Err(e) = setup::ensure_packages(&["qemu-system-x86", "busybox-static", "cpio", "kmod"]) {
         println!("\n*** xtask: SKIPPING the V4L2 VM test: {e:#} ***\n");
         return Ok(());
     }

@@ -33,6 +33,13 @@ pub struct Config {
     pub bitrate: u32,
 }
 
+impl Config {
+    /// The encoder this configuration asks for, at `width`x`height`.
+    fn open_encoder(&self, (width, height): (usize, usize)) -> Result<Box<dyn VideoEncoder + Send>> {
+        encode::open(self.encoder, self.codec, width, height, self.fps, self.bitrate)
+    }
+}
+
 /// What the capture thread and the network side share.
 #[derive(Default)]
 pub struct Shared {
@@ -43,7 +50,14 @@ pub struct Shared {
     /// Set to stop: the thread drains the encoder, sends what came out and ends.
     pub stop: AtomicBool,
     /// Why the thread ended, when it failed.
-    pub failure: Mutex<Option<String>>,
+    failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Why the capture thread ended, if it failed.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
 }
 
 /// What was opened, for the status line.
@@ -172,14 +186,7 @@ impl Worker {
         let size = (frame.width, frame.height);
         if size != self.encoding {
             // The camera came back at another size: the encoder starts again.
-            self.encoder = encode::open(
-                self.config.encoder,
-                self.config.codec,
-                size.0,
-                size.1,
-                self.config.fps,
-                self.config.bitrate,
-            )?;
+            self.encoder = self.config.open_encoder(size)?;
             self.encoding = size;
         }
         let timestamp_us = self.started.elapsed().as_micros() as u64;
@@ -249,8 +256,8 @@ pub fn spawn(config: Config, shared: Arc<Shared>, out: mpsc::Sender<OutFrame>) -
             // Opened on this thread: the MMAP streams stay where they are used.
             let start = || -> Result<(Source, Worker, Opened)> {
                 let (source, description) = Source::open(&config)?;
-                let (w, h) = source.size();
-                let encoder = encode::open(config.encoder, config.codec, w, h, config.fps, config.bitrate)?;
+                let size = source.size();
+                let encoder = config.open_encoder(size)?;
                 let opened = Opened {
                     source: description,
                     encoder: encoder.name().to_owned(),
@@ -262,7 +269,7 @@ pub fn spawn(config: Config, shared: Arc<Shared>, out: mpsc::Sender<OutFrame>) -
                     shared: shared.clone(),
                     out,
                     encoder,
-                    encoding: (w, h),
+                    encoding: size,
                     started: Instant::now(),
                     in_flight: Default::default(),
                 };

@@ -113,9 +113,7 @@ impl VideoEncoder for SoftwareH264 {
             self.encoder.force_intra_frame();
         }
         let (w, h) = (frame.width, frame.height);
-        let luma = w * h;
-        let planes = (&frame.data[..luma], &frame.data[luma..luma * 5 / 4], &frame.data[luma * 5 / 4..]);
-        let source = YUVSlices::new(planes, (w, h), (w, w / 2, w / 2));
+        let source = YUVSlices::new(frame.planes(), (w, h), (w, w / 2, w / 2));
         let stream = self.encoder.encode(&source).context("encoding")?;
         let kind = stream.frame_type();
         if matches!(kind, FrameType::Skip | FrameType::Invalid) {

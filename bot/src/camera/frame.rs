@@ -32,6 +32,14 @@ impl I420Frame {
     }
 
     /// (Y, U, V) planes.
+    pub fn planes(&self) -> (&[u8], &[u8], &[u8]) {
+        let luma = self.width * self.height;
+        let (y, chroma) = self.data.split_at(luma);
+        let (u, v) = chroma.split_at(luma / 4);
+        (y, u, v)
+    }
+
+    /// (Y, U, V) planes, to fill.
     pub fn planes_mut(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
         let luma = self.width * self.height;
         let (y, chroma) = self.data.split_at_mut(luma);

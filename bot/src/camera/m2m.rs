@@ -186,8 +186,7 @@ impl RawLayout {
         if (frame.width, frame.height) != (w, h) {
             bail!("a {}x{} frame for an encoder set up for {w}x{h}", frame.width, frame.height);
         }
-        let luma = w * h;
-        let (y, u, v) = (&frame.data[..luma], &frame.data[luma..luma * 5 / 4], &frame.data[luma * 5 / 4..]);
+        let (y, u, v) = frame.planes();
         let rows = |(plane, offset, stride): (usize, usize, usize), count: usize, len: usize| {
             (0..count).map(move |r| (plane, offset + r * stride, len))
         };
@@ -276,8 +275,6 @@ pub struct M2mEncoder {
     can_force_key: bool,
     free: Vec<u32>,
     coded: VecDeque<Encoded>,
-    /// Capture buffers that came back with the error flag.
-    pub errors: u64,
     out_maps: Vec<Vec<PlaneMapping>>,
     cap_maps: Vec<Vec<PlaneMapping>>,
     /// Last: the mappings above are unmapped before the device closes.
@@ -373,12 +370,17 @@ impl M2mEncoder {
         }
         let out_maps = map_buffers(&file, output, outputs)?;
         let cap_maps = map_buffers(&file, capture, captures)?;
-        let mut encoder = Self {
+        let codec_string = match codec {
+            Codec::H264 => h264_codec_string(&file),
+            Codec::Vp8 => "vp8".to_owned(),
+            Codec::Fwht => "fwht".to_owned(),
+        };
+        let encoder = Self {
             output,
             capture,
             layout,
             codec,
-            codec_string: String::new(),
+            codec_string,
             name: format!(
                 "{} on {path} (hardware, {}{})",
                 caps.card,
@@ -388,7 +390,6 @@ impl M2mEncoder {
             can_force_key,
             free: (0..outputs).collect(),
             coded: VecDeque::new(),
-            errors: 0,
             out_maps,
             cap_maps,
             file,
@@ -398,11 +399,6 @@ impl M2mEncoder {
         }
         ioctl::streamon(&encoder.file, output).context("VIDIOC_STREAMON (OUTPUT)")?;
         ioctl::streamon(&encoder.file, capture).context("VIDIOC_STREAMON (CAPTURE)")?;
-        encoder.codec_string = match codec {
-            Codec::H264 => h264_codec_string(&encoder.file),
-            Codec::Vp8 => "vp8".to_owned(),
-            Codec::Fwht => "fwht".to_owned(),
-        };
         Ok(encoder)
     }
 
@@ -435,9 +431,9 @@ impl M2mEncoder {
             let plane = buffer.get_first_plane();
             let (used, offset) = (*plane.bytesused as usize, plane.data_offset.copied().unwrap_or(0) as usize);
             let mapping = self.cap_maps.get(index as usize).and_then(|m| m.first()).context("CAPTURE buffer index")?;
-            if flags.contains(BufferFlags::ERROR) {
-                self.errors += 1;
-            } else if let Some(data) = mapping.as_ref().get(offset..used).filter(|d| !d.is_empty()) {
+            // A buffer the driver marks bad is dropped: the viewer asks for a keyframe.
+            let good = !flags.contains(BufferFlags::ERROR);
+            if let Some(data) = mapping.as_ref().get(offset..used).filter(|d| good && !d.is_empty()) {
                 let stamp = buffer.timestamp();
                 let keyframe =
                     flags.contains(BufferFlags::KEYFRAME) || self.codec.check(data).is_ok_and(|info| info.keyframe);

@@ -253,7 +253,7 @@ pub async fn run(args: CameraArgs) -> Result<()> {
                 let drained = drain(&mut frames, &mut session, &mut sender, &mut counters).await;
                 link::close(sender, receiver).await;
                 summary(&counters, drained, cpu_seconds() - cpu_before);
-                if let Some(failure) = shared.failure.lock().ok().and_then(|f| f.clone()) {
+                if let Some(failure) = shared.failure() {
                     bail!("stopping the capture: {failure}");
                 }
                 return Ok(());
@@ -266,8 +266,8 @@ pub async fn run(args: CameraArgs) -> Result<()> {
                 },
                 frame = frames.recv() => {
                     let Some(frame) = frame else {
-                        let why = shared.failure.lock().ok().and_then(|f| f.clone());
-                        bail!("the capture thread stopped: {}", why.unwrap_or_else(|| "no reason given".into()))
+                        let why = shared.failure().unwrap_or_else(|| "no reason given".into());
+                        bail!("the capture thread stopped: {why}")
                     };
                     if let Err(e) = send(&mut session, &mut sender, &mut counters, frame).await {
                         break format!("{e:#}");
