@@ -22,6 +22,20 @@ pub struct Config {
     #[arg(long, env = "GUEST_TOKEN_TTL_SECS", default_value_t = 12 * 3600)]
     pub guest_token_ttl_secs: u64,
 
+    /// Lifetime of a session cookie (guest or signed in), in seconds (default 7 days).
+    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    pub session_ttl_secs: u64,
+
+    /// Requests per minute and client address to the endpoints that issue room tokens (join,
+    /// token, guest tokens). The waiting room polls once a second.
+    #[arg(long, env = "RATE_LIMIT_TOKENS_PER_MINUTE", default_value_t = 120)]
+    pub rate_limit_tokens_per_minute: u32,
+
+    /// Requests per minute and client address to sign-in, guest sessions and meeting
+    /// passwords.
+    #[arg(long, env = "RATE_LIMIT_LOGINS_PER_MINUTE", default_value_t = 30)]
+    pub rate_limit_logins_per_minute: u32,
+
     /// HTTP worker threads (default: one per CPU).
     #[arg(long, env = "WORKERS")]
     pub workers: Option<usize>,
@@ -46,6 +60,24 @@ pub struct Config {
     /// every relay shares it). The schema is applied at start-up.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite:videocall.db")]
     pub database_url: String,
+
+    /// OpenID Connect issuer URL (its `/.well-known/openid-configuration` is read). Set: a
+    /// "Sign in" button, and meetings may require signed-in users. Unset: guests only.
+    #[arg(long, env = "OIDC_ISSUER_URL", requires = "oidc_client_id")]
+    pub oidc_issuer_url: Option<String>,
+
+    /// The client id this server is registered under at the provider.
+    #[arg(long, env = "OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+
+    /// The client secret (unset for a public client: PKCE alone).
+    #[arg(long, env = "OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+
+    /// This site's origin as browsers reach it (`https://meet.example.org`): the OIDC redirect
+    /// URI is `{PUBLIC_URL}/api/v1/auth/callback`. Unset: the origin of each request.
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
 
     #[command(flatten)]
     pub cert: CertArgs,

@@ -10,11 +10,19 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry_after: None }
+    }
+
+    /// Adds `Retry-After: secs` to the response.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 }
 
@@ -30,7 +38,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(self)
+        let mut response = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        response.json(self)
     }
 }
 
@@ -43,4 +55,39 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
         _ => (StatusCode::BAD_REQUEST, "bad_json"),
     };
     ApiError::new(status, code, err.to_string()).into()
+}
+
+/// A path segment that does not parse (the ids are checked by the handlers).
+pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string()).into()
+}
+
+/// Middleware counting API error responses by status (`api_errors_total{status}`).
+pub fn count_errors(
+    counter: prometheus_client::metrics::family::Family<
+        Vec<(String, String)>,
+        prometheus_client::metrics::counter::Counter,
+    >,
+) -> impl Fn(
+    actix_web::dev::ServiceRequest,
+    actix_web::middleware::Next<actix_web::body::BoxBody>,
+) -> std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error>,
+            >,
+    >,
+> + Clone {
+    move |req, next| {
+        let counter = counter.clone();
+        Box::pin(async move {
+            let api = req.path().starts_with("/api/");
+            let response = next.call(req).await?;
+            let status = response.status();
+            if api && (status.is_client_error() || status.is_server_error()) {
+                counter.get_or_create(&vec![("status".to_owned(), status.as_u16().to_string())]).inc();
+            }
+            Ok(response)
+        })
+    }
 }

@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use videocall_relay::{RoomToken, auth};
+use videocall_relay::RoomToken;
 use videocall_types::{DisplayName, RoomId, UserId};
 
 use crate::AppState;
@@ -113,23 +113,17 @@ struct GuestTokenRequest {
     display_name: String,
 }
 
-#[derive(Serialize)]
-struct GuestTokenResponse {
-    token: String,
-    user_id: String,
-    room: String,
-    display_name: String,
-    expires_at: u64,
-    /// Path of the WebSocket endpoint for this token, query included.
-    websocket_path: String,
-}
-
 fn bad_request(code: &'static str, e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
 }
 
-/// A token for a guest: a random user id, the display name and room asked for.
-async fn guest_token(state: web::Data<AppState>, body: web::Json<GuestTokenRequest>) -> Result<HttpResponse, ApiError> {
+/// A token for a guest: a random user id, the display name and room asked for. Rooms that are
+/// meetings are joined through the meeting's join flow instead (password, waiting room).
+async fn guest_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<GuestTokenRequest>,
+) -> Result<HttpResponse, ApiError> {
     if !state.config.guest_tokens {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -137,22 +131,19 @@ async fn guest_token(state: web::Data<AppState>, body: web::Json<GuestTokenReque
             "this server does not issue guest tokens",
         ));
     }
+    state.limits.check_token(&req)?;
     let room = RoomId::parse(&body.room).map_err(|e| bad_request("bad_room_id", e))?;
     let name = DisplayName::parse(&body.display_name).map_err(|e| bad_request("bad_display_name", e))?;
+    let meeting = state.store.meeting(room.as_str()).await.map_err(crate::api::session::internal_store)?;
+    if meeting.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "meeting_join_required",
+            format!("{room} is a meeting: join it through POST /api/v1/meetings/{room}/join"),
+        ));
+    }
     let suffix: u64 = rand::random();
     let user = UserId::parse(&format!("guest-{suffix:016x}")).map_err(|e| bad_request("bad_user_id", e))?;
-    let now = auth::unix_now();
-    let grant = RoomToken { user, room, name, expires_at: now + state.config.guest_token_ttl_secs };
-    let token = state
-        .tokens
-        .issue(&grant, now)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "token", e.to_string()))?;
-    Ok(HttpResponse::Created().json(GuestTokenResponse {
-        websocket_path: format!("/lobby/{}/{}?token={token}", grant.user, grant.room),
-        token,
-        user_id: grant.user.to_string(),
-        room: grant.room.to_string(),
-        display_name: grant.name.to_string(),
-        expires_at: grant.expires_at,
-    }))
+    let grant = RoomToken { user, room, name, expires_at: 0 };
+    Ok(HttpResponse::Created().json(crate::api::issue_room_token(&state, grant)?))
 }

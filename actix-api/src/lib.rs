@@ -3,9 +3,11 @@
 //! [`start`] runs the whole server in-process (tests start it on port 0); `main.rs` only parses
 //! the configuration and calls it.
 
+mod api;
 pub mod config;
 mod error;
 mod http;
+mod oidc;
 mod webapp;
 mod ws;
 
@@ -27,6 +29,10 @@ pub(crate) struct AppState {
     pub config: Config,
     pub registry: Registry,
     pub store: Store,
+    pub sessions: api::session::SessionKey,
+    pub limits: api::ratelimit::RateLimits,
+    /// Sign-in through OpenID Connect, when configured.
+    pub oidc: Option<oidc::Oidc>,
     /// The in-process WebTransport listener's port and certificate hash, when there is one.
     pub webtransport: Option<(u16, SharedHash)>,
 }
@@ -90,7 +96,16 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
-    let (relay, tokens, registry) = config.relay.start_relay(&format!("actix-api {}", config.listen)).await?;
+    let (relay, tokens, mut registry) = config.relay.start_relay(&format!("actix-api {}", config.listen)).await?;
+    relay.set_revocations(std::sync::Arc::new(webtransport_server::StoreRevocations(store.clone())));
+    let limits =
+        api::ratelimit::RateLimits::new(config.rate_limit_tokens_per_minute, config.rate_limit_logins_per_minute);
+    limits.register(&mut registry);
+    let api_errors = prometheus_client::metrics::family::Family::<
+        Vec<(String, String)>,
+        prometheus_client::metrics::counter::Counter,
+    >::default();
+    registry.register("api_errors", "API requests answered with an error, by status", api_errors.clone());
     let webtransport = match config.webtransport_listen {
         Some(listen) => {
             let options = config.cert.options(listen, &config.relay);
@@ -99,12 +114,27 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         None => None,
     };
     let webtransport_info = webtransport.as_ref().map(|w| (w.local_addr().port(), w.shared_hash()));
+    let oidc = match (&config.oidc_issuer_url, &config.oidc_client_id) {
+        (Some(issuer), Some(client_id)) => Some(oidc::Oidc::new(
+            oidc::OidcConfig {
+                issuer: issuer.clone(),
+                client_id: client_id.clone(),
+                client_secret: config.oidc_client_secret.clone(),
+                public_url: config.public_url.clone(),
+            },
+            &tokens,
+        )?),
+        _ => None,
+    };
     let state = web::Data::new(AppState {
         relay: relay.clone(),
+        sessions: api::session::SessionKey::new(&tokens, config.session_ttl_secs),
         tokens,
         config: config.clone(),
         registry,
         store,
+        limits,
+        oidc,
         webtransport: webtransport_info,
     });
 
@@ -116,6 +146,10 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         App::new()
             .app_data(state.clone())
             .app_data(web::JsonConfig::default().limit(4096).error_handler(error::json_error))
+            .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .wrap(actix_web::middleware::from_fn(error::count_errors(api_errors.clone())))
+            .configure(api::routes)
+            .configure(oidc::routes)
             .configure(http::routes)
             .configure(ws::routes)
             .configure(|cfg| {

@@ -8,6 +8,8 @@
 //! | room or user id invalid | 400 `bad_room_id` / `bad_user_id` |
 //! | token missing, forged, malformed, expired | 401 `token_missing` / `token_invalid` / `token_expired` |
 //! | token for another user or room | 403 `token_mismatch` |
+//! | removed by the host, or the meeting ended | 403 `token_revoked` |
+//! | the database does not answer the revocation check | 503 `revocation_check_failed` |
 //! | room full | 409 `room_full` |
 //! | bus unavailable | 503 `bus_unavailable` |
 //! | text frame | close 1003 |
@@ -17,6 +19,8 @@
 //! | replaced by a newer connection of the same user | close 4000 |
 //! | nothing heard within the heartbeat timeout | close 4001 |
 //! | too slow to receive control packets | close 4002 |
+//! | removed by the host | close 4003 |
+//! | the host ended the meeting for everyone | close 4004 |
 //!
 //! A packet's sender identity is always overwritten with the token's.
 
@@ -69,6 +73,10 @@ async fn lobby(
             refuse(metrics, StatusCode::CONFLICT, "room_full", e.to_string())
         }
         JoinFailure::Bus(_) => refuse(metrics, StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", e.to_string()),
+        JoinFailure::Revoked => refuse(metrics, StatusCode::FORBIDDEN, "token_revoked", e.to_string()),
+        JoinFailure::RevocationCheck(_) => {
+            refuse(metrics, StatusCode::SERVICE_UNAVAILABLE, "revocation_check_failed", e.to_string())
+        }
         _ => refuse(metrics, StatusCode::CONFLICT, "join_refused", e.to_string()),
     })?;
     tracing::info!(room = %grant.room, user = %grant.user, session = %handle.id(), "joined");

@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 use protobuf::Message as _;
 use rand_core::CryptoRngCore;
+use videocall_types::moderation_packet::Action;
 use videocall_types::presence_packet::Event as Presence;
-use videocall_types::{MediaPacket, PacketType, PacketWrapper, PresencePacket};
+use videocall_types::{MediaPacket, ModerationPacket, PacketType, PacketWrapper, PresencePacket};
 
 use crate::Millis;
 use crate::crypto::{Fingerprint, IdentityKey, KeyRing, PeerKey, SenderKey};
@@ -63,6 +64,8 @@ pub enum Event {
         user: String,
         media: MediaPacket,
     },
+    /// The host asked us to turn our microphone off (the relay delivers this to us only).
+    MutedByHost,
     /// A packet we could not use (counted; the session goes on).
     Dropped {
         session: u64,
@@ -174,6 +177,7 @@ impl<R: CryptoRngCore> PeerState<R> {
             Ok(PacketType::MEDIA) => packets::open_media(&mut self.ring, &packet, now).map(|media| {
                 self.events.push_back(Event::Media { session, user: packet.email.clone(), media });
             }),
+            Ok(PacketType::MODERATION) => self.on_moderation(&packet),
             _ => Ok(()),
         };
         if let Err(error) = result {
@@ -200,6 +204,17 @@ impl<R: CryptoRngCore> PeerState<R> {
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Moderation from the relay side (session 0); only a mute addressed to us means anything
+    /// to a client (removal and ending close the connection instead).
+    fn on_moderation(&mut self, packet: &PacketWrapper) -> Result<(), PacketError> {
+        let moderation = ModerationPacket::parse_from_bytes(&packet.data)
+            .map_err(|source| PacketError::Malformed { what: "ModerationPacket", source })?;
+        if packet.session_id == 0 && moderation.action == Some(Action::MuteUser(self.user.clone())) {
+            self.events.push_back(Event::MutedByHost);
         }
         Ok(())
     }

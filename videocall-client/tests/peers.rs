@@ -290,3 +290,29 @@ fn lost_reordered_and_duplicated_frames() {
         .count();
     assert_eq!(replays, duplicates.len(), "{:?}", bob.events);
 }
+
+/// A host's mute reaches the client as a moderation packet from the relay side: it means
+/// something only when it names this client, and only from the relay (session 0).
+#[test]
+fn a_mute_from_the_relay_for_us_is_an_event() {
+    use videocall_types::{ModerationPacket, moderation_packet::Action};
+    let moderation = |user: &str, session: u64| {
+        let mut m = ModerationPacket::new();
+        m.action = Some(Action::MuteUser(user.into()));
+        let mut w = PacketWrapper::new();
+        w.packet_type = PacketType::MODERATION.into();
+        w.data = m.write_to_bytes().unwrap();
+        w.session_id = session;
+        w
+    };
+    let mut room = Room::default();
+    room.join(1, "alice", 0);
+    room.settle(0);
+    let alice = room.members.get_mut(&1).unwrap();
+    alice.events.clear();
+    alice.state.handle_packet(5, moderation("bob", 0));
+    alice.state.handle_packet(5, moderation("alice", 7));
+    assert!(alice.state.poll_event().is_none(), "not for us, or not from the relay");
+    alice.state.handle_packet(6, moderation("alice", 0));
+    assert!(matches!(alice.state.poll_event(), Some(Event::MutedByHost)));
+}

@@ -29,8 +29,8 @@ use std::num::NonZeroU64;
 
 pub use bus::{BusError, LocalBus, NatsBus, RoomBus};
 pub use metrics::RelayMetrics;
-pub use relay::{Relay, RelayConfig, SessionError, SessionHandle};
-pub use room::{CloseReason, Member, RoomConfig};
+pub use relay::{Relay, RelayConfig, Revocations, SessionError, SessionHandle};
+pub use room::{CloseReason, Member, Moderation, RoomConfig};
 pub use token::{RoomToken, TokenError, TokenKey};
 
 /// A session: one connection of one participant. Chosen at random by the relay that accepts

@@ -10,16 +10,17 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, OnceCell, mpsc};
 use videocall_types::{PacketType, RoomId, UserId, limits::MAX_PACKET_BYTES};
 
 use crate::bus::{BusError, BusSink, BusSubscription, RoomBus};
-use crate::room::{CloseReason, JoinError, Member, Room, RoomConfig, RoomOutput};
+use crate::room::{CloseReason, JoinError, Member, Moderation, Room, RoomConfig, RoomOutput};
 use crate::wire::{self, WireError};
 use crate::{RelayMetrics, RoomToken, SessionId, limits};
 
@@ -83,6 +84,17 @@ pub enum JoinFailure {
     Room(#[from] JoinError),
     #[error("room bus unavailable: {0}")]
     Bus(#[from] BusError),
+    #[error("the host removed this participant, or the meeting has ended")]
+    Revoked,
+    #[error("could not check the token against revocations: {0}")]
+    RevocationCheck(String),
+}
+
+/// Whether a token, valid by its signature and expiry, has been withdrawn since it was issued:
+/// its user removed from the room by the host, or the room's meeting ended. The servers answer
+/// it from the shared database, so a removal made through any server holds on every relay.
+pub trait Revocations: Send + Sync + 'static {
+    fn is_revoked<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> BoxFuture<'a, Result<bool, String>>;
 }
 
 /// A relay process's rooms. Cheap to clone; needs a tokio runtime.
@@ -101,6 +113,7 @@ struct Inner {
     /// Publishes that arise where nothing can await (bus delivery, session drop), in order.
     control: mpsc::Sender<(RoomId, Option<SessionId>, Bytes)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    revocations: OnceLock<Arc<dyn Revocations>>,
 }
 
 impl Drop for Inner {
@@ -151,6 +164,7 @@ impl Relay {
                 epoch: Instant::now(),
                 control,
                 tasks,
+                revocations: OnceLock::new(),
             }
         });
         Self { inner }
@@ -179,8 +193,37 @@ impl Relay {
         slot.map(|s| s.state.lock().room.members()).unwrap_or_default()
     }
 
-    /// Joins the room the token grants as a new session.
+    /// From now on, joins are checked against `revocations` (once; later calls are ignored).
+    pub fn set_revocations(&self, revocations: Arc<dyn Revocations>) {
+        let _ = self.inner.revocations.set(revocations);
+    }
+
+    /// Carries out a host's action on every relay serving the room, this one included.
+    pub async fn moderate(&self, room: &RoomId, action: &Moderation) -> Result<(), BusError> {
+        self.inner.bus.publish(room, None, action.to_packet()).await
+    }
+
+    async fn check_revoked(&self, token: &RoomToken) -> Result<(), JoinFailure> {
+        let Some(revocations) = self.inner.revocations.get() else { return Ok(()) };
+        match revocations.is_revoked(&token.room, &token.user).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(JoinFailure::Revoked),
+            Err(e) => Err(JoinFailure::RevocationCheck(e)),
+        }
+    }
+
+    /// Joins the room the token grants as a new session, unless the token was revoked. It is
+    /// checked before joining, and again once the session can hear the room's moderation: a
+    /// removal committed between the two is refused by the second check, and one committed
+    /// after it reaches the session on the bus.
     pub async fn join(&self, token: &RoomToken) -> Result<SessionHandle, JoinFailure> {
+        self.check_revoked(token).await?;
+        let handle = self.join_unchecked(token).await?;
+        self.check_revoked(token).await?;
+        Ok(handle)
+    }
+
+    async fn join_unchecked(&self, token: &RoomToken) -> Result<SessionHandle, JoinFailure> {
         let session = SessionId::random();
         let member = Member { session, user: token.user.clone(), name: token.name.clone() };
         let signal = Arc::new(SessionSignal::default());
@@ -427,7 +470,7 @@ impl SessionHandle {
             WireError::UnknownPacketType(_) => SessionError::UnknownType(e),
             e => SessionError::Malformed(e),
         })?;
-        if header.packet_type == PacketType::PRESENCE {
+        if header.packet_type == PacketType::PRESENCE || header.packet_type == PacketType::MODERATION {
             return Err(SessionError::NotAllowed(header.packet_type));
         }
         Ok(stamped)

@@ -49,6 +49,7 @@ struct Claims {
 pub struct TokenKey {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    secret: std::sync::Arc<[u8]>,
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -62,7 +63,21 @@ impl TokenKey {
         if secret.len() < MIN_SECRET_BYTES {
             return Err(TokenError::SecretTooShort);
         }
-        Ok(Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) })
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            secret: secret.into(),
+        })
+    }
+
+    /// A key for another kind of token signed with the same secret (a session cookie, say):
+    /// the secret, a zero byte and `purpose`. An HMAC under it is no room token, and the
+    /// reverse.
+    pub fn subkey(&self, purpose: &str) -> Vec<u8> {
+        let mut key = self.secret.to_vec();
+        key.push(0);
+        key.extend_from_slice(purpose.as_bytes());
+        key
     }
 
     /// Signs a token; `now` is seconds since the Unix epoch.

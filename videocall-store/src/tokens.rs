@@ -1,17 +1,34 @@
-//! Revoked tokens: a removed participant's token is refused until it would have expired anyway.
+//! Revocations, kept until the tokens they refuse would have expired anyway:
+//! - one token by its id (a signed-out session);
+//! - every room token of one participant of a meeting (removed by the host);
+//! - every room token of a meeting (ended for everyone).
 
 use sqlx::Row as _;
 
 use crate::{Result, Store};
 
 impl Store {
-    /// Refuses `token_id` from now on (it belonged to `user` in `meeting`, and expires at
-    /// `expires_at`). Revoking twice is harmless.
-    pub async fn revoke_token(
+    /// Refuses the token `token_id` from now on. Revoking twice is harmless.
+    pub async fn revoke_token(&self, token_id: &str, expires_at: i64, at: i64) -> Result<()> {
+        self.insert_revocation(token_id, None, None, expires_at, at).await
+    }
+
+    /// Refuses every room token of `user` in `meeting`, until `expires_at`.
+    pub async fn revoke_participant(&self, meeting: &str, user: &str, expires_at: i64, at: i64) -> Result<()> {
+        let id = format!("participant:{meeting}:{user}");
+        self.insert_revocation(&id, Some(meeting), Some(user), expires_at, at).await
+    }
+
+    /// Refuses every room token of `meeting`, until `expires_at`.
+    pub async fn revoke_meeting(&self, meeting: &str, expires_at: i64, at: i64) -> Result<()> {
+        self.insert_revocation(&format!("meeting:{meeting}"), Some(meeting), None, expires_at, at).await
+    }
+
+    async fn insert_revocation(
         &self,
         token_id: &str,
-        meeting: &str,
-        user: &str,
+        meeting: Option<&str>,
+        user: Option<&str>,
         expires_at: i64,
         at: i64,
     ) -> Result<()> {
@@ -34,6 +51,20 @@ impl Store {
             .bind(token_id)
             .fetch_one(&self.pool)
             .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    /// True when `user`'s room tokens for `meeting` are refused: they were removed, or the
+    /// meeting ended.
+    pub async fn is_refused(&self, meeting: &str, user: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM revoked_tokens
+             WHERE meeting_id = $1 AND (user_id = $2 OR user_id IS NULL)",
+        )
+        .bind(meeting)
+        .bind(user)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 

@@ -111,13 +111,26 @@ async fn participants(store: &Store) {
 
 async fn tokens(store: &Store) {
     assert!(!store.is_revoked("t1").await.unwrap());
-    store.revoke_token("t1", "board", "bob", 1_000, 500).await.unwrap();
-    store.revoke_token("t1", "board", "bob", 1_000, 501).await.unwrap();
-    store.revoke_token("t2", "board", "eve", 2_000, 500).await.unwrap();
+    store.revoke_token("t1", 1_000, 500).await.unwrap();
+    store.revoke_token("t1", 1_000, 501).await.unwrap();
+    store.revoke_token("t2", 2_000, 500).await.unwrap();
     assert!(store.is_revoked("t1").await.unwrap() && store.is_revoked("t2").await.unwrap());
-    assert_eq!(store.purge_revocations(1_500).await.unwrap(), 1, "t1 expired");
+
+    assert!(!store.is_refused("board", "bob").await.unwrap());
+    store.revoke_participant("board", "bob", 1_200, 500).await.unwrap();
+    store.revoke_participant("board", "bob", 1_200, 502).await.unwrap();
+    assert!(store.is_refused("board", "bob").await.unwrap());
+    assert!(!store.is_refused("board", "eve").await.unwrap(), "only bob");
+    assert!(!store.is_refused("standup", "bob").await.unwrap(), "only in that meeting");
+    store.revoke_meeting("standup", 3_000, 600).await.unwrap();
+    assert!(store.is_refused("standup", "eve").await.unwrap(), "everyone in an ended meeting");
+    assert!(!store.is_refused("board", "eve").await.unwrap());
+
+    assert_eq!(store.purge_revocations(1_500).await.unwrap(), 2, "t1 and bob's expired");
     assert!(!store.is_revoked("t1").await.unwrap());
     assert!(store.is_revoked("t2").await.unwrap());
+    assert!(!store.is_refused("board", "bob").await.unwrap());
+    assert!(store.is_refused("standup", "eve").await.unwrap());
 }
 
 /// The whole contract, on an empty store.

@@ -21,5 +21,6 @@ pub mod protos {
 pub use ids::{DisplayName, IdError, RoomId, UserId};
 pub use protos::videocall::{
     AesPacket, AudioMetadata, ConnectionPacket, EncryptedMedia, HeartbeatMetadata, MediaPacket, MediaType, MemberList,
-    PacketType, PacketWrapper, Participant, ParticipantLeft, PresencePacket, RsaPacket, VideoMetadata, presence_packet,
+    ModerationPacket, PacketType, PacketWrapper, Participant, ParticipantLeft, PresencePacket, RsaPacket,
+    VideoMetadata, moderation_packet, presence_packet,
 };

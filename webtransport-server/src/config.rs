@@ -58,6 +58,13 @@ pub struct Config {
     #[arg(long, env = "HEALTH_LISTEN_ADDR", default_value = "0.0.0.0:4434")]
     pub health_listen: SocketAddr,
 
+    /// The database the API servers use (`postgres://…` when scaled), for refusing the tokens
+    /// of participants the host removed and of meetings that ended. Unset: removals still
+    /// disconnect (they travel on the bus), but a removed participant's token is not refused
+    /// here on reconnection.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
     #[command(flatten)]
     pub cert: CertArgs,
 

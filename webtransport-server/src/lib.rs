@@ -11,6 +11,7 @@ mod health;
 mod inbound;
 mod limits;
 mod outbound;
+mod revocations;
 mod session;
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use wtransport::{Endpoint, Identity, ServerConfig, VarInt};
 
 pub use cert::{IdentitySource, IdentityWatch, SharedHash, certificate_hashes_json};
 pub use config::{CertArgs, Config};
+pub use revocations::StoreRevocations;
 
 /// How the listener runs.
 #[derive(Debug, Clone)]
@@ -205,6 +207,15 @@ impl RunningServer {
 /// Starts the standalone relay described by `config`.
 pub async fn run(config: Config) -> Result<RunningServer> {
     let (relay, tokens, registry) = config.relay.start_relay(&format!("webtransport-server {}", config.listen)).await?;
+    match &config.database_url {
+        Some(url) => {
+            let store = videocall_store::Store::connect(url).await.context("opening the database (DATABASE_URL)")?;
+            relay.set_revocations(Arc::new(StoreRevocations(store)));
+        }
+        None => tracing::warn!(
+            "no DATABASE_URL: a participant the host removes is disconnected, but their token is not checked on reconnection"
+        ),
+    }
     let webtransport = serve(relay.clone(), tokens, config.cert.options(config.listen, &config.relay)).await?;
     let (health_addr, health) =
         health::start(config.health_listen, relay.clone(), registry, webtransport.shared_hash()).await?;

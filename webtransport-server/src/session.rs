@@ -71,10 +71,17 @@ pub(crate) async fn handle_incoming(incoming: IncomingSession, shared: Arc<Share
             let code = match e {
                 JoinFailure::Room(JoinError::RoomFull { .. }) => "room_full",
                 JoinFailure::Bus(_) => "bus_unavailable",
+                JoinFailure::Revoked => "token_revoked",
+                JoinFailure::RevocationCheck(_) => "revocation_check_failed",
                 _ => "join_refused",
             };
             metrics.refused(code);
-            request.too_many_requests().await;
+            tracing::info!(room = %grant.room, user = %grant.user, reason = %e, "refused");
+            // 403: do not come back with this token; 429: try again later.
+            match e {
+                JoinFailure::Revoked => request.forbidden().await,
+                _ => request.too_many_requests().await,
+            }
             return;
         }
     };

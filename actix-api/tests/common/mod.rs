@@ -14,6 +14,8 @@ use videocall_types::{PacketType, PacketWrapper, PresencePacket, presence_packet
 
 pub use actix_api::{Config, RunningServer};
 
+pub mod api;
+pub mod oidc_provider;
 pub mod web_client;
 pub mod webtransport;
 

@@ -10,15 +10,20 @@
 //! this relay the same way it reaches those on other relays, and the sender never gets its own.
 //! Presence is the exception: a relay tells its own sessions about joins and leaves directly and
 //! ignores its own presence packets when they come back from the bus.
+//!
+//! Moderation (a host's remove, mute or end) arrives on the bus from the relay side (sender 0)
+//! and is carried out here for this relay's sessions.
 
+mod moderation;
 mod presence;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use videocall_types::{PacketType, RoomId};
+use videocall_types::{PacketType, RoomId, UserId};
 
+pub use moderation::Moderation;
 pub use presence::{Member, PresenceEvent};
 
 use crate::outbox::{Dropped, Outbox, OutboxLimits, PacketClass};
@@ -57,6 +62,10 @@ pub enum CloseReason {
     TimedOut,
     /// The receiver could not keep up even with packets that must not be dropped.
     TooSlow,
+    /// The host removed this user from the meeting.
+    Removed,
+    /// The host ended the meeting for everyone.
+    Ended,
 }
 
 impl CloseReason {
@@ -66,6 +75,8 @@ impl CloseReason {
             Self::Replaced => "replaced by a newer connection",
             Self::TimedOut => "timed out",
             Self::TooSlow => "too slow to keep up",
+            Self::Removed => "removed by the host",
+            Self::Ended => "the meeting has ended",
         }
     }
 
@@ -76,7 +87,14 @@ impl CloseReason {
             Self::Replaced => 4000,
             Self::TimedOut => 4001,
             Self::TooSlow => 4002,
+            Self::Removed => 4003,
+            Self::Ended => 4004,
         }
+    }
+
+    /// True when the client should not reconnect: the host's decision stands.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Replaced | Self::Removed | Self::Ended)
     }
 }
 
@@ -147,9 +165,10 @@ pub struct Room {
 
 /// Which local sessions a packet goes to.
 #[derive(Clone, Copy)]
-enum Audience {
+enum Audience<'a> {
     AllExcept(Option<SessionId>),
     Only(SessionId),
+    User(&'a UserId),
 }
 
 impl Room {
@@ -247,6 +266,9 @@ impl Room {
         };
         if header.packet_type == PacketType::PRESENCE {
             return self.handle_presence(now, &packet);
+        }
+        if header.packet_type == PacketType::MODERATION {
+            return self.handle_moderation(from, &packet);
         }
         if let Some(remote) = from.and_then(|from| self.remote.get_mut(&from)) {
             remote.last_seen = now;
@@ -356,6 +378,27 @@ impl Room {
         delivery
     }
 
+    /// A host's action; only the relay side (sender 0) may publish one.
+    fn handle_moderation(&mut self, from: Option<SessionId>, packet: &Bytes) -> Delivery {
+        let moderation = if from.is_none() { Moderation::parse(packet) } else { None };
+        let Some(moderation) = moderation else {
+            return Delivery { invalid: true, ..Delivery::default() };
+        };
+        match moderation {
+            Moderation::Remove(user) => {
+                let theirs = self.local.values().filter(|s| s.member.user == user).map(|s| s.member.session).collect();
+                self.end_sessions(theirs, CloseReason::Removed);
+                Delivery::default()
+            }
+            Moderation::End => {
+                let everyone = self.local.keys().copied().collect();
+                self.end_sessions(everyone, CloseReason::Ended);
+                Delivery::default()
+            }
+            Moderation::Mute(user) => self.fan_out_checked(packet, Audience::User(&user)),
+        }
+    }
+
     /// True when the member was not known before.
     fn upsert_remote(&mut self, now: Instant, origin: u64, member: Member) -> bool {
         if self.local.contains_key(&member.session) {
@@ -400,6 +443,11 @@ impl Room {
             }
             Audience::AllExcept(except) => {
                 for (id, s) in local.iter_mut().filter(|(id, _)| Some(**id) != except) {
+                    fan.enqueue(*id, &mut s.outbox, outputs);
+                }
+            }
+            Audience::User(user) => {
+                for (id, s) in local.iter_mut().filter(|(_, s)| s.member.user == *user) {
                     fan.enqueue(*id, &mut s.outbox, outputs);
                 }
             }

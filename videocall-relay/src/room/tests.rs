@@ -45,6 +45,7 @@ enum Seen {
     Left(u64, String),
     Media(u8),
     Key,
+    Mute(String),
 }
 
 fn decode(packet: &Bytes) -> Seen {
@@ -52,6 +53,10 @@ fn decode(packet: &Bytes) -> Seen {
     match w.packet_type.enum_value().unwrap() {
         PacketType::MEDIA => Seen::Media(w.data[0]),
         PacketType::AES_KEY => Seen::Key,
+        PacketType::MODERATION => match Moderation::parse(packet).unwrap() {
+            Moderation::Mute(user) => Seen::Mute(user.to_string()),
+            other => panic!("a client was sent {other:?}"),
+        },
         PacketType::PRESENCE => match PresencePacket::parse_from_bytes(&w.data).unwrap().event.unwrap() {
             Event::Members(l) => Seen::Members(l.participants.iter().map(|p| p.session_id).collect()),
             Event::Joined(p) => Seen::Joined(p.session_id),
@@ -339,4 +344,65 @@ fn garbage_from_the_bus_is_counted_and_goes_nowhere() {
     let d = net.relays[0].handle_bus(net.now, None, Bytes::from_static(b"\xff\xff"));
     assert!(d.invalid);
     assert_eq!(net.recv(0, 1), vec![]);
+}
+
+/// A host's action as the API publishes it: from the relay side, on any relay's bus.
+fn moderate(net: &mut Net, relay: usize, action: Moderation) {
+    net.relays[relay].outputs.push_back(RoomOutput::Publish { from: None, payload: action.to_packet() });
+    net.settle();
+}
+
+#[test]
+fn a_removed_user_is_closed_on_every_relay_and_the_others_stay() {
+    let mut net = Net::new(2, RoomConfig::default());
+    net.join(0, member(1, "host"));
+    net.join(0, member(2, "mallory"));
+    net.join(1, member(3, "mallory"));
+    net.join(1, member(4, "bob"));
+    for (relay, s) in [(0, 1), (0, 2), (1, 3), (1, 4)] {
+        net.recv(relay, s);
+    }
+    let mallory = UserId::parse("mallory").unwrap();
+    moderate(&mut net, 0, Moderation::Remove(mallory));
+    net.closed.sort_by_key(|(s, _)| *s);
+    assert_eq!(net.closed, vec![(sid(2), CloseReason::Removed), (sid(3), CloseReason::Removed)]);
+    let mut host = net.recv(0, 1);
+    host.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(host, vec![Seen::Left(2, "removed by the host".into()), Seen::Left(3, "removed by the host".into())]);
+    net.send(1, 4, media(1, 3, false));
+    assert_eq!(net.recv(0, 1), vec![Seen::Media(1)]);
+}
+
+#[test]
+fn a_mute_reaches_only_its_target_and_an_end_closes_everyone() {
+    let mut net = Net::new(2, RoomConfig::default());
+    net.join(0, member(1, "host"));
+    net.join(1, member(2, "bob"));
+    net.join(1, member(3, "eve"));
+    for (relay, s) in [(0, 1), (1, 2), (1, 3)] {
+        net.recv(relay, s);
+    }
+    moderate(&mut net, 0, Moderation::Mute(UserId::parse("bob").unwrap()));
+    assert_eq!(net.recv(1, 2), vec![Seen::Mute("bob".into())]);
+    assert_eq!(net.recv(1, 3), vec![]);
+    assert_eq!(net.recv(0, 1), vec![]);
+    assert!(net.closed.is_empty());
+    moderate(&mut net, 1, Moderation::End);
+    net.closed.sort_by_key(|(s, _)| *s);
+    let ended: Vec<_> = (1..=3).map(|s| (sid(s), CloseReason::Ended)).collect();
+    assert_eq!(net.closed, ended);
+    assert!(net.relays.iter().all(|r| !r.has_local()));
+}
+
+#[test]
+fn moderation_from_a_client_session_is_ignored() {
+    let mut net = Net::new(1, RoomConfig::default());
+    net.join(0, member(1, "host"));
+    net.join(0, member(2, "bob"));
+    let forged = Moderation::End.to_packet();
+    let d = net.relays[0].handle_bus(net.now, Some(sid(2)), forged);
+    assert!(d.invalid);
+    net.settle();
+    assert!(net.closed.is_empty());
+    assert_eq!(net.relays[0].local_count(), 2);
 }

@@ -14,6 +14,8 @@ pub struct JoinChoice {
     pub preference: Preference,
     pub audio_on: bool,
     pub video_on: bool,
+    /// The meeting password, when the meeting has one.
+    pub password: String,
 }
 
 #[derive(Properties, PartialEq)]
@@ -23,6 +25,18 @@ pub struct LobbyProps {
     pub identity: IdentitySlot,
     pub on_join: Callback<JoinChoice>,
     pub error: Option<String>,
+    /// Ask for the meeting password.
+    #[prop_or_default]
+    pub password: bool,
+    /// Offer "Sign in" (OIDC), going there.
+    #[prop_or_default]
+    pub sign_in: Option<AttrValue>,
+    /// Who we are signed in as, if we are.
+    #[prop_or_default]
+    pub signed_in_as: Option<AttrValue>,
+    /// Joining waits for sign-in.
+    #[prop_or_default]
+    pub sign_in_required: bool,
 }
 
 fn select_value(e: &Event) -> String {
@@ -32,6 +46,7 @@ fn select_value(e: &Event) -> String {
 #[function_component]
 pub fn Lobby(props: &LobbyProps) -> Html {
     let name = use_node_ref();
+    let password = use_node_ref();
     let preference =
         use_state(|| Preference::parse(&crate::services::js::query_param("transport").unwrap_or_default()));
     let audio_on = use_state(|| true);
@@ -55,20 +70,28 @@ pub fn Lobby(props: &LobbyProps) -> Html {
         Callback::from(move |_: MouseEvent| state.set(!*state))
     };
     let join = {
-        let (name, on_join, preference, audio_on, video_on) =
-            (name.clone(), props.on_join.clone(), preference.clone(), audio_on.clone(), video_on.clone());
+        let (name, password, on_join, preference, audio_on, video_on) = (
+            name.clone(),
+            password.clone(),
+            props.on_join.clone(),
+            preference.clone(),
+            audio_on.clone(),
+            video_on.clone(),
+        );
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             let display_name = name.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default().trim().to_owned();
+            let password = password.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default();
             on_join.emit(JoinChoice {
                 display_name,
                 preference: *preference,
                 audio_on: *audio_on,
                 video_on: *video_on,
+                password,
             });
         })
     };
-    let ready = media.stream.is_some() && props.identity.fingerprint.is_some();
+    let ready = media.stream.is_some() && props.identity.fingerprint.is_some() && !props.sign_in_required;
     {
         // `?autojoin=1`: join as soon as the key is ready (kiosks, links from a calendar, the
         // benchmark); the camera follows when it is open.
@@ -79,7 +102,13 @@ pub fn Lobby(props: &LobbyProps) -> Html {
             if *ready && autojoin {
                 let display_name =
                     name.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default().trim().to_owned();
-                on_join.emit(JoinChoice { display_name, preference, audio_on: true, video_on: true });
+                on_join.emit(JoinChoice {
+                    display_name,
+                    preference,
+                    audio_on: true,
+                    video_on: true,
+                    password: String::new(),
+                });
             }
         });
     }
@@ -97,6 +126,16 @@ pub fn Lobby(props: &LobbyProps) -> Html {
                 </div>
                 <form class="settings" onsubmit={join}>
                     <label>{"Your name"}<input id="lobby-name" ref={name} value={super::initial_name()} maxlength="64" /></label>
+                    if props.password {
+                        <label>{"Meeting password"}<input id="meeting-password" ref={password} type="password" autocomplete="off" maxlength="256" /></label>
+                    }
+                    if let Some(who) = &props.signed_in_as { <p class="hint" id="signed-in-as">{ format!("Signed in as {who}") }</p> }
+                    if let Some(url) = &props.sign_in {
+                        <p class="sign-in">
+                            <a id="sign-in" class="button" href={url.clone()}>{"Sign in"}</a>
+                            if props.sign_in_required { <span class="hint">{" This meeting is for signed-in users."}</span> }
+                        </p>
+                    }
                     <label>{"Camera"}
                         <select id="camera" onchange={on_camera}>
                             { for media.devices.cameras.iter().map(|d| html! { <option value={d.id.clone()} selected={media.camera.as_deref() == Some(d.id.as_str())}>{ &d.label }</option> }) }

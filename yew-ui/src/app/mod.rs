@@ -1,7 +1,9 @@
-//! Routes and pages: home (create or join), then a room's lobby and the call itself.
+//! Routes and pages: home (create a meeting or a room, or join), then a room's or a meeting's
+//! lobby, the waiting room, and the call itself.
 
 mod home;
 mod lobby;
+mod meeting;
 mod room;
 
 use yew::prelude::*;
@@ -13,6 +15,8 @@ pub enum Route {
     Home,
     #[at("/room/:name")]
     Room { name: String },
+    #[at("/meeting/:id")]
+    Meeting { id: String },
     #[not_found]
     #[at("/404")]
     NotFound,
@@ -22,6 +26,7 @@ fn switch(route: Route) -> Html {
     match route {
         Route::Home => html! { <home::Home /> },
         Route::Room { name } => html! { <room::RoomPage {name} /> },
+        Route::Meeting { id } => html! { <meeting::MeetingPage {id} /> },
         Route::NotFound => {
             html! { <main class="page"><h1>{"Not found"}</h1><Link<Route> to={Route::Home}>{"Home"}</Link<Route>></main> }
         }

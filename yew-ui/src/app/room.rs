@@ -1,21 +1,78 @@
 //! A room: the lobby until joined, then the call (tiles, controls, people, chat, diagnostics).
+//! A meeting's room asks the server first (password, waiting room): while the host decides,
+//! the waiting screen polls for the room token; the host's call shows the host panel.
 
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 use yew_router::prelude::Link;
 
 use super::Route;
 use super::lobby::{JoinChoice, Lobby};
 use crate::components::{
-    ChatPanel, ConnectionStatus, Controls, Diagnostics, ParticipantList, PeerTile, ScreenTile, SelfTile,
+    ChatPanel, ConnectionStatus, Controls, Diagnostics, HostPanel, ParticipantList, PeerTile, ScreenTile, SelfTile,
 };
 use crate::hooks::{RoomHandle, use_identity, use_local_media, use_room};
+use crate::services::api::{self, MeetingView, SessionInfo};
 use crate::services::call::JoinRequest;
+use crate::services::js;
 use crate::services::media::audio_out::AudioOut;
 use crate::types::room::Connection;
 
 #[derive(Properties, PartialEq)]
 pub struct RoomPageProps {
     pub name: String,
+    /// The meeting this room is, if it is one.
+    #[prop_or_default]
+    pub meeting: Option<MeetingView>,
+    #[prop_or_default]
+    pub session: Option<SessionInfo>,
+}
+
+/// Where joining a meeting stands before the call starts.
+#[derive(Clone, PartialEq)]
+enum Admission {
+    Lobby,
+    Asking,
+    Waiting,
+}
+
+/// Polls for the room token while the host decides; starts the call once admitted.
+fn wait_for_host(
+    meeting: String,
+    pending: Rc<RefCell<Option<JoinRequest>>>,
+    room: RoomHandle,
+    admission: UseStateHandle<Admission>,
+    error: UseStateHandle<Option<String>>,
+    alive: Rc<Cell<bool>>,
+) {
+    spawn_local(async move {
+        loop {
+            js::sleep(1_000).await;
+            if !alive.get() || pending.borrow().is_none() {
+                return;
+            }
+            match api::meeting_token(&meeting).await {
+                Ok(view) if view.token.is_some() => {
+                    let Some(request) = pending.borrow_mut().take() else { return };
+                    if let Err(e) = room.join(request) {
+                        error.set(Some(e));
+                    }
+                    return;
+                }
+                Ok(_) => {}
+                Err(f) if f.status == 0 || f.status == 429 || f.status >= 500 => {}
+                Err(f) => {
+                    pending.borrow_mut().take();
+                    admission.set(Admission::Lobby);
+                    error.set(Some(f.message));
+                    return;
+                }
+            }
+        }
+    });
 }
 
 #[function_component]
@@ -24,10 +81,20 @@ pub fn RoomPage(props: &RoomPageProps) -> Html {
     let media = use_local_media();
     let room = use_room(&props.name, &super::saved_name());
     let error = use_state(|| None::<String>);
+    let admission = use_state(|| Admission::Lobby);
+    let pending = use_mut_ref(|| None::<JoinRequest>);
+    // Cleared when the page goes: the waiting room's polling stops.
+    let alive_flag = use_memo((), |_| Rc::new(Cell::new(true)));
+    {
+        let alive_flag = (*alive_flag).clone();
+        use_effect_with((), move |_| move || alive_flag.set(false));
+    }
 
     let on_join = {
         let (identity, media, room, error, name) =
             (identity.clone(), media.clone(), room.clone(), error.clone(), props.name.clone());
+        let (meeting, admission, pending, alive_flag) =
+            (props.meeting.clone(), admission.clone(), pending.clone(), (*alive_flag).clone());
         Callback::from(move |choice: JoinChoice| {
             if videocall_types::DisplayName::parse(&choice.display_name).is_err() {
                 return error.set(Some("Type the name others will see (1 to 64 characters).".into()));
@@ -45,7 +112,8 @@ pub fn RoomPage(props: &RoomPageProps) -> Html {
             let stream = media.take.emit(());
             let request = JoinRequest {
                 room: name.clone(),
-                display_name: choice.display_name,
+                meeting: meeting.as_ref().map(|m| m.id.clone()),
+                display_name: choice.display_name.clone(),
                 preference: choice.preference,
                 identity: key,
                 stream,
@@ -53,9 +121,50 @@ pub fn RoomPage(props: &RoomPageProps) -> Html {
                 video_on: choice.video_on,
                 audio_context,
             };
-            if let Err(e) = room.join(request) {
-                error.set(Some(e));
-            }
+            let Some(meeting) = &meeting else {
+                if let Err(e) = room.join(request) {
+                    error.set(Some(e));
+                }
+                return;
+            };
+            // A meeting: ask the server first; the request waits here meanwhile.
+            *pending.borrow_mut() = Some(request);
+            admission.set(Admission::Asking);
+            let (id, room, error, admission, pending, alive, identity) = (
+                meeting.id.clone(),
+                room.clone(),
+                error.clone(),
+                admission.clone(),
+                pending.clone(),
+                alive_flag.clone(),
+                identity.clone(),
+            );
+            spawn_local(async move {
+                match api::join_meeting(&id, &choice.display_name, &choice.password).await {
+                    Ok(view) if view.token.is_some() => {
+                        if let Some(request) = pending.borrow_mut().take() {
+                            if let Err(e) = room.join(request) {
+                                error.set(Some(e));
+                            }
+                        }
+                    }
+                    Ok(_) => {
+                        admission.set(Admission::Waiting);
+                        wait_for_host(id, pending, room, admission, error, alive);
+                    }
+                    Err(f) => {
+                        // Back to the lobby, key and all, to try again.
+                        if let Some(request) = pending.borrow_mut().take() {
+                            *identity.key.borrow_mut() = Some(request.identity);
+                            if let Some(stream) = request.stream {
+                                crate::services::media::capture::stop(&stream);
+                            }
+                        }
+                        admission.set(Admission::Lobby);
+                        error.set(Some(f.message));
+                    }
+                }
+            });
         })
     };
 
@@ -74,14 +183,45 @@ pub fn RoomPage(props: &RoomPageProps) -> Html {
     }
 
     if !room.joined() {
-        return html! { <Lobby room={props.name.clone()} media={media} identity={identity} on_join={on_join} error={(*error).clone()} /> };
+        match *admission {
+            Admission::Waiting => {
+                return html! {
+                    <main class="page waiting">
+                        <h1 id="waiting-room">{"Waiting for the host to let you in…"}</h1>
+                        <p>{ props.meeting.as_ref().map(|m| m.name.clone()).unwrap_or_default() }</p>
+                        <p class="hint">{"This page lets you in by itself once the host admits you."}</p>
+                    </main>
+                };
+            }
+            Admission::Asking => return html! { <main class="page"><p>{"Joining…"}</p></main> },
+            Admission::Lobby => {}
+        }
+        let session = props.session.as_ref();
+        let user = session.and_then(|s| s.user.as_ref());
+        let signed_in = user.is_some_and(|u| u.kind == "signed_in");
+        let meeting = props.meeting.as_ref();
+        let is_host = meeting.is_some_and(|m| m.you_are_host);
+        let sign_in = session
+            .filter(|s| s.sign_in_available && !signed_in)
+            .map(|_| AttrValue::from(format!("/api/v1/auth/login?return_to=/meeting/{}", props.name)));
+        let title = meeting.map_or_else(|| props.name.clone(), |m| m.name.clone());
+        return html! {
+            <Lobby room={title} media={media} identity={identity} on_join={on_join} error={(*error).clone()}
+                password={meeting.is_some_and(|m| m.has_password) && !is_host}
+                sign_in={sign_in}
+                signed_in_as={user.filter(|_| signed_in).map(|u| AttrValue::from(u.display_name.clone()))}
+                sign_in_required={meeting.is_some_and(|m| m.signed_in_only) && !signed_in && !is_host} />
+        };
     }
-    html! { <CallView room={room} /> }
+    let host_of = props.meeting.as_ref().filter(|m| m.you_are_host).map(|m| m.id.clone());
+    html! { <CallView room={room} host_of={host_of} /> }
 }
 
 #[derive(Properties, PartialEq)]
 struct CallViewProps {
     room: RoomHandle,
+    /// The meeting we host, if we do: the host panel shows.
+    host_of: Option<String>,
 }
 
 #[function_component]
@@ -132,6 +272,7 @@ fn CallView(props: &CallViewProps) -> Html {
             <header>
                 <h1>{ &state.room }</h1>
                 <ConnectionStatus connection={state.connection.clone()} />
+                if let Some(notice) = &state.notice { <p class="notice" id="notice">{ notice }</p> }
             </header>
             <div class="stage">
                 <section class="grid" style={format!("grid-template-columns: repeat({columns}, 1fr)")}>
@@ -144,6 +285,7 @@ fn CallView(props: &CallViewProps) -> Html {
                     }) }
                 </section>
                 <aside>
+                    if let Some(id) = &props.host_of { <HostPanel meeting={id.clone()} /> }
                     <ParticipantList state={state.clone()} />
                     <ChatPanel lines={state.chat.clone()} on_send={on_chat} />
                     <Diagnostics state={state.clone()} />

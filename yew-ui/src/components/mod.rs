@@ -3,6 +3,7 @@
 mod chat;
 mod controls;
 mod diagnostics;
+mod host_panel;
 mod level_meter;
 mod participants;
 mod status;
@@ -11,6 +12,7 @@ mod tile;
 pub use chat::ChatPanel;
 pub use controls::Controls;
 pub use diagnostics::Diagnostics;
+pub use host_panel::HostPanel;
 pub use level_meter::LevelMeter;
 pub use participants::ParticipantList;
 pub use status::ConnectionStatus;

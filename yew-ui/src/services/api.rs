@@ -1,4 +1,6 @@
-//! The server's HTTP API: guest tokens and where the WebTransport relay is.
+//! The server's HTTP API: sessions, meetings and their join flow, the host's actions, guest
+//! tokens for open rooms, and where the WebTransport relay is. The session cookie is the
+//! browser's business (HttpOnly): these calls only send it along.
 
 use serde::Deserialize;
 use wasm_bindgen::JsCast;
@@ -28,10 +30,150 @@ pub struct WebTransportInfo {
     pub certificate_hashes: Vec<CertificateHash>,
 }
 
+/// An answer that is not what was asked for: the status and the server's `{code, message}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Failure {
+    fn of(status: u16, body: &str) -> Self {
+        match serde_json::from_str::<ApiError>(body) {
+            Ok(e) => Self { status, code: e.code, message: e.message },
+            Err(_) => Self { status, code: "http".into(), message: format!("the server answered HTTP {status}") },
+        }
+    }
+
+    fn network(message: String) -> Self {
+        Self { status: 0, code: "network".into(), message }
+    }
+}
+
 #[derive(Deserialize)]
 struct ApiError {
     code: String,
     message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct UserView {
+    pub id: String,
+    pub display_name: String,
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SessionInfo {
+    pub user: Option<UserView>,
+    pub sign_in_available: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MeetingView {
+    pub id: String,
+    pub name: String,
+    pub host_id: String,
+    pub ended_at: Option<i64>,
+    pub has_password: bool,
+    pub waiting_room: bool,
+    pub signed_in_only: bool,
+    pub you_are_host: bool,
+}
+
+/// Where a participant stands: the room token once admitted, none while waiting.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JoinView {
+    pub token: Option<Grant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ParticipantView {
+    pub user_id: String,
+    pub display_name: String,
+    /// "waiting", "admitted", "rejected", "removed" or "left".
+    pub state: String,
+    pub is_host: bool,
+}
+
+/// A call whose success is `ok` (a status), decoded from JSON.
+async fn call<T: serde::de::DeserializeOwned>(
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    ok: &[u16],
+) -> Result<(u16, T), Failure> {
+    let (status, text) = fetch(method, path, body.map(|b| b.to_string())).await.map_err(Failure::network)?;
+    if !ok.contains(&status) {
+        return Err(Failure::of(status, &text));
+    }
+    let text = if text.is_empty() { "null" } else { &text };
+    serde_json::from_str(text).map(|v| (status, v)).map_err(|e| Failure::network(format!("{path}: {e}")))
+}
+
+pub async fn session() -> Result<SessionInfo, Failure> {
+    Ok(call("GET", "/api/v1/session", None, &[200]).await?.1)
+}
+
+/// A guest session under `display_name` (or the current one renamed).
+pub async fn start_session(display_name: &str) -> Result<UserView, Failure> {
+    Ok(call("POST", "/api/v1/session", Some(serde_json::json!({"display_name": display_name})), &[200, 201]).await?.1)
+}
+
+pub async fn create_meeting(name: &str, password: &str, waiting_room: bool) -> Result<MeetingView, Failure> {
+    let mut body = serde_json::json!({"name": name, "waiting_room": waiting_room});
+    if !password.is_empty() {
+        body["password"] = password.into();
+    }
+    Ok(call("POST", "/api/v1/meetings", Some(body), &[201]).await?.1)
+}
+
+/// The meeting `id`; `None` when there is none (an open room of that name, perhaps).
+pub async fn meeting(id: &str) -> Result<Option<MeetingView>, Failure> {
+    match call("GET", &format!("/api/v1/meetings/{id}"), None, &[200]).await {
+        Ok((_, m)) => Ok(Some(m)),
+        Err(f) if f.status == 404 => Ok(None),
+        Err(f) => Err(f),
+    }
+}
+
+/// Asks to join: admitted (with a token) or waiting for the host.
+pub async fn join_meeting(id: &str, display_name: &str, password: &str) -> Result<JoinView, Failure> {
+    let mut body = serde_json::json!({"display_name": display_name});
+    if !password.is_empty() {
+        body["password"] = password.into();
+    }
+    Ok(call("POST", &format!("/api/v1/meetings/{id}/join"), Some(body), &[200, 202]).await?.1)
+}
+
+/// The room token once admitted (`token` is `None` while waiting).
+pub async fn meeting_token(id: &str) -> Result<JoinView, Failure> {
+    Ok(call("POST", &format!("/api/v1/meetings/{id}/token"), None, &[200, 202]).await?.1)
+}
+
+pub async fn leave_meeting(id: &str) -> Result<(), Failure> {
+    call::<serde_json::Value>("POST", &format!("/api/v1/meetings/{id}/leave"), None, &[204]).await.map(|_| ())
+}
+
+pub async fn participants(id: &str) -> Result<Vec<ParticipantView>, Failure> {
+    Ok(call("GET", &format!("/api/v1/meetings/{id}/participants"), None, &[200]).await?.1)
+}
+
+/// `admit`, `reject`, `mute` or `remove`.
+pub async fn host_action(id: &str, user: &str, action: &str) -> Result<(), Failure> {
+    let path = format!("/api/v1/meetings/{id}/participants/{user}/{action}");
+    call::<serde_json::Value>("POST", &path, None, &[200, 202, 204]).await.map(|_| ())
+}
+
+pub async fn end_meeting(id: &str) -> Result<(), Failure> {
+    call::<serde_json::Value>("POST", &format!("/api/v1/meetings/{id}/end"), None, &[204]).await.map(|_| ())
 }
 
 async fn fetch(method: &str, path: &str, body: Option<String>) -> Result<(u16, String), String> {

@@ -87,6 +87,8 @@ pub struct RoomState {
     pub participants: BTreeMap<u64, Participant>,
     pub chat: Vec<ChatLine>,
     pub connection: Connection,
+    /// Something to tell the user once (the host muted them, say).
+    pub notice: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +125,7 @@ pub enum RoomAction {
         screen_on: bool,
     },
     Chat(ChatLine),
+    Notice(String),
     /// Periodic: each peer's statistics and whether they speak; ours.
     Stats {
         peers: Vec<(u64, PeerStats, bool)>,
@@ -152,6 +155,7 @@ impl RoomState {
             participants: BTreeMap::new(),
             chat: Vec::new(),
             connection: Connection::Idle,
+            notice: None,
         }
     }
 
@@ -215,6 +219,7 @@ impl RoomState {
                     }
                 }
             }
+            RoomAction::Notice(text) => self.notice = Some(text),
             RoomAction::LocalMedia { audio_on, video_on, screen_on } => {
                 (self.me.audio_on, self.me.video_on, self.me.screen_on) = (audio_on, video_on, screen_on);
             }

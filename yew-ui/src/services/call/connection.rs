@@ -13,6 +13,17 @@ use crate::types::room::{Connection, RoomAction};
 
 /// The relay replaced this session with a newer one of the same user: do not fight it.
 const CLOSE_REPLACED: u32 = 4000;
+/// The host removed us, or ended the meeting: the decision stands.
+const CLOSE_REMOVED: u32 = 4003;
+const CLOSE_ENDED: u32 = 4004;
+
+/// Why there is no connection target.
+enum NoTarget {
+    /// Worth another try after a pause (the network, the server restarting).
+    Retry(String),
+    /// Over: removed, rejected, the meeting ended.
+    Final(String),
+}
 /// Backoff after a drop: 0.5 s doubling to 8 s, then every 8 s.
 const BACKOFF_MS: [u32; 5] = [500, 1_000, 2_000, 4_000, 8_000];
 
@@ -22,17 +33,29 @@ pub fn start(inner: Rc<Inner>) {
     });
 }
 
-/// Where to connect: a fresh guest token every time (a token may have expired while we were
-/// away; the relay treats a reconnect as a new session anyway).
-async fn target(inner: &Rc<Inner>) -> Result<Target, String> {
+/// A room token: from the meeting's join flow, or a guest token for an open room.
+async fn grant(inner: &Rc<Inner>) -> Result<api::Grant, NoTarget> {
+    let Some(meeting) = &inner.meeting else {
+        return api::guest_token(&inner.room, &inner.display_name).await.map_err(NoTarget::Retry);
+    };
+    match api::meeting_token(meeting).await {
+        Ok(view) => view.token.ok_or_else(|| NoTarget::Retry("waiting for the host".into())),
+        Err(f) if matches!(f.status, 403 | 404 | 409 | 410) => Err(NoTarget::Final(f.message)),
+        Err(f) => Err(NoTarget::Retry(f.message)),
+    }
+}
+
+/// Where to connect: a fresh token every time (a token may have expired while we were away;
+/// the relay treats a reconnect as a new session anyway).
+async fn target(inner: &Rc<Inner>) -> Result<Target, NoTarget> {
     // Both questions at once: each is a round trip on the join path.
-    let (grant, webtransport) =
-        futures_util::future::join(api::guest_token(&inner.room, &inner.display_name), api::webtransport_info()).await;
+    let (grant, webtransport) = futures_util::future::join(grant(inner), api::webtransport_info()).await;
     let grant = grant?;
+    let retry = |e: String| NoTarget::Retry(e);
     // Sealed frames bind the user id the relay will stamp: this token's.
-    inner.core.borrow_mut().restart(&grant.user_id).map_err(|e| e.to_string())?;
+    inner.core.borrow_mut().restart(&grant.user_id).map_err(|e| retry(e.to_string()))?;
     super::incoming::drain_events(inner);
-    let location = js::window().map_err(|e| js::describe(&e))?.location();
+    let location = js::window().map_err(|e| retry(js::describe(&e)))?.location();
     let scheme = if location.protocol().unwrap_or_default() == "https:" { "wss" } else { "ws" };
     let host = location.host().unwrap_or_default();
     let websocket_url = format!("{scheme}://{host}{}", grant.websocket_path);
@@ -68,7 +91,11 @@ async fn connect(inner: &Rc<Inner>) {
                 *inner.target.borrow_mut() = Some(target.clone());
                 transport::connect(inner.preference, &target, on_incoming).await
             }
-            Err(e) => Err(e),
+            Err(NoTarget::Retry(e)) => Err(e),
+            Err(NoTarget::Final(reason)) => {
+                inner.dispatch(RoomAction::Connection(Connection::Closed { reason }));
+                return;
+            }
         };
         if inner.left.get() {
             return;
@@ -119,10 +146,14 @@ fn on_incoming(weak: &Weak<Inner>, generation: u32, incoming: Incoming) {
         }
         Incoming::Closed { code, reason } => {
             inner.transport.borrow_mut().take();
-            if code == CLOSE_REPLACED {
-                inner.dispatch(RoomAction::Connection(Connection::Closed {
-                    reason: "This room was opened in another tab".into(),
-                }));
+            let final_reason = match code {
+                CLOSE_REPLACED => Some("This room was opened in another tab"),
+                CLOSE_REMOVED => Some("The host removed you from this meeting"),
+                CLOSE_ENDED => Some("The host ended the meeting for everyone"),
+                _ => None,
+            };
+            if let Some(reason) = final_reason {
+                inner.dispatch(RoomAction::Connection(Connection::Closed { reason: reason.into() }));
                 return;
             }
             let reason = if reason.is_empty() { format!("connection lost (code {code})") } else { reason };

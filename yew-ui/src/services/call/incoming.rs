@@ -72,6 +72,10 @@ pub fn drain_events(inner: &Rc<Inner>) {
                 inner.dispatch(RoomAction::PeerMediaKey { session, key_id });
             }
             Event::Rotated { key_id } => inner.dispatch(RoomAction::OwnKey { key_id }),
+            Event::MutedByHost => {
+                super::outgoing::set_audio(inner, false);
+                inner.dispatch(RoomAction::Notice("The host muted your microphone".into()));
+            }
             Event::Media { session, media, .. } => on_media(inner, session, media),
             Event::Dropped { session, error: PacketError::Open(OpenError::UnknownKey { .. }) } => {
                 // Sealed before their key reached us (they had not met us yet): expected while

@@ -38,6 +38,9 @@ pub use incoming::PeerMedia;
 /// What the lobby hands over.
 pub struct JoinRequest {
     pub room: String,
+    /// The meeting the room belongs to: tokens come from its join flow. `None`: an open room
+    /// (guest tokens).
+    pub meeting: Option<String>,
     pub display_name: String,
     pub preference: Preference,
     pub identity: IdentityKey,
@@ -66,6 +69,7 @@ struct Senders {
 
 struct Inner {
     room: String,
+    meeting: Option<String>,
     display_name: String,
     preference: Preference,
     dispatch: Dispatch,
@@ -115,6 +119,7 @@ impl Call {
         super::js::mark("videocall:join");
         let inner = Rc::new(Inner {
             room: request.room,
+            meeting: request.meeting,
             display_name: request.display_name,
             preference: request.preference,
             dispatch,
@@ -212,6 +217,11 @@ impl Call {
         (inner.dispatch)(RoomAction::Connection(crate::types::room::Connection::Closed {
             reason: "You left the room".into(),
         }));
+        if let Some(meeting) = inner.meeting.clone() {
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = super::api::leave_meeting(&meeting).await;
+            });
+        }
     }
 
     fn start_timer(&self) {

@@ -1,0 +1,97 @@
+//! A meeting in the real web client (headless Chromium, fake camera and microphone): the host
+//! creates it from the home page, a guest opening the link waits in the waiting room, the host
+//! admits them from the host panel, they see each other, and the host removes them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::web_client::{click, start_with_client, type_into, wait};
+use serde_json::Value;
+use testkit::Browser;
+
+/// `window.videocallStats()` of a page.
+async fn stats(browser: &Browser) -> Value {
+    let text = browser.eval("return window.videocallStats ? window.videocallStats() : '{}'").await.unwrap();
+    serde_json::from_str(text.as_str().unwrap_or("{}")).unwrap_or(Value::Null)
+}
+
+/// Waits until the page's only peer has decoded some video.
+async fn sees_one_peer(browser: &Browser, who: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let s = stats(browser).await;
+        let peers = s["peers"].as_array().cloned().unwrap_or_default();
+        if peers.len() == 1 && peers[0]["frames_decoded"].as_u64().unwrap_or(0) >= 10 {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{who} never saw the other: {s:#}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+const CONNECTED: &str =
+    "const c = document.querySelector('#connection'); return !!c && c.dataset.state === 'connected'";
+const JOIN_READY: &str = "const b = document.querySelector('#join-button'); return !!b && !b.disabled";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_admits_from_the_waiting_room_then_removes() {
+    let server = start_with_client().await;
+    let http = server.http.clone();
+
+    // The host: a name, "New meeting" (waiting room on by default), then into the call.
+    let host = Browser::launch().await.unwrap();
+    host.goto(&format!("{http}/")).await.unwrap();
+    type_into(&host, "#display-name", "Hannah Host").await;
+    click(&host, "#create-meeting").await;
+    wait(&host, "return location.pathname.startsWith('/meeting/')", 20).await;
+    let path = host.eval("return location.pathname").await.unwrap();
+    let link = format!("{http}{}", path.as_str().unwrap());
+    wait(&host, JOIN_READY, 30).await;
+    click(&host, "#join-button").await;
+    wait(&host, CONNECTED, 20).await;
+    wait(&host, "return !!document.querySelector('#host-panel')", 10).await;
+
+    // The guest opens the link, gives a name, and waits.
+    let guest = Browser::launch().await.unwrap();
+    guest.goto(&link).await.unwrap();
+    wait(&guest, JOIN_READY, 30).await;
+    type_into(&guest, "#lobby-name", "Gus Guest").await;
+    click(&guest, "#join-button").await;
+    wait(&guest, "return !!document.querySelector('#waiting-room')", 10).await;
+    assert!(
+        guest.eval("return !document.querySelector('#connection')").await.unwrap() == Value::Bool(true),
+        "a waiting guest is not in the call"
+    );
+
+    // The host sees them waiting and admits them; the guest's page lets itself in.
+    wait(&host, "const li = document.querySelector('#host-panel .waiting li'); return !!li && li.innerText.includes('Gus Guest')", 10).await;
+    click(&host, "#host-panel .waiting li .admit").await;
+    wait(&guest, CONNECTED, 20).await;
+    sees_one_peer(&host, "the host").await;
+    sees_one_peer(&guest, "the guest").await;
+
+    // Removed: the guest's call ends with the reason, and the host's room is empty again.
+    wait(&host, "return !!document.querySelector('#host-panel .admitted li .remove')", 10).await;
+    click(&host, "#host-panel .admitted li .remove").await;
+    wait(&guest, "return document.body.innerText.toLowerCase().includes('removed you')", 20).await;
+    let started = std::time::Instant::now();
+    while stats(&host).await["peers"].as_array().is_some_and(|p| !p.is_empty()) {
+        assert!(started.elapsed() < Duration::from_secs(15), "the removed guest is still in the host's room");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Rejoining does not get them back in.
+    guest.goto(&link).await.unwrap();
+    wait(&guest, JOIN_READY, 30).await;
+    click(&guest, "#join-button").await;
+    wait(
+        &guest,
+        "const e = document.querySelector('.lobby .error'); return !!e && e.innerText.includes('removed')",
+        10,
+    )
+    .await;
+
+    host.quit().await;
+    guest.quit().await;
+    server.stop().await;
+}
