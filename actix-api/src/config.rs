@@ -50,6 +50,12 @@ pub struct Config {
     #[arg(long, env = "WEBTRANSPORT_URL")]
     pub webtransport_url: Option<String>,
 
+    /// Where a separate webtransport-server tells its development certificate's hash (its
+    /// `http://host:4434/certificate`): passed on to browsers by GET /api/v1/webtransport, so the
+    /// self-signed mode works when the relays run apart. Unset: only the in-process listener's.
+    #[arg(long, env = "WEBTRANSPORT_CERTIFICATE_URL")]
+    pub webtransport_certificate_url: Option<String>,
+
     /// Serve the built web client from this directory (`cargo xtask web` builds it into
     /// target/web; `cargo xtask run` sets this). Unset: API and relay only.
     #[arg(long, env = "WEB_ROOT")]
@@ -87,6 +93,26 @@ pub struct Config {
 }
 
 impl Config {
+    /// Optional settings given as empty strings (as docker compose passes unset variables)
+    /// count as unset.
+    pub fn normalized(mut self) -> Self {
+        for setting in [
+            &mut self.webtransport_url,
+            &mut self.webtransport_certificate_url,
+            &mut self.oidc_issuer_url,
+            &mut self.oidc_client_id,
+            &mut self.oidc_client_secret,
+            &mut self.public_url,
+            &mut self.relay.nats_url,
+            &mut self.relay.token_secret,
+        ] {
+            if setting.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                *setting = None;
+            }
+        }
+        self
+    }
+
     /// The defaults, listening on a free loopback port: what tests start.
     pub fn for_tests() -> Self {
         let mut config = Self::parse_from([

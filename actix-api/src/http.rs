@@ -82,7 +82,6 @@ async fn webtransport_check() -> HttpResponse {
 
 /// Where the WebTransport relay is and, for a development certificate, its hash.
 async fn webtransport(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let hash = state.webtransport.as_ref().and_then(|(_, hash)| *hash.read());
     let url = match (&state.config.webtransport_url, &state.webtransport) {
         (Some(url), _) => url.clone(),
         (None, Some((port, _))) => {
@@ -103,8 +102,29 @@ async fn webtransport(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
             ));
         }
     };
-    let certificate_hashes = webtransport_server::certificate_hashes_json(hash);
+    let certificate_hashes = match &state.config.webtransport_certificate_url {
+        Some(from) => remote_hashes(&state, from).await,
+        None => {
+            let hash = state.webtransport.as_ref().and_then(|(_, hash)| *hash.read());
+            webtransport_server::certificate_hashes_json(hash)
+        }
+    };
     Ok(HttpResponse::Ok().json(WebTransportInfo { url, certificate_hashes }))
+}
+
+/// A separate relay's development certificate hashes, from its `/certificate`. Empty when it
+/// does not answer: browsers then check the certificate as usual (and fall back to WebSocket if
+/// it is self-signed).
+async fn remote_hashes(state: &AppState, from: &str) -> serde_json::Value {
+    let answer = state.outbound.get(from).await;
+    let hashes = answer.ok().filter(|a| a.status == 200).and_then(|a| {
+        let body: serde_json::Value = serde_json::from_slice(&a.body).ok()?;
+        Some(body.get("certificate_hashes")?.clone())
+    });
+    hashes.unwrap_or_else(|| {
+        tracing::warn!(from, "no certificate hash from the WebTransport relay");
+        serde_json::Value::Array(Vec::new())
+    })
 }
 
 #[derive(Deserialize)]

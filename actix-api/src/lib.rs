@@ -8,6 +8,7 @@ pub mod config;
 mod error;
 mod http;
 mod oidc;
+mod outbound;
 mod webapp;
 mod ws;
 
@@ -33,6 +34,8 @@ pub(crate) struct AppState {
     pub limits: api::ratelimit::RateLimits,
     /// Sign-in through OpenID Connect, when configured.
     pub oidc: Option<oidc::Oidc>,
+    /// For the server's own HTTP calls (a separate WebTransport relay's certificate hash).
+    pub outbound: outbound::HttpClient,
     /// The in-process WebTransport listener's port and certificate hash, when there is one.
     pub webtransport: Option<(u16, SharedHash)>,
 }
@@ -44,6 +47,7 @@ pub struct RunningServer {
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     webtransport: Option<WebTransportHandle>,
+    purge: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -62,6 +66,7 @@ impl RunningServer {
 
     /// Stops accepting, closes connections, and waits for the workers to finish.
     pub async fn stop(self) {
+        self.purge.abort();
         if let Some(webtransport) = self.webtransport {
             webtransport.stop().await;
         }
@@ -93,6 +98,7 @@ fn redact(url: &str) -> String {
 
 /// Binds, starts the relay and the HTTP workers, and returns once the server accepts connections.
 pub async fn start(config: Config) -> Result<RunningServer> {
+    let config = config.normalized();
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
@@ -126,6 +132,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         )?),
         _ => None,
     };
+    let purge_store = store.clone();
     let state = web::Data::new(AppState {
         relay: relay.clone(),
         sessions: api::session::SessionKey::new(&tokens, config.session_ttl_secs),
@@ -135,6 +142,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         store,
         limits,
         oidc,
+        outbound: outbound::HttpClient::new()?,
         webtransport: webtransport_info,
     });
 
@@ -173,6 +181,20 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(server);
+    let purge = tokio::spawn(purge_revocations(purge_store));
     tracing::info!(%addr, bus = relay.bus_kind(), "actix-api listening");
-    Ok(RunningServer { addr, relay, handle, task, webtransport })
+    Ok(RunningServer { addr, relay, handle, task, webtransport, purge })
+}
+
+/// Forgets, every hour, revocations of tokens that have expired anyway.
+async fn purge_revocations(store: Store) {
+    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        match store.purge_revocations(api::now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired revocations forgotten"),
+            Err(e) => tracing::warn!(error = %e, "purging expired revocations failed"),
+        }
+    }
 }

@@ -15,11 +15,11 @@ pub struct CertArgs {
     /// (ECDSA P-256, valid 13 days) whose hash browsers get from actix-api's
     /// /api/v1/webtransport (single node) or the standalone relay's /certificate. Reloaded when
     /// the file changes or on SIGHUP.
-    #[arg(long, env = "TLS_CERT_FILE", requires = "tls_key_file")]
+    #[arg(long, env = "TLS_CERT_FILE", requires = "tls_key_file", value_parser = path_or_empty)]
     pub tls_cert_file: Option<PathBuf>,
 
     /// Private key (PEM) for TLS_CERT_FILE.
-    #[arg(long, env = "TLS_KEY_FILE", requires = "tls_cert_file")]
+    #[arg(long, env = "TLS_KEY_FILE", requires = "tls_cert_file", value_parser = path_or_empty)]
     pub tls_key_file: Option<PathBuf>,
 
     /// Names the self-signed certificate is issued for, comma-separated.
@@ -27,10 +27,17 @@ pub struct CertArgs {
     pub self_signed_names: Vec<String>,
 }
 
+/// A path, where an empty one (docker compose passes unset variables so) means none.
+fn path_or_empty(value: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(value))
+}
+
 impl CertArgs {
     pub fn identity_source(&self) -> IdentitySource {
-        match (&self.tls_cert_file, &self.tls_key_file) {
-            (Some(cert), Some(key)) => IdentitySource::Files { cert: cert.clone(), key: key.clone() },
+        // Empty paths (docker compose passes unset variables so) mean unset.
+        let given = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        match (given(&self.tls_cert_file), given(&self.tls_key_file)) {
+            (Some(cert), Some(key)) => IdentitySource::Files { cert, key },
             _ => IdentitySource::SelfSigned { names: self.self_signed_names.clone() },
         }
     }

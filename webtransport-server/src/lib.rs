@@ -207,7 +207,7 @@ impl RunningServer {
 /// Starts the standalone relay described by `config`.
 pub async fn run(config: Config) -> Result<RunningServer> {
     let (relay, tokens, registry) = config.relay.start_relay(&format!("webtransport-server {}", config.listen)).await?;
-    match &config.database_url {
+    match config.database_url.as_deref().filter(|url| !url.trim().is_empty()) {
         Some(url) => {
             let store = videocall_store::Store::connect(url).await.context("opening the database (DATABASE_URL)")?;
             relay.set_revocations(Arc::new(StoreRevocations(store)));

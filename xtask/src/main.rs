@@ -3,6 +3,8 @@
 mod bench;
 mod bench_bot;
 mod bench_client;
+mod dist;
+mod selfhost;
 mod setup;
 mod vm;
 mod web;
@@ -35,6 +37,16 @@ enum Task {
     VmTest,
     /// Run every test (installs missing system packages with apt when run as root on Debian).
     Test,
+    /// The release build of what ships (actix-api, webtransport-server, bot, the web client)
+    /// into one directory: what the container images run, and what CI builds.
+    Dist {
+        /// Where to put bin/ and web/ (default: target/dist).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Lint the Dockerfile, validate docker-compose.yaml, and lint, render, validate and check
+    /// the wiring of the helm chart, offline (part of `test`).
+    SelfhostCheck,
     /// Start the server(s) and run the standard load scenarios, printing figures.
     Bench(bench::BenchArgs),
     /// The web client in headless Chromium: join time and glass-to-glass latency, printed.
@@ -50,6 +62,8 @@ fn main() -> Result<()> {
         Task::Web => web::build().map(drop),
         Task::Test => test(),
         Task::VmTest => vm::run(),
+        Task::Dist { out } => dist::build(&out.unwrap_or_else(|| target_dir().join("dist"))).map(drop),
+        Task::SelfhostCheck => selfhost::run(),
         Task::Bench(args) => bench::run(args),
         Task::BenchClient(args) => bench_client::run(args),
         Task::BenchBot(args) => bench_bot::run(args),
@@ -124,6 +138,9 @@ fn test() -> Result<()> {
     // The browser tests load the web client from WEB_ROOT.
     let web_root = web::build()?;
     status(cargo().args(["test", "--workspace", "--locked"]).env("WEB_ROOT", &web_root))?;
+    selfhost::check(&target_dir().join("debug"))?;
+    // The container images' build step, run here so a broken one fails CI.
+    dist::build(&target_dir().join("dist"))?;
     vm::run()?;
     println!("xtask: every test passed");
     Ok(())

@@ -55,7 +55,7 @@ pub fn authorization_url(endpoint: &str, client_id: &str, redirect_uri: &str, pe
         ("code_challenge", &challenge(&pending.verifier)),
         ("code_challenge_method", "S256"),
     ];
-    let encoded: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", super::client::encode(v))).collect();
+    let encoded: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", crate::outbound::encode(v))).collect();
     format!("{endpoint}{sep}{}", encoded.join("&"))
 }
 

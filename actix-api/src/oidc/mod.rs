@@ -10,7 +10,6 @@
 //! The provider's discovery document and keys are fetched on first use and kept for an hour;
 //! a token signed with a key we do not have refreshes them (at most every ten seconds).
 
-mod client;
 mod flow;
 
 use std::time::{Duration, Instant};
@@ -65,7 +64,7 @@ struct Provider {
 
 pub struct Oidc {
     config: OidcConfig,
-    http: client::HttpClient,
+    http: crate::outbound::HttpClient,
     provider: Mutex<Option<Provider>>,
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -82,7 +81,7 @@ fn provider_error(e: impl std::fmt::Display) -> ApiError {
 
 impl Oidc {
     pub fn new(config: OidcConfig, tokens: &TokenKey) -> anyhow::Result<Self> {
-        let http = client::HttpClient::new()?;
+        let http = crate::outbound::HttpClient::new()?;
         let key = tokens.subkey("oidc pending sign-in");
         Ok(Self {
             config,

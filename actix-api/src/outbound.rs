@@ -1,7 +1,7 @@
-//! The few HTTP calls sign-in makes to the identity provider: GET a JSON document, POST a form.
-//! hyper with rustls on ring (the provider given here, never a process-wide default) and the
-//! system's root certificates; `http://` is allowed for providers on a private network and in
-//! tests.
+//! The few HTTP calls the server makes itself: to the identity provider (GET a JSON document,
+//! POST a form) and to a separate WebTransport relay for its certificate hash. hyper with rustls
+//! on ring (the provider given here, never a process-wide default) and the system's root
+//! certificates; `http://` is allowed for services on a private network and in tests.
 
 use std::time::Duration;
 

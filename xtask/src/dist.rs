@@ -1,0 +1,43 @@
+//! `cargo xtask dist`: the release build of everything that ships — `actix-api`,
+//! `webtransport-server` and `bot` binaries, and the web client — gathered in one directory.
+//! The container images build with exactly this command, and CI runs it too, so a broken build
+//! step fails here before it fails in an image build.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::{cargo, status, target_dir, web};
+
+pub const BINARIES: [&str; 3] = ["actix-api", "webtransport-server", "bot"];
+
+/// Builds into `out` (`bin/` and `web/`); returns it.
+pub fn build(out: &Path) -> Result<PathBuf> {
+    let web_root = web::build()?;
+    let mut build = cargo();
+    build.args(["build", "--release", "--locked"]);
+    for binary in BINARIES {
+        build.args(["-p", binary]);
+    }
+    status(&mut build)?;
+    let bin = out.join("bin");
+    fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+    for binary in BINARIES {
+        let from = target_dir().join("release").join(binary);
+        fs::copy(&from, bin.join(binary)).with_context(|| format!("copying {}", from.display()))?;
+    }
+    let web = out.join("web");
+    if web.exists() {
+        fs::remove_dir_all(&web).with_context(|| format!("clearing {}", web.display()))?;
+    }
+    fs::create_dir_all(&web)?;
+    for entry in fs::read_dir(&web_root).with_context(|| format!("reading {}", web_root.display()))? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            fs::copy(&path, web.join(name)).with_context(|| format!("copying {}", path.display()))?;
+        }
+    }
+    println!("xtask: release build in {} (bin/: {}; web/)", out.display(), BINARIES.join(", "));
+    Ok(out.to_owned())
+}
