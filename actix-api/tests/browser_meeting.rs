@@ -58,7 +58,18 @@ async fn the_host_admits_from_the_waiting_room_then_removes() {
     wait(&guest, JOIN_READY, 30).await;
     type_into(&guest, "#lobby-name", "Gus Guest").await;
     click(&guest, "#join-button").await;
-    wait(&guest, "return !!document.querySelector('#waiting-room')", 10).await;
+    let waiting = guest
+        .wait_for("return !!document.querySelector('#waiting-room')", Duration::from_secs(10), |v| {
+            v == &Value::Bool(true)
+        })
+        .await;
+    if waiting.is_err() {
+        let text = guest
+            .eval("return document.body.innerText + ' | name=' + (document.querySelector('#lobby-name') || {}).value")
+            .await
+            .unwrap();
+        panic!("the guest is not in the waiting room: {text}");
+    }
     assert!(
         guest.eval("return !document.querySelector('#connection')").await.unwrap() == Value::Bool(true),
         "a waiting guest is not in the call"

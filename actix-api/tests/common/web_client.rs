@@ -149,12 +149,14 @@ pub async fn click(browser: &Browser, selector: &str) {
     .await;
 }
 
-/// Types `text` into the input `selector` names.
+/// Types `text` into the input `selector` names, as typing does: the value, then an `input`
+/// event.
 pub async fn type_into(browser: &Browser, selector: &str, text: &str) {
     wait(
         browser,
         &format!(
-            "const e = document.querySelector({selector:?}); if (!e) return false; e.value = {text:?}; return true"
+            "const e = document.querySelector({selector:?}); if (!e) return false; e.value = {text:?};
+             e.dispatchEvent(new Event('input', {{bubbles: true}})); return true"
         ),
         10,
     )

@@ -21,6 +21,12 @@ fn random_words() -> [u32; 4] {
 pub fn Home() -> Html {
     let navigator = use_navigator();
     let name = use_node_ref();
+    // Kept in state, so a re-render (the session arriving) does not undo what is typed.
+    let typed = use_state(saved_name);
+    let on_name = {
+        let typed = typed.clone();
+        Callback::from(move |e: InputEvent| typed.set(e.target_unchecked_into::<HtmlInputElement>().value()))
+    };
     let room = use_node_ref();
     let password = use_node_ref();
     let waiting_room = use_node_ref();
@@ -117,7 +123,7 @@ pub fn Home() -> Html {
         <main class="page home">
             <h1>{"videocall"}</h1>
             <p class="tagline">{"Video meetings, end-to-end encrypted, on your own server."}</p>
-            <label>{"Your name"}<input id="display-name" ref={name} value={saved_name()} maxlength="64" placeholder="Ada Lovelace" /></label>
+            <label>{"Your name"}<input id="display-name" ref={name} value={(*typed).clone()} oninput={on_name} maxlength="64" placeholder="Ada Lovelace" /></label>
             if let Some(user) = session.as_ref().and_then(|s| s.user.as_ref()).filter(|u| u.kind == "signed_in") {
                 <p class="hint" id="signed-in-as">{ format!("Signed in as {}", user.display_name) }</p>
             } else if session.as_ref().is_some_and(|s| s.sign_in_available) {

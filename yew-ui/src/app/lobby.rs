@@ -46,6 +46,13 @@ fn select_value(e: &Event) -> String {
 #[function_component]
 pub fn Lobby(props: &LobbyProps) -> Html {
     let name = use_node_ref();
+    // What is typed, kept in state: a re-render (the level meter, the camera opening) must not
+    // put the initial name back over it.
+    let typed = use_state(super::initial_name);
+    let on_name = {
+        let typed = typed.clone();
+        Callback::from(move |e: InputEvent| typed.set(e.target_unchecked_into::<HtmlInputElement>().value()))
+    };
     let password = use_node_ref();
     let preference =
         use_state(|| Preference::parse(&crate::services::js::query_param("transport").unwrap_or_default()));
@@ -117,7 +124,7 @@ pub fn Lobby(props: &LobbyProps) -> Html {
             <h1>{ format!("Join {}", props.room) }</h1>
             <div class="lobby-grid">
                 <div class="preview">
-                    <SelfTile stream={media.stream.clone()} name={super::initial_name()} audio_on={*audio_on} video_on={*video_on} speaking=false />
+                    <SelfTile stream={media.stream.clone()} name={(*typed).clone()} audio_on={*audio_on} video_on={*video_on} speaking=false />
                     <LevelMeter level={if *audio_on { media.level } else { 0.0 }} />
                     <div class="toggles">
                         <button type="button" id="lobby-audio" onclick={toggle(&audio_on)}>{ if *audio_on { "Mute" } else { "Unmute" } }</button>
@@ -125,7 +132,7 @@ pub fn Lobby(props: &LobbyProps) -> Html {
                     </div>
                 </div>
                 <form class="settings" onsubmit={join}>
-                    <label>{"Your name"}<input id="lobby-name" ref={name} value={super::initial_name()} maxlength="64" /></label>
+                    <label>{"Your name"}<input id="lobby-name" ref={name} value={(*typed).clone()} oninput={on_name} maxlength="64" /></label>
                     if props.password {
                         <label>{"Meeting password"}<input id="meeting-password" ref={password} type="password" autocomplete="off" maxlength="256" /></label>
                     }
