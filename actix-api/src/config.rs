@@ -103,13 +103,10 @@ impl Config {
             &mut self.oidc_client_id,
             &mut self.oidc_client_secret,
             &mut self.public_url,
-            &mut self.relay.nats_url,
-            &mut self.relay.token_secret,
         ] {
-            if setting.as_deref().is_some_and(|s| s.trim().is_empty()) {
-                *setting = None;
-            }
+            videocall_relay::cli::unset_if_empty(setting);
         }
+        self.relay.normalize();
         self
     }
 

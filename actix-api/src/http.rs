@@ -7,6 +7,7 @@ use videocall_relay::RoomToken;
 use videocall_types::{DisplayName, RoomId, UserId};
 
 use crate::AppState;
+use crate::api::bad_request;
 use crate::error::ApiError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -131,10 +132,6 @@ async fn remote_hashes(state: &AppState, from: &str) -> serde_json::Value {
 struct GuestTokenRequest {
     room: String,
     display_name: String,
-}
-
-fn bad_request(code: &'static str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
 }
 
 /// A token for a guest: a random user id, the display name and room asked for. Rooms that are

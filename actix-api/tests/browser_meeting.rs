@@ -6,28 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::web_client::{click, start_with_client, type_into, wait};
+use common::web_client::{Participant, click, start_with_client, type_into, wait};
 use serde_json::Value;
 use testkit::Browser;
 
-/// `window.videocallStats()` of a page.
-async fn stats(browser: &Browser) -> Value {
-    let text = browser.eval("return window.videocallStats ? window.videocallStats() : '{}'").await.unwrap();
-    serde_json::from_str(text.as_str().unwrap_or("{}")).unwrap_or(Value::Null)
-}
-
-/// Waits until the page's only peer has decoded some video.
-async fn sees_one_peer(browser: &Browser, who: &str) {
-    let started = std::time::Instant::now();
-    loop {
-        let s = stats(browser).await;
-        let peers = s["peers"].as_array().cloned().unwrap_or_default();
-        if peers.len() == 1 && peers[0]["frames_decoded"].as_u64().unwrap_or(0) >= 10 {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "{who} never saw the other: {s:#}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+/// Has decoded some of the other's video.
+fn decoding(peer: &Value) -> bool {
+    peer["frames_decoded"].as_u64().unwrap_or(0) >= 10
 }
 
 const CONNECTED: &str =
@@ -40,63 +25,65 @@ async fn the_host_admits_from_the_waiting_room_then_removes() {
     let http = server.http.clone();
 
     // The host: a name, "New meeting" (waiting room on by default), then into the call.
-    let host = Browser::launch().await.unwrap();
-    host.goto(&format!("{http}/")).await.unwrap();
-    type_into(&host, "#display-name", "Hannah Host").await;
-    click(&host, "#create-meeting").await;
-    wait(&host, "return location.pathname.startsWith('/meeting/')", 20).await;
-    let path = host.eval("return location.pathname").await.unwrap();
+    let host = Participant { browser: Browser::launch().await.unwrap(), name: "the host".into() };
+    host.browser.goto(&format!("{http}/")).await.unwrap();
+    type_into(&host.browser, "#display-name", "Hannah Host").await;
+    click(&host.browser, "#create-meeting").await;
+    wait(&host.browser, "return location.pathname.startsWith('/meeting/')", 20).await;
+    let path = host.browser.eval("return location.pathname").await.unwrap();
     let link = format!("{http}{}", path.as_str().unwrap());
-    wait(&host, JOIN_READY, 30).await;
-    click(&host, "#join-button").await;
-    wait(&host, CONNECTED, 20).await;
-    wait(&host, "return !!document.querySelector('#host-panel')", 10).await;
+    wait(&host.browser, JOIN_READY, 30).await;
+    click(&host.browser, "#join-button").await;
+    wait(&host.browser, CONNECTED, 20).await;
+    wait(&host.browser, "return !!document.querySelector('#host-panel')", 10).await;
 
     // The guest opens the link, gives a name, and waits.
-    let guest = Browser::launch().await.unwrap();
-    guest.goto(&link).await.unwrap();
-    wait(&guest, JOIN_READY, 30).await;
-    type_into(&guest, "#lobby-name", "Gus Guest").await;
-    click(&guest, "#join-button").await;
+    let guest = Participant { browser: Browser::launch().await.unwrap(), name: "the guest".into() };
+    guest.browser.goto(&link).await.unwrap();
+    wait(&guest.browser, JOIN_READY, 30).await;
+    type_into(&guest.browser, "#lobby-name", "Gus Guest").await;
+    click(&guest.browser, "#join-button").await;
     let waiting = guest
+        .browser
         .wait_for("return !!document.querySelector('#waiting-room')", Duration::from_secs(10), |v| {
             v == &Value::Bool(true)
         })
         .await;
     if waiting.is_err() {
         let text = guest
+            .browser
             .eval("return document.body.innerText + ' | name=' + (document.querySelector('#lobby-name') || {}).value")
             .await
             .unwrap();
         panic!("the guest is not in the waiting room: {text}");
     }
     assert!(
-        guest.eval("return !document.querySelector('#connection')").await.unwrap() == Value::Bool(true),
+        guest.browser.eval("return !document.querySelector('#connection')").await.unwrap() == Value::Bool(true),
         "a waiting guest is not in the call"
     );
 
     // The host sees them waiting and admits them; the guest's page lets itself in.
-    wait(&host, "const li = document.querySelector('#host-panel .waiting li'); return !!li && li.innerText.includes('Gus Guest')", 10).await;
-    click(&host, "#host-panel .waiting li .admit").await;
-    wait(&guest, CONNECTED, 20).await;
-    sees_one_peer(&host, "the host").await;
-    sees_one_peer(&guest, "the guest").await;
+    wait(&host.browser, "const li = document.querySelector('#host-panel .waiting li'); return !!li && li.innerText.includes('Gus Guest')", 10).await;
+    click(&host.browser, "#host-panel .waiting li .admit").await;
+    wait(&guest.browser, CONNECTED, 20).await;
+    host.wait_for_peers(1, Duration::from_secs(30), decoding).await;
+    guest.wait_for_peers(1, Duration::from_secs(30), decoding).await;
 
     // Removed: the guest's call ends with the reason, and the host's room is empty again.
-    wait(&host, "return !!document.querySelector('#host-panel .admitted li .remove')", 10).await;
-    click(&host, "#host-panel .admitted li .remove").await;
-    wait(&guest, "return document.body.innerText.toLowerCase().includes('removed you')", 20).await;
+    wait(&host.browser, "return !!document.querySelector('#host-panel .admitted li .remove')", 10).await;
+    click(&host.browser, "#host-panel .admitted li .remove").await;
+    wait(&guest.browser, "return document.body.innerText.toLowerCase().includes('removed you')", 20).await;
     let started = std::time::Instant::now();
-    while stats(&host).await["peers"].as_array().is_some_and(|p| !p.is_empty()) {
+    while host.stats().await["peers"].as_array().is_some_and(|p| !p.is_empty()) {
         assert!(started.elapsed() < Duration::from_secs(15), "the removed guest is still in the host's room");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // Rejoining does not get them back in.
-    guest.goto(&link).await.unwrap();
-    wait(&guest, JOIN_READY, 30).await;
-    click(&guest, "#join-button").await;
+    guest.browser.goto(&link).await.unwrap();
+    wait(&guest.browser, JOIN_READY, 30).await;
+    click(&guest.browser, "#join-button").await;
     wait(
-        &guest,
+        &guest.browser,
         "const e = document.querySelector('.lobby .error'); return !!e && e.innerText.includes('removed')",
         10,
     )

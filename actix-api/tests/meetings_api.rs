@@ -12,17 +12,6 @@ use videocall_types::{ModerationPacket, PacketType, RoomId, UserId, moderation_p
 
 const SECRET: &str = "test secret that is long enough for HS256";
 
-/// Connects to the room with the token the API gave.
-async fn connect(http: &str, token: &serde_json::Value) -> Result<Client, (u16, String)> {
-    let mut client = Client::connect_raw(http, token["websocket_path"].as_str().unwrap()).await?;
-    client.user = token["user_id"].as_str().unwrap().to_owned();
-    match client.recv().await.unwrap() {
-        Received::Members(members) => client.members = members,
-        other => panic!("expected the member list first, got {other:?}"),
-    }
-    Ok(client)
-}
-
 async fn sessions_and_validation(host: &mut Api) {
     let (status, body) = host.get("/api/v1/session").await;
     assert_eq!((status.as_u16(), &body["user"]), (200, &serde_json::Value::Null));
@@ -83,7 +72,7 @@ async fn meeting_flow(http: &str) {
     // The host is in straight away, without the password.
     let (status, host_join) = host.post(&format!("{base}/join"), json!({})).await;
     assert_eq!((status.as_u16(), host_join["state"].as_str()), (200, Some("admitted")), "{host_join}");
-    let mut host_ws = connect(http, &host_join["token"]).await.unwrap();
+    let mut host_ws = Client::join(http, &Guest::from_token(&host_join["token"])).await;
 
     // A guest: a display name, then the password, then the waiting room.
     let mut guest = Api::new(http);
@@ -135,7 +124,7 @@ async fn meeting_flow(http: &str) {
         (ticket["token"]["room"].as_str(), ticket["token"]["display_name"].as_str()),
         (Some(id.as_str()), Some("Bob"))
     );
-    let mut bob_ws = connect(http, &ticket["token"]).await.unwrap();
+    let mut bob_ws = Client::join(http, &Guest::from_token(&ticket["token"])).await;
     assert!(matches!(host_ws.recv().await.unwrap(), Received::Joined(_, user) if user == bob));
 
     // Mute: a control message to Bob only.

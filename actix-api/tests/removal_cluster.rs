@@ -8,16 +8,8 @@ mod common;
 use common::api::Api;
 use common::webtransport::{WtClient, webtransport_info};
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use testkit::NatsCluster;
-
-fn guest_of(token: &Value) -> Guest {
-    Guest {
-        user: token["user_id"].as_str().unwrap().into(),
-        room: token["room"].as_str().unwrap().into(),
-        token: token["token"].as_str().unwrap().into(),
-    }
-}
 
 async fn removal_across_relays(cluster: &NatsCluster, database_url: &str) {
     let mut relays = Vec::new();
@@ -38,12 +30,12 @@ async fn removal_across_relays(cluster: &NatsCluster, database_url: &str) {
     let (_, meeting) = host.post("/api/v1/meetings", json!({"name": "Cross", "waiting_room": false})).await;
     let id = meeting["id"].as_str().unwrap().to_owned();
     let (_, host_in) = host.post(&format!("/api/v1/meetings/{id}/join"), json!({})).await;
-    let mut host_ws = Client::join(&b, &guest_of(&host_in["token"])).await;
+    let mut host_ws = Client::join(&b, &Guest::from_token(&host_in["token"])).await;
 
     let mut bob = Api::new(&b);
     let (status, bob_in) = bob.post(&format!("/api/v1/meetings/{id}/join"), json!({"display_name": "Bob"})).await;
     assert_eq!(status.as_u16(), 200, "{bob_in}");
-    let bob_guest = guest_of(&bob_in["token"]);
+    let bob_guest = Guest::from_token(&bob_in["token"]);
     bob.base = a.clone();
     let (status, again) = bob.post(&format!("/api/v1/meetings/{id}/token"), json!(null)).await;
     assert_eq!(status.as_u16(), 200, "the cookie from B works on A: {again}");

@@ -61,7 +61,21 @@ pub struct RelayArgs {
     pub log_format: LogFormat,
 }
 
+/// An optional setting given as an empty string (as docker compose passes unset variables)
+/// becomes unset.
+pub fn unset_if_empty(setting: &mut Option<String>) {
+    if setting.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        *setting = None;
+    }
+}
+
 impl RelayArgs {
+    /// Empty optional settings count as unset ([`unset_if_empty`]).
+    pub fn normalize(&mut self) {
+        unset_if_empty(&mut self.nats_url);
+        unset_if_empty(&mut self.token_secret);
+    }
+
     /// Refuses settings that cannot work together.
     pub fn validate(&self) -> Result<()> {
         // A live client is heard from once per ping interval, and the relay records it at most

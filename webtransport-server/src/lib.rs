@@ -205,9 +205,11 @@ impl RunningServer {
 }
 
 /// Starts the standalone relay described by `config`.
-pub async fn run(config: Config) -> Result<RunningServer> {
+pub async fn run(mut config: Config) -> Result<RunningServer> {
+    videocall_relay::cli::unset_if_empty(&mut config.database_url);
+    config.relay.normalize();
     let (relay, tokens, registry) = config.relay.start_relay(&format!("webtransport-server {}", config.listen)).await?;
-    match config.database_url.as_deref().filter(|url| !url.trim().is_empty()) {
+    match config.database_url.as_deref() {
         Some(url) => {
             let store = videocall_store::Store::connect(url).await.context("opening the database (DATABASE_URL)")?;
             relay.set_revocations(Arc::new(StoreRevocations(store)));

@@ -32,12 +32,7 @@ pub fn build(out: &Path) -> Result<PathBuf> {
         fs::remove_dir_all(&web).with_context(|| format!("clearing {}", web.display()))?;
     }
     fs::create_dir_all(&web)?;
-    for entry in fs::read_dir(&web_root).with_context(|| format!("reading {}", web_root.display()))? {
-        let path = entry?.path();
-        if let Some(name) = path.file_name() {
-            fs::copy(&path, web.join(name)).with_context(|| format!("copying {}", path.display()))?;
-        }
-    }
+    web::copy_files(&web_root, &web)?;
     println!("xtask: release build in {} (bin/: {}; web/)", out.display(), BINARIES.join(", "));
     Ok(out.to_owned())
 }

@@ -2,7 +2,7 @@
 //! library, at exactly the version in Cargo.lock), and the static files, into `target/web`.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -29,14 +29,19 @@ pub fn build() -> Result<PathBuf> {
         .remove_producers_section(true)
         .generate(&out)
         .context("wasm-bindgen")?;
-    let assets = root().join("yew-ui/static");
-    for entry in fs::read_dir(&assets).with_context(|| format!("reading {}", assets.display()))? {
-        let path = entry?.path();
-        if let Some(name) = path.file_name() {
-            fs::copy(&path, out.join(name)).with_context(|| format!("copying {}", path.display()))?;
-        }
-    }
+    copy_files(&root().join("yew-ui/static"), &out)?;
     let size = fs::metadata(out.join("yew_ui_bg.wasm")).map(|m| m.len()).unwrap_or(0);
     println!("xtask: web client built ({:.1} MB of wasm)", size as f64 / 1e6);
     Ok(out)
+}
+
+/// Copies the files of `from` (not its subdirectories' contents) into `to`.
+pub fn copy_files(from: &Path, to: &Path) -> Result<()> {
+    for entry in fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            fs::copy(&path, to.join(name)).with_context(|| format!("copying {}", path.display()))?;
+        }
+    }
+    Ok(())
 }

@@ -252,14 +252,25 @@ pub async fn join(
     if let Some(error) = refused(&participant) {
         return Err(error);
     }
-    let admitted = participant.state == ParticipantState::Admitted;
-    let token = if admitted { Some(token_for(&state, &meeting, &participant)?) } else { None };
     tracing::info!(meeting = %meeting.id, user = %user.id, state = participant.state.as_str(), "asked to join");
+    standing(&state, &meeting, &user, &participant, cookie)
+}
+
+/// 200 with a room token when the participant is admitted, 202 without one while they wait;
+/// `cookie` is a new guest's session.
+fn standing(
+    state: &AppState,
+    meeting: &Meeting,
+    user: &User,
+    participant: &Participant,
+    cookie: Option<actix_web::cookie::Cookie<'static>>,
+) -> ApiResult<HttpResponse> {
+    let admitted = participant.state == ParticipantState::Admitted;
     let view = JoinView {
         state: participant.state.as_str(),
-        user: UserView::from(&user),
-        meeting: MeetingView::of(&meeting, Some(&user)),
-        token,
+        user: UserView::from(user),
+        meeting: MeetingView::of(meeting, Some(user)),
+        token: if admitted { Some(token_for(state, meeting, participant)?) } else { None },
     };
     let mut response = if admitted { HttpResponse::Ok() } else { HttpResponse::Accepted() };
     if let Some(cookie) = cookie {
@@ -290,14 +301,7 @@ async fn participation(req: &HttpRequest, state: &AppState, id: &str) -> ApiResu
 pub async fn token(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     state.limits.check_token(&req)?;
     let (meeting, user, participant) = participation(&req, &state, &id).await?;
-    let admitted = participant.state == ParticipantState::Admitted;
-    let view = JoinView {
-        state: participant.state.as_str(),
-        user: UserView::from(&user),
-        meeting: MeetingView::of(&meeting, Some(&user)),
-        token: if admitted { Some(token_for(&state, &meeting, &participant)?) } else { None },
-    };
-    Ok(if admitted { HttpResponse::Ok() } else { HttpResponse::Accepted() }.json(view))
+    standing(&state, &meeting, &user, &participant, None)
 }
 
 /// `POST /api/v1/meetings/{id}/leave`

@@ -21,6 +21,7 @@ mod meetings;
 pub mod password;
 pub mod ratelimit;
 pub mod session;
+pub mod signed;
 
 use actix_web::http::StatusCode;
 use actix_web::web;

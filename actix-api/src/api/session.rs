@@ -9,13 +9,14 @@
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use videocall_relay::TokenKey;
+use videocall_relay::auth::unix_now;
 use videocall_store::{User, UserKind};
 use videocall_types::DisplayName;
 
-use super::{ApiResult, internal, now_ms, random_id};
+use super::signed::{Expiring, SignedClaims};
+use super::{ApiResult, now_ms, random_id};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -24,8 +25,7 @@ pub const COOKIE: &str = "videocall_session";
 /// Signs and reads session cookies.
 #[derive(Clone)]
 pub struct SessionKey {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    signed: SignedClaims,
     pub ttl_secs: u64,
 }
 
@@ -39,31 +39,25 @@ struct Claims {
     iat: u64,
 }
 
+impl Expiring for Claims {
+    fn expires_at(&self) -> u64 {
+        self.exp
+    }
+}
+
 impl SessionKey {
     pub fn new(tokens: &TokenKey, ttl_secs: u64) -> Self {
-        let key = tokens.subkey("session cookie");
-        Self { encoding: EncodingKey::from_secret(&key), decoding: DecodingKey::from_secret(&key), ttl_secs }
+        Self { signed: SignedClaims::new(tokens, "session cookie"), ttl_secs }
     }
 
-    fn issue(&self, user: &str, now: u64) -> Result<(String, Claims), ApiError> {
-        let claims = Claims { sub: user.to_owned(), sid: random_id(16), exp: now + self.ttl_secs, iat: now };
-        let jwt = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| internal("session", e))?;
-        Ok((jwt, claims))
+    fn issue(&self, user: &str, now: u64) -> Result<String, ApiError> {
+        self.signed.sign(&Claims { sub: user.to_owned(), sid: random_id(16), exp: now + self.ttl_secs, iat: now })
     }
 
     /// The claims of a cookie that is ours and current; `None` otherwise.
     fn read(&self, cookie: &str, now: u64) -> Option<Claims> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.validate_exp = false;
-        validation.required_spec_claims = ["exp", "sub"].into_iter().map(String::from).collect();
-        let claims = jsonwebtoken::decode::<Claims>(cookie, &self.decoding, &validation).ok()?.claims;
-        (claims.exp > now).then_some(claims)
+        self.signed.read(cookie, now)
     }
-}
-
-fn unix_now() -> u64 {
-    videocall_relay::auth::unix_now()
 }
 
 fn session_cookie(value: String, max_age_secs: i64) -> Cookie<'static> {
@@ -114,7 +108,7 @@ pub fn internal_store(e: videocall_store::StoreError) -> ApiError {
 
 /// A new session for `user`, as a cookie for the response.
 pub fn start(state: &AppState, user: &str) -> ApiResult<Cookie<'static>> {
-    let (jwt, _) = state.sessions.issue(user, unix_now())?;
+    let jwt = state.sessions.issue(user, unix_now())?;
     Ok(session_cookie(jwt, state.sessions.ttl_secs as i64))
 }
 

@@ -21,6 +21,12 @@ pub struct Pending {
     pub exp: u64,
 }
 
+impl crate::api::signed::Expiring for Pending {
+    fn expires_at(&self) -> u64 {
+        self.exp
+    }
+}
+
 /// 43 to 128 characters of `[A-Za-z0-9-._~]` (RFC 7636): 64 random bytes, base64url.
 pub fn random_secret() -> String {
     let bytes: [u8; 48] = rand::random();

@@ -18,7 +18,6 @@ use actix_web::cookie::Cookie;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use videocall_relay::TokenKey;
@@ -27,6 +26,7 @@ use videocall_types::DisplayName;
 
 use crate::AppState;
 use crate::api::session::{self, internal_store};
+use crate::api::signed::SignedClaims;
 use crate::api::{ApiResult, now_ms, random_id};
 use crate::error::ApiError;
 pub use flow::IdTokenError;
@@ -66,8 +66,7 @@ pub struct Oidc {
     config: OidcConfig,
     http: crate::outbound::HttpClient,
     provider: Mutex<Option<Provider>>,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    pending: SignedClaims,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -82,13 +81,11 @@ fn provider_error(e: impl std::fmt::Display) -> ApiError {
 impl Oidc {
     pub fn new(config: OidcConfig, tokens: &TokenKey) -> anyhow::Result<Self> {
         let http = crate::outbound::HttpClient::new()?;
-        let key = tokens.subkey("oidc pending sign-in");
         Ok(Self {
             config,
             http,
             provider: Mutex::new(None),
-            encoding: EncodingKey::from_secret(&key),
-            decoding: DecodingKey::from_secret(&key),
+            pending: SignedClaims::new(tokens, "oidc pending sign-in"),
         })
     }
 
@@ -133,18 +130,11 @@ impl Oidc {
     }
 
     fn pending_cookie(&self, pending: &Pending) -> ApiResult<Cookie<'static>> {
-        let jwt = jsonwebtoken::encode(&Header::new(Algorithm::HS256), pending, &self.encoding)
-            .map_err(|e| crate::api::internal("oidc", e))?;
-        Ok(cookie(jwt, PENDING_SECS as i64))
+        Ok(cookie(self.pending.sign(pending)?, PENDING_SECS as i64))
     }
 
     fn read_pending(&self, req: &HttpRequest, now: u64) -> Option<Pending> {
-        let cookie = req.cookie(PENDING_COOKIE)?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.validate_exp = false;
-        validation.required_spec_claims = ["exp"].into_iter().map(String::from).collect();
-        let pending = jsonwebtoken::decode::<Pending>(cookie.value(), &self.decoding, &validation).ok()?.claims;
-        (pending.exp > now).then_some(pending)
+        self.pending.read(req.cookie(PENDING_COOKIE)?.value(), now)
     }
 
     /// The code for an ID token.

@@ -29,6 +29,17 @@ pub struct Guest {
     pub token: String,
 }
 
+impl Guest {
+    /// The room token the API answers (a guest token, or a meeting's `token`).
+    pub fn from_token(token: &serde_json::Value) -> Self {
+        Self {
+            user: token["user_id"].as_str().expect("user_id").into(),
+            room: token["room"].as_str().expect("room").into(),
+            token: token["token"].as_str().expect("token").into(),
+        }
+    }
+}
+
 pub async fn guest(http: &str, room: &str, name: &str) -> Guest {
     let response: serde_json::Value = reqwest::Client::new()
         .post(format!("{http}/api/v1/guest-tokens"))

@@ -39,6 +39,15 @@ enum Admission {
     Waiting,
 }
 
+/// The call starts with the request that waited for the server's answer.
+fn start_pending(pending: &RefCell<Option<JoinRequest>>, room: &RoomHandle, error: &UseStateHandle<Option<String>>) {
+    if let Some(request) = pending.borrow_mut().take() {
+        if let Err(e) = room.join(request) {
+            error.set(Some(e));
+        }
+    }
+}
+
 /// Polls for the room token while the host decides; starts the call once admitted.
 fn wait_for_host(
     meeting: String,
@@ -55,13 +64,7 @@ fn wait_for_host(
                 return;
             }
             match api::meeting_token(&meeting).await {
-                Ok(view) if view.token.is_some() => {
-                    let Some(request) = pending.borrow_mut().take() else { return };
-                    if let Err(e) = room.join(request) {
-                        error.set(Some(e));
-                    }
-                    return;
-                }
+                Ok(view) if view.token.is_some() => return start_pending(&pending, &room, &error),
                 Ok(_) => {}
                 Err(f) if f.status == 0 || f.status == 429 || f.status >= 500 => {}
                 Err(f) => {
@@ -141,13 +144,7 @@ pub fn RoomPage(props: &RoomPageProps) -> Html {
             );
             spawn_local(async move {
                 match api::join_meeting(&id, &choice.display_name, &choice.password).await {
-                    Ok(view) if view.token.is_some() => {
-                        if let Some(request) = pending.borrow_mut().take() {
-                            if let Err(e) = room.join(request) {
-                                error.set(Some(e));
-                            }
-                        }
-                    }
+                    Ok(view) if view.token.is_some() => start_pending(&pending, &room, &error),
                     Ok(_) => {
                         admission.set(Admission::Waiting);
                         wait_for_host(id, pending, room, admission, error, alive);
