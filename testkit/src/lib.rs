@@ -1,8 +1,8 @@
 //! Test support: real servers for tests, started on free ports and stopped by process id.
 //!
-//! Nothing here is a mock: [`NatsServer`] runs the `nats-server` binary, [`Browser`] runs
-//! headless Chromium over the DevTools protocol, [`LossyLink`] is a real UDP path with delay
-//! and loss.
+//! Nothing here is a mock: [`NatsServer`] runs the `nats-server` binary, [`PostgresServer`] a
+//! throwaway PostgreSQL server of the test's own, [`Browser`] runs headless Chromium over the
+//! DevTools protocol, [`LossyLink`] is a real UDP path with delay and loss.
 
 mod browser;
 mod lossy;
@@ -12,10 +12,12 @@ mod postgres;
 pub use browser::Browser;
 pub use lossy::{LinkConfig, LinkCounters, LossyLink};
 pub use nats::{NatsCluster, NatsServer};
-pub use postgres::ThrowawayDatabase;
+pub use postgres::{PostgresServer, ThrowawayDatabase, postgres_binaries};
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::Child;
+use std::time::{Duration, Instant};
 
 /// A child process killed (by pid) and reaped when dropped: servers, bots and VMs a test or
 /// benchmark started must not outlive it.
@@ -52,4 +54,34 @@ pub fn workspace_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
         binary.display()
     );
     Ok(binary)
+}
+
+/// Waits until something accepts TCP connections on the loopback `port`.
+pub fn wait_for_port(port: u16, limit: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    anyhow::bail!("nothing listened on port {port} within {limit:?}")
+}
+
+/// Directories searched after `PATH`: Debian installs servers (`nats-server`) in `/usr/sbin`,
+/// which is not on a normal user's `PATH`.
+const SBIN: [&str; 3] = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
+
+/// Where the program `name` is: on `PATH`, else in an `sbin` directory.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(SBIN.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

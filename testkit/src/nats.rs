@@ -1,12 +1,10 @@
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::free_port;
+use crate::{find_program, free_port, wait_for_port};
 
 /// A `nats-server` process on a free port, killed (by pid) when dropped.
 pub struct NatsServer {
@@ -17,8 +15,13 @@ pub struct NatsServer {
     log: PathBuf,
 }
 
-fn binary() -> String {
-    std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into())
+/// `NATS_SERVER_BIN`, else `nats-server` on `PATH` or in an `sbin` directory (where Debian's
+/// package puts it, off a normal user's `PATH`).
+fn binary() -> PathBuf {
+    std::env::var_os("NATS_SERVER_BIN")
+        .map(PathBuf::from)
+        .or_else(|| find_program("nats-server"))
+        .unwrap_or_else(|| "nats-server".into())
 }
 
 impl NatsServer {
@@ -47,9 +50,10 @@ impl NatsServer {
                 cmd.args(["--routes", &routes.join(",")]);
             }
         }
-        let child = cmd.spawn().with_context(|| format!("starting {} (is nats-server installed?)", binary()))?;
+        let child =
+            cmd.spawn().with_context(|| format!("starting {} (apt-get install nats-server)", binary().display()))?;
         self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(10))
+        wait_for_port(self.port, Duration::from_secs(10)).context("nats-server")
     }
 
     pub fn port(&self) -> u16 {
@@ -100,15 +104,4 @@ impl NatsCluster {
         }
         Ok(Self { nodes })
     }
-}
-
-fn wait_for_port(port: u16, limit: Duration) -> Result<()> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        sleep(Duration::from_millis(20));
-    }
-    bail!("nats-server did not listen on port {port} within {limit:?}")
 }

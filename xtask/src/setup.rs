@@ -1,14 +1,41 @@
-//! Installing what a fresh Debian machine lacks, and building for wasm32.
+//! Installing what a fresh Debian machine lacks, building for wasm32, and what a run may skip.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::{cargo, status, target_dir};
 
+/// Whether the program is on `PATH` or in an `sbin` directory (Debian's `nats-server`).
 pub fn has_command(name: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success())
+    testkit::find_program(name).is_some()
+}
+
+/// Parts of a run that could not run here. In CI (`CI` set) nothing may be skipped: a part that
+/// cannot run fails the run. Elsewhere a skip is printed loudly and named in the last line.
+#[derive(Default)]
+pub struct Skipped(Vec<String>);
+
+impl Skipped {
+    /// Records that `part` cannot run because of `why`, or fails in CI.
+    pub fn skip(&mut self, part: &str, why: anyhow::Error) -> Result<()> {
+        if std::env::var_os("CI").is_some() {
+            return Err(why.context(format!("{part} cannot run here, and CI allows no skipped part")));
+        }
+        println!("\n*** xtask: SKIPPING {part}: {why:#} ***\n");
+        self.0.push(part.to_owned());
+        Ok(())
+    }
+
+    /// The run's last line.
+    pub fn summary(&self) -> String {
+        if self.0.is_empty() {
+            "xtask: every test passed".to_owned()
+        } else {
+            format!("xtask: the tests that ran passed, but these were SKIPPED: {}", self.0.join("; "))
+        }
+    }
 }
 
 fn is_root() -> bool {
@@ -62,30 +89,72 @@ pub fn package_installed(package: &str) -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
-fn rustup_has_wasm_target() -> bool {
-    Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == "wasm32-unknown-unknown"))
+/// Makes sure `cargo fmt` works: rustup's rustfmt component, added when missing.
+pub fn ensure_rustfmt() -> Result<()> {
+    let works = || cargo().args(["fmt", "--version"]).output().is_ok_and(|o| o.status.success());
+    if works() {
+        return Ok(());
+    }
+    let _ = status(Command::new("rustup").args(["component", "add", "rustfmt"]));
+    if works() { Ok(()) } else { bail!("`cargo fmt` is missing: rustup component add rustfmt") }
 }
 
-/// Builds a crate for `wasm32-unknown-unknown`: with rustup's target when installed, else with
-/// Debian's `rustc-web` and a std built from `rust-web-src`. Returns the release output
+/// Makes sure PostgreSQL's server binaries are there for the tests' throwaway servers.
+pub fn ensure_postgres() -> Result<()> {
+    if testkit::postgres_binaries().is_ok() { Ok(()) } else { apt_install(&["postgresql"]) }
+}
+
+/// Whether rustup's wasm32 target is installed, adding it when rustup can download it.
+fn rustup_wasm_target() -> bool {
+    let installed = || {
+        Command::new("rustup")
+            .current_dir(crate::root())
+            .args(["target", "list", "--installed"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == "wasm32-unknown-unknown"))
+    };
+    if installed() {
+        return true;
+    }
+    if !has_command("rustup") {
+        return false;
+    }
+    println!("xtask: rustup target add wasm32-unknown-unknown");
+    match Command::new("rustup").current_dir(crate::root()).args(["target", "add", "wasm32-unknown-unknown"]).output() {
+        Ok(out) if out.status.success() => installed(),
+        Ok(out) => {
+            let why = String::from_utf8_lossy(&out.stderr);
+            let why = why.lines().find(|l| l.starts_with("error")).unwrap_or("failed");
+            println!("xtask: rustup could not add the wasm32 target ({why}); using Debian's rustc-web instead");
+            false
+        }
+        Err(e) => {
+            println!("xtask: rustup could not run ({e}); using Debian's rustc-web instead");
+            false
+        }
+    }
+}
+
+/// Builds a crate for `wasm32-unknown-unknown`: with rustup's target when it is installed or can
+/// be added, else with Debian's `rustc-web` and a std built from `rust-web-src`. Returns the release output
 /// directory (where a binary crate's `.wasm` lands).
 pub fn wasm_build(package: &str) -> Result<PathBuf> {
-    if rustup_has_wasm_target() {
+    if rustup_wasm_target() {
         status(cargo().args(["build", "--locked", "--release", "-p", package, "--target", "wasm32-unknown-unknown"]))?;
         return Ok(target_dir().join("wasm32-unknown-unknown/release"));
     }
-    let missing: Vec<&str> =
-        ["rustc-web", "cargo-web", "rust-web-src"].into_iter().filter(|p| !package_installed(p)).collect();
-    apt_install(&missing)?;
+    ensure_packages(&["rustc-web", "cargo-web", "rust-web-src"])?;
+    let linker = debian_wasm_linker()?;
     let wasm_target = target_dir().join("wasm");
     status(
         Command::new("/usr/bin/cargo")
             .current_dir(crate::root())
             .env("RUSTC_BOOTSTRAP", "1")
             .env("RUSTC", "/usr/bin/rustc")
+            // rustc's wasm32 target calls `rust-lld`, which Debian's rustc-web does not ship
+            // (rust-web-llvm's `rust-lld` points at lld without depending on it): name the
+            // linker of rustc's own LLVM version instead.
+            .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", &linker)
             .env_remove("RUSTUP_TOOLCHAIN")
             .env_remove("CARGO")
             .args([
@@ -102,4 +171,24 @@ pub fn wasm_build(package: &str) -> Result<PathBuf> {
             .arg(&wasm_target),
     )?;
     Ok(wasm_target.join("wasm32-unknown-unknown/release"))
+}
+
+/// `wasm-ld` from the `lld-N` package whose N is the LLVM major version of Debian's rustc,
+/// installed when missing.
+fn debian_wasm_linker() -> Result<PathBuf> {
+    let out = Command::new("/usr/bin/rustc").arg("-vV").output().context("running /usr/bin/rustc -vV")?;
+    let info = String::from_utf8_lossy(&out.stdout);
+    let major = info
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .with_context(|| format!("no LLVM version in /usr/bin/rustc -vV:\n{info}"))?
+        .trim()
+        .to_owned();
+    ensure_packages(&[&format!("lld-{major}")])?;
+    let linker = PathBuf::from(format!("/usr/lib/llvm-{major}/bin/wasm-ld"));
+    if !linker.is_file() {
+        bail!("lld-{major} is installed but {} is missing", linker.display());
+    }
+    Ok(linker)
 }
