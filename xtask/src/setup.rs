@@ -42,32 +42,45 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
-/// Installs Debian packages with apt-get (as root), refreshing the package lists if needed.
+/// `apt-get` as root, or through `sudo`; `None` when neither can run.
+fn apt_get() -> Option<Command> {
+    if !has_command("apt-get") {
+        return None;
+    }
+    if is_root() {
+        let mut cmd = Command::new("apt-get");
+        cmd.env("DEBIAN_FRONTEND", "noninteractive");
+        Some(cmd)
+    } else if has_command("sudo") {
+        // sudo keeps only a few variables; env sets this one on the root side.
+        let mut cmd = Command::new("sudo");
+        cmd.args(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+        Some(cmd)
+    } else {
+        None
+    }
+}
+
+/// Installs Debian packages (or upgrades them to the newest candidate) with apt-get, as root or
+/// through sudo. The package lists are refreshed first, once per run: a new machine's lists may
+/// be old or (after debootstrap) hold only the release's first versions.
 pub fn apt_install(packages: &[&str]) -> Result<()> {
+    static UPDATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if packages.is_empty() {
         return Ok(());
     }
-    if !is_root() || !has_command("apt-get") {
+    let Some(_) = apt_get() else {
         bail!(
-            "missing packages {packages:?}: install them (apt-get install {}) or run as root on Debian",
-            packages.join(" ")
+            "missing packages: {list}. Install them (apt-get install {list}), or run this as root or \
+             with sudo on Debian",
+            list = packages.join(" ")
         );
-    }
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(packages)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
     };
-    if !install() {
-        status(Command::new("apt-get").arg("update"))?;
-        if !install() {
-            bail!("apt-get install {} failed", packages.join(" "));
-        }
+    if !UPDATED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        status(apt_get().context("apt-get")?.arg("update"))?;
     }
-    Ok(())
+    status(apt_get().context("apt-get")?.args(["install", "-y", "--no-install-recommends"]).args(packages))
+        .with_context(|| format!("installing {}", packages.join(" ")))
 }
 
 /// Makes sure each (command, Debian package) is available.
@@ -143,7 +156,18 @@ pub fn wasm_build(package: &str) -> Result<PathBuf> {
         status(cargo().args(["build", "--locked", "--release", "-p", package, "--target", "wasm32-unknown-unknown"]))?;
         return Ok(target_dir().join("wasm32-unknown-unknown/release"));
     }
-    ensure_packages(&["rustc-web", "cargo-web", "rust-web-src"])?;
+    const DEBIAN_WASM: [&str; 3] = ["rustc-web", "cargo-web", "rust-web-src"];
+    ensure_packages(&DEBIAN_WASM)?;
+    if !debian_rustc_is_recent()? {
+        // An older rustc-web (bookworm's first one is 1.85): the newest candidate may do.
+        apt_install(&DEBIAN_WASM)?;
+        if !debian_rustc_is_recent()? {
+            bail!(
+                "Debian's rustc-web is older than the workspace's rust-version ({RUST_VERSION}); \
+                 add bookworm-security to apt's sources, or install rustup's wasm32 target"
+            );
+        }
+    }
     let linker = debian_wasm_linker()?;
     let wasm_target = target_dir().join("wasm");
     status(
@@ -191,4 +215,21 @@ fn debian_wasm_linker() -> Result<PathBuf> {
         bail!("lld-{major} is installed but {} is missing", linker.display());
     }
     Ok(linker)
+}
+
+/// The oldest rustc the workspace builds with (the workspace's `rust-version`, which xtask inherits).
+const RUST_VERSION: &str = env!("CARGO_PKG_RUST_VERSION");
+
+/// Whether `/usr/bin/rustc` is at least [`RUST_VERSION`].
+fn debian_rustc_is_recent() -> Result<bool> {
+    let out = Command::new("/usr/bin/rustc").arg("--version").output().context("running /usr/bin/rustc --version")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = |v: &str| -> Option<(u32, u32)> {
+        let mut parts = v.split('.');
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    };
+    let found = text.split_whitespace().nth(1).and_then(version).with_context(|| format!("rustc said {text:?}"))?;
+    let wanted = version(RUST_VERSION).context("RUST_VERSION")?;
+    println!("xtask: Debian's {}", text.trim());
+    Ok(found >= wanted)
 }
