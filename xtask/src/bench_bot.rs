@@ -23,6 +23,7 @@ pub struct BotBenchArgs {
 }
 
 pub fn run(args: BotBenchArgs) -> Result<()> {
+    crate::setup::ensure_bot_build()?;
     status(cargo().args(["build", "--release", "--locked", "-p", "actix-api", "-p", "bot"]))?;
     let bot = target_dir().join("release/bot");
     println!("xtask: bench-bot: the software encoder alone");

@@ -14,6 +14,7 @@ pub const BINARIES: [&str; 3] = ["actix-api", "webtransport-server", "bot"];
 
 /// Builds into `out` (`bin/` and `web/`); returns it.
 pub fn build(out: &Path) -> Result<PathBuf> {
+    crate::setup::ensure_bot_build()?;
     let web_root = web::build()?;
     let mut build = cargo();
     build.args(["build", "--release", "--locked"]);

@@ -132,10 +132,7 @@ fn test() -> Result<()> {
     // for the tests' own throwaway servers.
     setup::ensure_commands(&[("nats-server", "nats-server"), ("chromium", "chromium")])?;
     setup::ensure_postgres()?;
-    // The bot builds OpenH264 from its C++ source, and generates its V4L2 bindings with bindgen,
-    // which needs libclang.
-    setup::ensure_commands(&[("c++", "g++")])?;
-    setup::ensure_packages(&["libclang-dev"])?;
+    setup::ensure_bot_build()?;
     match setup::ensure_rustfmt() {
         Ok(()) => status(cargo().args(["fmt", "--all", "--check"]))?,
         Err(e) => skipped.skip("the formatting check", e)?,

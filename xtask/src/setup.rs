@@ -61,6 +61,10 @@ fn apt_get() -> Option<Command> {
     }
 }
 
+/// Another apt (unattended upgrades, a second run) may hold dpkg's lock for a while: wait for it
+/// (seconds) rather than fail.
+const APT_LOCK_WAIT: &str = "DPkg::Lock::Timeout=600";
+
 /// Installs Debian packages (or upgrades them to the newest candidate) with apt-get, as root or
 /// through sudo. The package lists are refreshed first, once per run: a new machine's lists may
 /// be old or (after debootstrap) hold only the release's first versions.
@@ -69,7 +73,7 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
     if packages.is_empty() {
         return Ok(());
     }
-    let Some(_) = apt_get() else {
+    let (Some(mut update), Some(mut install)) = (apt_get(), apt_get()) else {
         bail!(
             "missing packages: {list}. Install them (apt-get install {list}), or run this as root or \
              with sudo on Debian",
@@ -77,9 +81,9 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
         );
     };
     if !UPDATED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        status(apt_get().context("apt-get")?.arg("update"))?;
+        status(update.args(["-o", APT_LOCK_WAIT, "update"]))?;
     }
-    status(apt_get().context("apt-get")?.args(["install", "-y", "--no-install-recommends"]).args(packages))
+    status(install.args(["-o", APT_LOCK_WAIT, "install", "-y", "--no-install-recommends"]).args(packages))
         .with_context(|| format!("installing {}", packages.join(" ")))
 }
 
@@ -100,6 +104,13 @@ pub fn package_installed(package: &str) -> bool {
         .args(["-W", "-f=${Status}", package])
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+/// What building the bot needs beyond Rust: a C++ compiler for OpenH264 (built from its bundled
+/// source) and libclang for bindgen's V4L2 bindings.
+pub fn ensure_bot_build() -> Result<()> {
+    ensure_commands(&[("c++", "g++")])?;
+    ensure_packages(&["libclang-dev"])
 }
 
 /// Makes sure `cargo fmt` works: rustup's rustfmt component, added when missing.

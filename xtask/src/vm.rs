@@ -2,7 +2,7 @@
 //! QEMU (TCG; no KVM needed) with an initramfs holding busybox, the `vivid` virtual camera, the
 //! `vicodec` memory-to-memory encoder (not in Debian's build: compiled here out of tree from
 //! `linux-source` against the kernel's headers, loaded with `multiplanar=1` as a Raspberry
-//! Pi's encoder is) and a statically linked `bot`. Inside, the bot captures from vivid,
+//! Pi's encoder is) and the release `bot` with the shared libraries it links. Inside, the bot captures from vivid,
 //! encodes and publishes over QEMU's user network to a server on the host (10.0.2.2), where a
 //! `bot watch` per room joins and must open end-to-end encrypted, well-formed frames:
 //!
@@ -171,6 +171,20 @@ poweroff -f
     )
 }
 
+/// The shared libraries `binary` loads, the dynamic loader included, as `ldd` finds them.
+fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
+    let listing = output(Command::new("ldd").arg(binary))?;
+    // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)", "/lib64/ld-linux-x86-64.so.2 (0x…)";
+    // the vDSO has no file.
+    Ok(listing
+        .lines()
+        .filter_map(|line| {
+            let path = line.split("=>").last()?.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect())
+}
+
 fn initramfs(dir: &Path, modules: &Path, built: &[PathBuf], bot: &Path, port: u16) -> Result<PathBuf> {
     let tree = dir.join("initrd");
     let _ = fs::remove_dir_all(&tree);
@@ -179,6 +193,11 @@ fn initramfs(dir: &Path, modules: &Path, built: &[PathBuf], bot: &Path, port: u1
     }
     fs::copy("/usr/bin/busybox", tree.join("bin/busybox")).context("busybox-static")?;
     status(Command::new("strip").arg("--strip-debug").arg("-o").arg(tree.join("bin/bot")).arg(bot))?;
+    for library in shared_libraries(bot)? {
+        let inside = tree.join(library.strip_prefix("/").context("a library path")?);
+        fs::create_dir_all(inside.parent().context("a library directory")?)?;
+        fs::copy(&library, &inside).with_context(|| format!("copying {}", library.display()))?;
+    }
     let mut order: Vec<String> = Vec::new();
     let mut wanted: Vec<String> = ["virtio_pci", "virtio_net", "vivid"].map(str::to_owned).to_vec();
     let ours: Vec<String> = built.iter().filter_map(|k| Some(k.file_stem()?.to_string_lossy().into_owned())).collect();
@@ -216,7 +235,7 @@ fn initramfs(dir: &Path, modules: &Path, built: &[PathBuf], bot: &Path, port: u1
 /// One room's viewer on the host: `bot watch` with `args`.
 fn watch(http: &str, room: &str, args: &[&str]) -> Result<KillOnDrop> {
     Ok(KillOnDrop(
-        Command::new(target_dir().join("debug/bot"))
+        Command::new(target_dir().join("release/bot"))
             .args(["watch", "--server", http, "--room", room, "--timeout", "240"])
             .args(args)
             .spawn()
@@ -224,9 +243,10 @@ fn watch(http: &str, room: &str, args: &[&str]) -> Result<KillOnDrop> {
     ))
 }
 
-/// QEMU and what the initramfs is made of, installed when missing.
+/// QEMU, what the initramfs is made of and what the bot's build needs, installed when missing.
 pub fn prerequisites() -> Result<()> {
-    setup::ensure_packages(&["qemu-system-x86", "busybox-static", "cpio", "kmod"])
+    setup::ensure_packages(&["qemu-system-x86", "busybox-static", "cpio", "kmod"])?;
+    setup::ensure_bot_build()
 }
 
 pub fn run() -> Result<()> {
@@ -236,36 +256,23 @@ pub fn run() -> Result<()> {
     let (vmlinuz, modules) = kernel(&package, &dir.join(&package))?;
     let built = vicodec(&release, &modules, &dir)?;
 
-    // The bot, statically linked: the initramfs has no libc.
-    let static_dir = target_dir().join("static");
-    status(
-        cargo()
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "-p",
-                "bot",
-                "--target",
-                "x86_64-unknown-linux-gnu",
-                "--target-dir",
-            ])
-            .arg(&static_dir),
-    )?;
-    let bot = static_dir.join("x86_64-unknown-linux-gnu/release/bot");
+    // Release builds (what `cargo xtask dist` ships, so `cargo xtask test` has just built them):
+    // the bot goes into the initramfs with the shared libraries it links; the server and the
+    // watchers run on the host.
+    status(cargo().args(["build", "--release", "--locked", "-p", "bot", "-p", "actix-api"]))?;
+    let bot = target_dir().join("release/bot");
 
     let port = testkit::free_port();
     let image = initramfs(&dir, &modules, &built, &bot, port)?;
     let http = format!("http://127.0.0.1:{port}");
     let _server = KillOnDrop(
-        Command::new(target_dir().join("debug/actix-api"))
+        Command::new(target_dir().join("release/actix-api"))
             .env("LISTEN_ADDR", format!("0.0.0.0:{port}"))
             .env("DATABASE_URL", "sqlite::memory:")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
-            .context("starting actix-api (cargo build --workspace --bins first)")?,
+            .context("starting actix-api")?,
     );
     crate::bench::wait_ready(&http)?;
     let mut watchers = [
