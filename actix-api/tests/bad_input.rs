@@ -11,7 +11,7 @@ use futures_util::SinkExt;
 use protobuf::Message as _;
 use tokio_tungstenite::tungstenite::Message;
 use videocall_relay::{RoomToken, TokenKey};
-use videocall_types::{DisplayName, PacketType, RoomId, UserId, limits::MAX_PACKET_BYTES};
+use videocall_types::{DisplayName, PacketType, PacketWrapper, RoomId, UserId, limits::MAX_PACKET_BYTES};
 
 const SECRET: &str = "test secret that is long enough for HS256";
 
@@ -129,6 +129,10 @@ async fn protocol_violations_close_only_the_offender_with_a_close_code() {
     presence.packet_type = PacketType::PRESENCE.into();
     let mut oversized = media(&vec![0; MAX_PACKET_BYTES]).write_to_bytes().unwrap();
     oversized.truncate(MAX_PACKET_BYTES + 1);
+    let mut connection = media(b"x");
+    connection.packet_type = PacketType::CONNECTION.into();
+    let mut padded_key = media(&vec![7; 5000]);
+    padded_key.packet_type = PacketType::AES_KEY.into();
 
     let cases: Vec<(&str, Message, u16, &str)> = vec![
         ("malformed protobuf", Message::Binary(vec![0xff, 0xff, 0xff].into()), 1007, "malformed PacketWrapper"),
@@ -139,6 +143,18 @@ async fn protocol_violations_close_only_the_offender_with_a_close_code() {
             Message::Binary(presence.write_to_bytes().unwrap().into()),
             1008,
             "clients may not send PRESENCE packets",
+        ),
+        (
+            "connection packet from a client",
+            Message::Binary(connection.write_to_bytes().unwrap().into()),
+            1008,
+            "clients may not send CONNECTION packets",
+        ),
+        (
+            "a padded key packet",
+            Message::Binary(padded_key.write_to_bytes().unwrap().into()),
+            4005,
+            "sending too fast: a key packet of",
         ),
         ("text frame", Message::Text("{\"hello\":1}".into()), 1003, "text frames are not accepted"),
         ("oversized message", Message::Binary(oversized.into()), 1009, "exceeds the limit"),
@@ -152,13 +168,78 @@ async fn protocol_violations_close_only_the_offender_with_a_close_code() {
         live.still_flowing().await;
     }
     let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
-    for reason in ["malformed\"} 2", "unknown_type\"} 1", "not_allowed\"} 1", "text_frame\"} 1", "oversized\"} 1"] {
+    for reason in [
+        "malformed\"} 2",
+        "unknown_type\"} 1",
+        "not_allowed\"} 2",
+        "text_frame\"} 1",
+        "oversized\"} 1",
+        "over_budget\"} 1",
+    ] {
         assert!(
             metrics.contains(&format!("videocall_packets_rejected_total{{reason=\"{reason}")),
             "{reason} in {metrics}"
         );
     }
     live.sender_task.abort();
+    server.stop().await;
+}
+
+/// A participant flooding keys at one victim, or the room with packets, is closed (4005) by its
+/// send budget; the victim stays and keeps receiving the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooder_is_closed_and_its_victim_kept() {
+    let server = start(Config::for_tests()).await;
+    let http = http_url(&server);
+    let mut victim = Client::join(&http, &guest(&http, "flood", "Victim").await).await;
+    let floods: [(&str, fn(u64) -> PacketWrapper); 2] = [
+        ("keys addressed to the victim", |victim| PacketWrapper {
+            packet_type: PacketType::AES_KEY.into(),
+            to_session_id: victim,
+            data: vec![9; 4000],
+            ..Default::default()
+        }),
+        ("small packets to everyone", |_| media(b"spam")),
+    ];
+    for (what, packet) in floods {
+        let mut flooder = Client::join(&http, &guest(&http, "flood", "Flooder").await).await;
+        let victim_session = flooder.members[0];
+        let Received::Joined(flooder_session, _) = victim.recv().await.unwrap() else { panic!("{what}: join") };
+        let bytes = packet(victim_session).write_to_bytes().unwrap();
+        let mut sent = 0;
+        for _ in 0..5000 {
+            if flooder.send_bytes(bytes.clone()).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        let (code, reason) = flooder.expect_close().await;
+        assert_eq!(code, 4005, "{what}: {reason} after {sent}");
+        assert!(reason.contains("sending too fast"), "{what}: {reason}");
+        // The victim got what was within the budget, then the flooder's departure, and stays.
+        loop {
+            match victim.recv().await.expect("the victim stays connected") {
+                Received::Left(session, _) if session == flooder_session => break,
+                Received::Packet(_) => {}
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        let mut honest = Client::join(&http, &guest(&http, "flood", "Honest").await).await;
+        let Received::Joined(honest_session, _) = victim.recv().await.unwrap() else { panic!("{what}: honest") };
+        honest.send(&media(b"still here")).await.unwrap();
+        assert_eq!(next_packet(&mut victim).await.data, b"still here");
+        honest.close().await;
+        assert!(matches!(victim.recv().await.unwrap(), Received::Left(s, _) if s == honest_session));
+    }
+    // Closed by its own budget, or by the room when it filled its share of the victim's queue
+    // first: either way counted, twice in all.
+    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    let count = |line: &str| -> u64 {
+        metrics.lines().find_map(|l| l.strip_prefix(line)).map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let closed = count(r#"videocall_sessions_closed_total{reason="over_budget"}"#)
+        + count(r#"videocall_sessions_closed_total{reason="sending too fast"}"#);
+    assert_eq!(closed, 2, "{metrics}");
     server.stop().await;
 }
 

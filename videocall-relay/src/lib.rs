@@ -1,7 +1,8 @@
 //! The relay core shared by the WebSocket server (`actix-api`) and the WebTransport server.
 //!
 //! - [`room`]: one room on one relay as a state machine with no I/O and no clock reads.
-//! - [`outbox`]: a receiver's bounded queue and its drop policy.
+//! - [`outbox`]: a receiver's bounded queue and its drop policy; [`budget`]: what one session
+//!   may send.
 //! - [`wire`]: reading and stamping the `PacketWrapper` header without touching the payload.
 //! - [`bus`]: the [`RoomBus`] trait that connects relays, with [`LocalBus`] (one process) and
 //!   [`NatsBus`] (NATS subjects `room.{room}.{session}`).
@@ -13,6 +14,7 @@
 //! This crate knows nothing of Actix or wtransport.
 
 pub mod auth;
+pub mod budget;
 pub mod bus;
 #[cfg(feature = "cli")]
 pub mod cli;

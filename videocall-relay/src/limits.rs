@@ -41,3 +41,30 @@ pub const DRAIN_BATCH: usize = 64;
 /// A reader refreshes its session's liveness at most this often, so the room lock is not
 /// taken for every packet just to record that the sender is alive.
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Packets a session may send a second, and at once. A participant sends about 30 video frames,
+/// 50 audio packets, a heartbeat and its answers a second, and a screen share adds up to 30
+/// frames: 300 is twice the most an honest client sends, and a flood of small packets ends there.
+pub const SEND_PACKETS_PER_SEC: f64 = 300.0;
+pub const SEND_PACKET_BURST: f64 = 600.0;
+
+/// Bytes a session may send a second (16 Mbit/s: 720p camera at 1.5 Mbit/s plus a 1080p screen
+/// with its keyframes several times over), and at once: eight packets of the largest size.
+pub const SEND_BYTES_PER_SEC: f64 = 2.0 * 1024.0 * 1024.0;
+pub const SEND_BYTE_BURST: f64 = 4.0 * 1024.0 * 1024.0;
+
+/// Key packets (`RSA_PUB_KEY`, `AES_KEY`) a session may send a second, and at once. Joining, or
+/// anyone joining or leaving, makes each sender wrap a new key to each other member: up to
+/// `MAX_PARTICIPANTS - 1` at once, twice when two changes come together. Each costs its
+/// receiver an RSA decryption, so a flood of them is stopped here.
+pub const SEND_CONTROL_PER_SEC: f64 = 100.0;
+pub const SEND_CONTROL_BURST: f64 = 4.0 * MAX_PARTICIPANTS as f64;
+
+/// Largest key packet: an RSA-4096 public key or wrapped key with its identity and a signature
+/// is under 2 KiB; anything larger is padding meant to fill someone's queue.
+pub const MAX_KEY_PACKET_BYTES: usize = 4 * 1024;
+
+/// Share of one receiver's queue that control packets from any one sender may hold (packets,
+/// and bytes, as a fraction of the outbox bounds). An honest sender has a few keys queued for a
+/// receiver at a time; one that fills more than this is flooding, and it is the one closed.
+pub const CONTROL_SHARE_PER_SENDER: usize = 16;

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, OnceCell, mpsc};
 use videocall_types::{PacketType, RoomId, UserId, limits::MAX_PACKET_BYTES};
 
+use crate::budget::{BudgetLimits, OverBudget, SendBudget};
 use crate::bus::{BusError, BusSink, BusSubscription, RoomBus};
 use crate::room::{CloseReason, JoinError, Member, Moderation, Room, RoomConfig, RoomOutput};
 use crate::wire::{self, WireError};
@@ -29,13 +30,20 @@ pub struct RelayConfig {
     pub room: RoomConfig,
     /// Largest packet a client may send.
     pub max_packet_bytes: usize,
+    /// What one session may send a second.
+    pub budget: BudgetLimits,
     /// How often rooms check heartbeats and refresh presence.
     pub tick: Duration,
 }
 
 impl Default for RelayConfig {
     fn default() -> Self {
-        Self { room: RoomConfig::default(), max_packet_bytes: MAX_PACKET_BYTES, tick: Duration::from_millis(250) }
+        Self {
+            room: RoomConfig::default(),
+            max_packet_bytes: MAX_PACKET_BYTES,
+            budget: BudgetLimits::default(),
+            tick: Duration::from_millis(250),
+        }
     }
 }
 
@@ -52,6 +60,8 @@ pub enum SessionError {
     UnknownType(WireError),
     #[error("clients may not send {0:?} packets")]
     NotAllowed(PacketType),
+    #[error("sending too fast: {0}")]
+    OverBudget(OverBudget),
 }
 
 impl SessionError {
@@ -62,16 +72,18 @@ impl SessionError {
             Self::Malformed(_) => "malformed",
             Self::UnknownType(_) => "unknown_type",
             Self::NotAllowed(_) => "not_allowed",
+            Self::OverBudget(_) => "over_budget",
         }
     }
 
     /// The close code both transports use: RFC 6455's for size (1009), invalid data (1007)
-    /// and policy (1008).
+    /// and policy (1008); a flood closes as the relay closes a sender that fills others' queues.
     pub fn close_code(&self) -> u16 {
         match self {
             Self::TooLarge { .. } => 1009,
             Self::Malformed(_) => 1007,
             Self::UnknownType(_) | Self::NotAllowed(_) => 1008,
+            Self::OverBudget(_) => CloseReason::Flooding.close_code(),
         }
     }
 }
@@ -252,6 +264,7 @@ impl Relay {
             member,
             signal,
             last_touch_ms: AtomicU64::new(0),
+            budget: Mutex::new(SendBudget::new(Instant::now(), self.inner.config.budget)),
             end_label: CloseReason::Left.as_str(),
         })
     }
@@ -411,6 +424,9 @@ impl BusSink for RoomSink {
         if delivery.dropped.packets > 0 {
             relay.metrics.dropped("slow_receiver", delivery.dropped.packets);
         }
+        if delivery.refused_over_share > 0 {
+            relay.metrics.dropped("sender_over_share", delivery.refused_over_share);
+        }
         relay.publish_later(&slot.id, publishes);
         if emptied {
             relay.retire_if_empty(&slot);
@@ -425,6 +441,7 @@ pub struct SessionHandle {
     member: Member,
     signal: Arc<SessionSignal>,
     last_touch_ms: AtomicU64,
+    budget: Mutex<SendBudget>,
     /// The `sessions_closed` label recorded when the client side ends the session.
     end_label: &'static str,
 }
@@ -470,9 +487,14 @@ impl SessionHandle {
             WireError::UnknownPacketType(_) => SessionError::UnknownType(e),
             e => SessionError::Malformed(e),
         })?;
-        if header.packet_type == PacketType::PRESENCE || header.packet_type == PacketType::MODERATION {
+        // Presence and moderation are the relays' own; no client sends CONNECTION packets.
+        if matches!(header.packet_type, PacketType::PRESENCE | PacketType::MODERATION | PacketType::CONNECTION) {
             return Err(SessionError::NotAllowed(header.packet_type));
         }
+        self.budget
+            .lock()
+            .charge(Instant::now(), header.packet_type, packet.len())
+            .map_err(SessionError::OverBudget)?;
         Ok(stamped)
     }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::SelectAll;
+use videocall_relay::budget::TokenBucket;
 use videocall_relay::relay::JoinFailure;
 use videocall_relay::room::JoinError;
 use videocall_relay::{Relay, SessionError, SessionHandle, TokenKey, auth};
@@ -110,27 +111,6 @@ impl From<SessionError> for Ending {
     }
 }
 
-/// A token bucket for datagrams.
-struct DatagramBudget {
-    tokens: f64,
-    last: Instant,
-}
-
-impl DatagramBudget {
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let rate = f64::from(DATAGRAMS_PER_SECOND);
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate).min(rate);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 async fn run(connection: Connection, handle: SessionHandle, mode: StreamMode, shared: &Shared) {
     let metrics = shared.relay.metrics().clone();
     let max = shared.max_packet_bytes;
@@ -158,7 +138,9 @@ async fn run(connection: Connection, handle: SessionHandle, mode: StreamMode, sh
     let reader = async {
         let mut streams = SelectAll::new();
         let pending = PendingBudget::default();
-        let mut budget = DatagramBudget { tokens: f64::from(DATAGRAMS_PER_SECOND), last: Instant::now() };
+        // A second's worth of datagrams may come at once.
+        let rate = f64::from(DATAGRAMS_PER_SECOND);
+        let mut budget = TokenBucket::new(Instant::now(), rate, rate);
         let mut alive = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -180,7 +162,7 @@ async fn run(connection: Connection, handle: SessionHandle, mode: StreamMode, sh
                     }
                 },
                 datagram = connection.receive_datagram() => match datagram {
-                    Ok(datagram) if budget.take() => {
+                    Ok(datagram) if budget.take(Instant::now(), 1.0).is_ok() => {
                         if let Err(e) = handle.publish(&datagram.payload()).await {
                             return e.into();
                         }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use parking_lot::Mutex;
+use videocall_relay::budget::TokenBucket;
 
 use crate::error::ApiError;
 
@@ -18,37 +19,28 @@ const MAX_TRACKED: usize = 100_000;
 
 #[derive(Debug)]
 pub struct Buckets {
-    per_minute: f64,
+    per_second: f64,
     burst: f64,
-    buckets: HashMap<IpAddr, (f64, Instant)>,
+    buckets: HashMap<IpAddr, TokenBucket>,
 }
 
 impl Buckets {
     pub fn new(per_minute: u32, burst: u32) -> Self {
-        Self { per_minute: f64::from(per_minute), burst: f64::from(burst.max(1)), buckets: HashMap::new() }
+        Self { per_second: f64::from(per_minute) / 60.0, burst: f64::from(burst.max(1)), buckets: HashMap::new() }
     }
 
     /// Takes one request's token for `client`; `Err(wait)` when there is none yet.
     pub fn take(&mut self, client: IpAddr, now: Instant) -> Result<(), Duration> {
         if self.buckets.len() >= MAX_TRACKED && !self.buckets.contains_key(&client) {
-            let (rate, burst) = (self.per_minute / 60.0, self.burst);
-            self.buckets.retain(|_, (tokens, last)| *tokens + now.duration_since(*last).as_secs_f64() * rate < burst);
+            self.buckets.retain(|_, bucket| !bucket.is_full(now));
             if self.buckets.len() >= MAX_TRACKED {
                 self.buckets.clear();
             }
         }
-        let rate = self.per_minute / 60.0;
-        let (tokens, last) = self.buckets.entry(client).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else if rate > 0.0 {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / rate))
-        } else {
-            Err(Duration::from_secs(60))
-        }
+        let (rate, burst) = (self.per_second, self.burst);
+        let bucket = self.buckets.entry(client).or_insert_with(|| TokenBucket::new(now, rate, burst));
+        // With no refill at all, a minute is as good an answer as any.
+        bucket.take(now, 1.0).map_err(|wait| wait.min(Duration::from_secs(60)))
     }
 }
 

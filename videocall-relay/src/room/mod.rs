@@ -26,7 +26,7 @@ use videocall_types::{PacketType, RoomId, UserId};
 pub use moderation::Moderation;
 pub use presence::{Member, PresenceEvent};
 
-use crate::outbox::{Dropped, Outbox, OutboxLimits, PacketClass};
+use crate::outbox::{Dropped, Outbox, OutboxLimits, PacketClass, Refused};
 use crate::{SessionId, limits, wire};
 
 /// The rules of a room.
@@ -66,6 +66,8 @@ pub enum CloseReason {
     Removed,
     /// The host ended the meeting for everyone.
     Ended,
+    /// The session sent more than its budget, or filled its share of someone's queue.
+    Flooding,
 }
 
 impl CloseReason {
@@ -77,6 +79,7 @@ impl CloseReason {
             Self::TooSlow => "too slow to keep up",
             Self::Removed => "removed by the host",
             Self::Ended => "the meeting has ended",
+            Self::Flooding => "sending too fast",
         }
     }
 
@@ -89,6 +92,7 @@ impl CloseReason {
             Self::TooSlow => 4002,
             Self::Removed => 4003,
             Self::Ended => 4004,
+            Self::Flooding => 4005,
         }
     }
 
@@ -117,6 +121,9 @@ pub struct Delivery {
     pub dropped: Dropped,
     /// The packet was not a valid `PacketWrapper` and went nowhere.
     pub invalid: bool,
+    /// Receivers that did not get the packet because its sender already filled its share of
+    /// their control queue (the sender is closed when it is on this relay).
+    pub refused_over_share: u64,
 }
 
 impl Delivery {
@@ -126,6 +133,7 @@ impl Delivery {
         self.dropped.packets += other.dropped.packets;
         self.dropped.bytes += other.dropped.bytes;
         self.invalid |= other.invalid;
+        self.refused_over_share += other.refused_over_share;
     }
 }
 
@@ -283,8 +291,14 @@ impl Room {
             Some(_) => return Delivery::default(),
             None => Audience::AllExcept(from),
         };
-        let (delivery, too_slow) = self.fan_out(&packet, class, audience);
+        let (delivery, too_slow) = self.fan_out_from(&packet, class, audience, from);
         self.end_sessions(too_slow, CloseReason::TooSlow);
+        // The sender, not its receivers, pays for filling their queues.
+        if delivery.refused_over_share > 0
+            && let Some(sender) = from.filter(|s| self.local.contains_key(s))
+        {
+            self.end_sessions(vec![sender], CloseReason::Flooding);
+        }
         delivery
     }
 
@@ -431,9 +445,21 @@ impl Room {
         delivery
     }
 
-    /// Queues `packet` for the audience; returns what happened and the sessions that overflowed.
+    /// Queues a packet of the relay's own for the audience; returns what happened and the
+    /// sessions that overflowed.
     fn fan_out(&mut self, packet: &Bytes, class: PacketClass, audience: Audience) -> (Delivery, Vec<SessionId>) {
-        let mut fan = FanOut { packet, class, delivery: Delivery::default(), too_slow: Vec::new() };
+        self.fan_out_from(packet, class, audience, None)
+    }
+
+    /// Queues `packet` from the session `from` for the audience.
+    fn fan_out_from(
+        &mut self,
+        packet: &Bytes,
+        class: PacketClass,
+        audience: Audience,
+        from: Option<SessionId>,
+    ) -> (Delivery, Vec<SessionId>) {
+        let mut fan = FanOut { packet, class, from, delivery: Delivery::default(), too_slow: Vec::new() };
         let Self { local, outputs, .. } = self;
         match audience {
             Audience::Only(to) => {
@@ -478,6 +504,7 @@ impl Room {
 struct FanOut<'a> {
     packet: &'a Bytes,
     class: PacketClass,
+    from: Option<SessionId>,
     delivery: Delivery,
     too_slow: Vec<SessionId>,
 }
@@ -485,7 +512,7 @@ struct FanOut<'a> {
 impl FanOut<'_> {
     fn enqueue(&mut self, session: SessionId, outbox: &mut Outbox, outputs: &mut VecDeque<RoomOutput>) {
         let was_empty = outbox.is_empty();
-        match outbox.push(self.packet.clone(), self.class) {
+        match outbox.push_from(self.packet.clone(), self.class, self.from) {
             Ok(dropped) => {
                 self.delivery.packets += 1;
                 self.delivery.bytes += self.packet.len() as u64;
@@ -495,6 +522,7 @@ impl FanOut<'_> {
                     outputs.push_back(RoomOutput::Wake(session));
                 }
             }
+            Err(Refused::SenderShare) => self.delivery.refused_over_share += 1,
             Err(_) => self.too_slow.push(session),
         }
     }

@@ -406,3 +406,42 @@ fn moderation_from_a_client_session_is_ignored() {
     assert!(net.closed.is_empty());
     assert_eq!(net.relays[0].local_count(), 2);
 }
+
+#[test]
+fn a_sender_filling_its_share_of_a_receivers_control_queue_is_closed_and_the_receiver_kept() {
+    let config = RoomConfig { outbox: OutboxLimits { max_packets: 256, max_bytes: 1 << 20 }, ..RoomConfig::default() };
+    let share = 256 / crate::limits::CONTROL_SHARE_PER_SENDER;
+    let mut net = Net::new(2, config);
+    net.join(0, member(1, "victim"));
+    net.join(0, member(2, "flooder"));
+    net.join(1, member(3, "far-flooder"));
+    net.join(0, member(4, "bystander"));
+    for s in [1, 2, 4] {
+        net.recv(0, s);
+    }
+    net.recv(1, 3);
+
+    // A flooder on another relay: what goes over its share is refused here and counted; this
+    // relay cannot close it (its own relay's send budget does).
+    let mut refused = 0;
+    for _ in 0..share + 5 {
+        let (stamped, _) = crate::wire::stamp(&addressed(1), &UserId::parse("far").unwrap(), sid(3)).unwrap();
+        refused += net.relays[0].handle_bus(net.now, Some(sid(3)), stamped).refused_over_share;
+    }
+    net.settle();
+    assert_eq!(refused, 5);
+    assert!(net.closed.is_empty());
+
+    // A flooder on this relay is closed as soon as it goes over.
+    for _ in 0..share + 1 {
+        net.send(0, 2, addressed(1));
+    }
+    assert_eq!(net.closed, vec![(sid(2), CloseReason::Flooding)]);
+    let victim = net.recv(0, 1);
+    assert_eq!(victim.iter().filter(|s| **s == Seen::Key).count(), 2 * share, "each flooder got its share through");
+    assert_eq!(victim.last(), Some(&Seen::Left(2, "sending too fast".into())));
+    // The victim and everyone else carry on.
+    net.send(0, 4, media(5, 10, false));
+    assert_eq!(net.recv(0, 1), vec![Seen::Media(5)]);
+    assert_eq!(net.recv(1, 3).last(), Some(&Seen::Media(5)));
+}
