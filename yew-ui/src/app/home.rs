@@ -10,11 +10,11 @@ use super::{Route, save_name, saved_name};
 use crate::services::api;
 use crate::types::names::room_name;
 
-fn random_words() -> [u32; 4] {
+/// 16 bytes from the browser's `crypto.getRandomValues`; `None` if it fails, since a room name
+/// from anything weaker could be guessed.
+fn random_bytes() -> Option<[u8; 16]> {
     let mut bytes = [0u8; 16];
-    let _ = getrandom::getrandom(&mut bytes);
-    let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    [word(0), word(4), word(8), word(12)]
+    getrandom::getrandom(&mut bytes).ok().map(|()| bytes)
 }
 
 #[function_component]
@@ -89,7 +89,11 @@ pub fn Home() -> Html {
                 return;
             }
             let target = if create {
-                room_name(random_words())
+                let Some(random) = random_bytes() else {
+                    error.set(Some("This browser gave no random numbers to name the room with.".into()));
+                    return;
+                };
+                room_name(random)
             } else {
                 room.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default().trim().to_owned()
             };
@@ -136,7 +140,7 @@ pub fn Home() -> Html {
             </fieldset>
             <button id="create-room" onclick={create}>{"Create an open room"}</button>
             <form class="join" onsubmit={join}>
-                <input id="room-name" ref={room} maxlength="64" placeholder="room name, e.g. brave-otter-harbor-42" />
+                <input id="room-name" ref={room} maxlength="64" placeholder="room name, e.g. brave-otter-harbor-7k2m9q4xw3ht5" />
                 <button id="join-room" type="submit">{"Join"}</button>
             </form>
             if let Some(e) = &*error { <p class="error">{ e }</p> }
