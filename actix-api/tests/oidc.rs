@@ -70,6 +70,12 @@ async fn sign_in_with_pkce_and_refusals() {
     assert_eq!(sign_in(&mut again, "//evil.example/").await.0, 303);
     assert_eq!(again.location.as_deref(), Some("/"));
     assert_eq!(again.get("/api/v1/session").await.1["user"]["id"], grace_id.as_str());
+    // A tab (`%09`) between the slashes: browsers drop it and would go to evil.example.
+    for sneaky in ["/%09/evil.example", "/%0A/evil.example", "/%5C/evil.example"] {
+        let mut again = Api::new(&http);
+        assert_eq!(sign_in(&mut again, sneaky).await.0, 303);
+        assert_eq!(again.location.as_deref(), Some("/"), "{sneaky}");
+    }
 
     // Signed-in-only meetings: guests are turned away, other signed-in users come in.
     let (status, meeting) =

@@ -38,12 +38,19 @@ pub fn challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// A path on this site, or `/`: never another origin (`//evil.example`, `https://…`).
+/// A path on this site, or `/`: never another origin (`//evil.example`, `https://…`, or
+/// `/\t/evil.example`, which a browser reads as `//evil.example` since URL parsing drops tabs).
+/// The path is resolved as a browser would against this site and kept only when it stays here.
 pub fn safe_return_to(asked: Option<&str>) -> String {
-    match asked {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') && path.len() <= 512 => {
-            path.to_owned()
-        }
+    const HERE: &str = "https://this-site.invalid/";
+    let Some(path) = asked.filter(|p| p.starts_with('/') && p.len() <= 512) else { return "/".to_owned() };
+    if path.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
+        return "/".to_owned();
+    }
+    // A constant that parses: this cannot fail.
+    let Ok(here) = url::Url::parse(HERE) else { return "/".to_owned() };
+    match here.join(path) {
+        Ok(url) if url.origin() == here.origin() => url[url::Position::BeforePath..].to_owned(),
         _ => "/".to_owned(),
     }
 }
@@ -201,7 +208,21 @@ mod tests {
     #[test]
     fn return_paths_stay_on_this_site() {
         assert_eq!(safe_return_to(Some("/meeting/abc")), "/meeting/abc");
-        for bad in ["//evil.example/x", "https://evil.example", "/\\evil.example", "meeting"] {
+        assert_eq!(safe_return_to(Some("/meeting/abc?x=1#y")), "/meeting/abc?x=1#y");
+        assert_eq!(safe_return_to(Some("/a/../meeting/abc")), "/meeting/abc");
+        // `%09` arrives decoded from the query string: a tab, which URL parsing drops.
+        for bad in [
+            "//evil.example/x",
+            "https://evil.example",
+            "/\\evil.example",
+            "meeting",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/ /evil.example",
+            "///evil.example",
+            "/\u{2028}/evil.example",
+        ] {
             assert_eq!(safe_return_to(Some(bad)), "/", "{bad}");
         }
         assert_eq!(safe_return_to(None), "/");
