@@ -118,7 +118,7 @@ impl PostgresServer {
         as_user(&mut postgres);
         let child = postgres.spawn().with_context(|| format!("starting {}", bin.join("postgres").display()))?;
         let mut server = Self { child, dir, port };
-        if let Err(e) = wait_for_port(port, Duration::from_secs(30)) {
+        if let Err(e) = wait_for_port(port, Duration::from_secs(30)).and_then(|()| wait_until_ready(&data)) {
             let log = fs::read_to_string(server.dir.join("server.log")).unwrap_or_default();
             server.stop();
             bail!("{e:#}; the server's log:\n{log}");
@@ -150,6 +150,21 @@ impl PostgresServer {
         let _ = self.child.wait();
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Waits until the server accepts connections: it listens while still starting up (and refuses
+/// connections then), and says "ready" on the eighth line of `postmaster.pid` once it takes
+/// them, which is what `pg_ctl -w` waits for.
+fn wait_until_ready(data: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let status = fs::read_to_string(data.join("postmaster.pid")).unwrap_or_default();
+        if status.lines().nth(7).is_some_and(|l| l.trim() == "ready") {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("PostgreSQL did not say ready within 30 s")
 }
 
 impl Drop for PostgresServer {
