@@ -9,6 +9,7 @@ mod error;
 mod http;
 mod oidc;
 mod outbound;
+mod web_security;
 mod webapp;
 mod ws;
 
@@ -155,7 +156,9 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             .app_data(state.clone())
             .app_data(web::JsonConfig::default().limit(4096).error_handler(error::json_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .wrap(actix_web::middleware::from_fn(web_security::same_site_writes))
             .wrap(actix_web::middleware::from_fn(error::count_errors(api_errors.clone())))
+            .wrap(web_security::headers())
             .configure(api::routes)
             .configure(oidc::routes)
             .configure(http::routes)

@@ -192,7 +192,9 @@ async fn a_flooder_is_closed_and_its_victim_kept() {
     let server = start(Config::for_tests()).await;
     let http = http_url(&server);
     let mut victim = Client::join(&http, &guest(&http, "flood", "Victim").await).await;
-    let floods: [(&str, fn(u64) -> PacketWrapper); 2] = [
+    // What each flood sends, given the victim's session.
+    type Flood = fn(u64) -> PacketWrapper;
+    let floods: [(&str, Flood); 2] = [
         ("keys addressed to the victim", |victim| PacketWrapper {
             packet_type: PacketType::AES_KEY.into(),
             to_session_id: victim,
