@@ -36,6 +36,24 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_LOGINS_PER_MINUTE", default_value_t = 30)]
     pub rate_limit_logins_per_minute: u32,
 
+    /// Meetings one client address, and one session, may create a minute (each hashes its
+    /// password with argon2, which costs 19 MiB and tens of milliseconds).
+    #[arg(long, env = "RATE_LIMIT_MEETINGS_PER_MINUTE", default_value_t = 10)]
+    pub rate_limit_meetings_per_minute: u32,
+
+    /// Wrong passwords a minute for one meeting, from all addresses together (bursts of ten):
+    /// beyond it the meeting answers 429 until the next attempt is due, so a password cannot be
+    /// guessed from many addresses at once.
+    #[arg(long, env = "RATE_LIMIT_PASSWORD_FAILURES_PER_MINUTE", default_value_t = 6)]
+    pub rate_limit_password_failures_per_minute: u32,
+
+    /// Proxies (addresses or CIDRs, comma-separated) in front of this server whose
+    /// `X-Forwarded-For` or `Forwarded` header names the client. Rate limits are kept per client
+    /// address; behind a proxy not listed here every client counts as the proxy, and a header
+    /// from anyone not listed is ignored.
+    #[arg(long, env = "TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+
     /// HTTP worker threads (default: one per CPU).
     #[arg(long, env = "WORKERS")]
     pub workers: Option<usize>,
@@ -103,6 +121,7 @@ impl Config {
             &mut self.oidc_client_id,
             &mut self.oidc_client_secret,
             &mut self.public_url,
+            &mut self.trusted_proxies,
         ] {
             videocall_relay::cli::unset_if_empty(setting);
         }

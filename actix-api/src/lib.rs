@@ -4,6 +4,7 @@
 //! the configuration and calls it.
 
 mod api;
+mod client_address;
 pub mod config;
 mod error;
 mod http;
@@ -105,8 +106,16 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
     let (relay, tokens, mut registry) = config.relay.start_relay(&format!("actix-api {}", config.listen)).await?;
     relay.set_revocations(std::sync::Arc::new(webtransport_server::StoreRevocations(store.clone())));
-    let limits =
-        api::ratelimit::RateLimits::new(config.rate_limit_tokens_per_minute, config.rate_limit_logins_per_minute);
+    let trusted = client_address::TrustedProxies::parse(config.trusted_proxies.as_deref().unwrap_or_default())?;
+    let limits = api::ratelimit::RateLimits::new(
+        api::ratelimit::Rates {
+            tokens: config.rate_limit_tokens_per_minute,
+            logins: config.rate_limit_logins_per_minute,
+            meetings: config.rate_limit_meetings_per_minute,
+            password_failures: config.rate_limit_password_failures_per_minute,
+        },
+        trusted,
+    );
     limits.register(&mut registry);
     let api_errors = prometheus_client::metrics::family::Family::<
         Vec<(String, String)>,

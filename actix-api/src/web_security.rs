@@ -39,15 +39,13 @@ fn cross_site(req: &ServiceRequest, public_origin: Option<&str>) -> Option<Strin
         return (site != "same-origin" && site != "none").then(|| format!("Sec-Fetch-Site is {site}"));
     }
     let origin = headers.get(header::ORIGIN)?.to_str().unwrap_or("invalid");
-    let ours = match public_origin {
-        Some(public) => origin.eq_ignore_ascii_case(public.trim_end_matches('/')),
-        None => {
-            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-            let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
-            !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
-        }
-    };
-    (!ours).then(|| format!("Origin {origin} is not this site"))
+    // The site as configured, or the host the browser addressed: a page elsewhere has its own
+    // origin, and a page that made its name point here gets no cookie of ours.
+    let public = public_origin.is_some_and(|public| origin.eq_ignore_ascii_case(public.trim_end_matches('/')));
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+    let addressed = !host.is_empty() && origin_host.eq_ignore_ascii_case(host);
+    (!public && !addressed).then(|| format!("Origin {origin} is not this site"))
 }
 
 /// Refuses state-changing API requests from other sites with 403 `cross_site_request`.

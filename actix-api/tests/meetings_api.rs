@@ -6,7 +6,7 @@ mod common;
 
 use common::api::{Api, assert_error};
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use videocall_relay::{RoomToken, TokenKey};
 use videocall_types::{ModerationPacket, PacketType, RoomId, UserId, moderation_packet::Action};
 
@@ -262,6 +262,87 @@ async fn token_and_login_endpoints_are_rate_limited_per_address() {
         "api_rate_limited_total{class=\"token\"} 1",
         "api_errors_total{status=\"429\"} 2",
     ] {
+        assert!(metrics.contains(line), "no {line} in\n{metrics}");
+    }
+    server.stop().await;
+}
+
+/// A POST from `address` as a trusted proxy reports it (`X-Forwarded-For`).
+async fn post_from(http: &str, path: &str, address: &str, cookie: Option<&str>, body: Value) -> (u16, Value) {
+    let mut request =
+        reqwest::Client::new().post(format!("{http}{path}")).header("x-forwarded-for", address).json(&body);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_see_the_client_behind_trusted_proxies_only() {
+    let mut config = Config::for_tests();
+    config.rate_limit_tokens_per_minute = 6;
+    let room = json!({"room": "r", "display_name": "A"});
+
+    // No trusted proxy: a forged X-Forwarded-For changes nothing, everyone is the peer.
+    let server = start(config.clone()).await;
+    let http = http_url(&server);
+    assert_eq!(post_from(&http, "/api/v1/guest-tokens", "198.51.100.1", None, room.clone()).await.0, 201);
+    let (status, body) = post_from(&http, "/api/v1/guest-tokens", "198.51.100.2", None, room.clone()).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")), "{body}");
+    server.stop().await;
+
+    // Behind a trusted proxy (this test, on loopback): each client has its own bucket.
+    config.trusted_proxies = Some("127.0.0.1/32, ::1".into());
+    let server = start(config).await;
+    let http = http_url(&server);
+    for client in ["198.51.100.1", "198.51.100.2", "203.0.113.5, 198.51.100.3"] {
+        assert_eq!(post_from(&http, "/api/v1/guest-tokens", client, None, room.clone()).await.0, 201, "{client}");
+    }
+    assert_eq!(post_from(&http, "/api/v1/guest-tokens", "198.51.100.2", None, room).await.0, 429);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guesses_are_limited_per_meeting_and_creation_per_session() {
+    let mut config = Config::for_tests();
+    config.trusted_proxies = Some("127.0.0.1, ::1".into());
+    config.rate_limit_password_failures_per_minute = 6;
+    config.rate_limit_meetings_per_minute = 3;
+    let server = start(config).await;
+    let http = http_url(&server);
+    let mut host = Api::new(&http);
+    host.post("/api/v1/session", json!({"display_name": "Host"})).await;
+    let (status, meeting) =
+        host.post("/api/v1/meetings", json!({"name": "Board", "password": "4711", "waiting_room": false})).await;
+    assert_eq!(status.as_u16(), 201, "{meeting}");
+    let join = format!("/api/v1/meetings/{}/join", meeting["id"].as_str().unwrap());
+
+    // Ten wrong guesses, each from an address of its own, then the meeting makes everyone wait.
+    for i in 0..10 {
+        let body = json!({"display_name": "Guesser", "password": format!("{i:04}")});
+        let (status, answer) = post_from(&http, &join, &format!("198.51.100.{}", i + 1), None, body).await;
+        assert_eq!((status, answer["code"].as_str()), (403, Some("wrong_password")), "guess {i}: {answer}");
+    }
+    let body = json!({"display_name": "Guesser", "password": "0010"});
+    let (status, answer) = post_from(&http, &join, "198.51.100.77", None, body).await;
+    assert_eq!((status, answer["code"].as_str()), (429, Some("rate_limited")), "{answer}");
+    // The right password waits too: the limit does not say whether a guess would have been right.
+    let body = json!({"display_name": "Late", "password": "4711"});
+    assert_eq!(post_from(&http, &join, "198.51.100.78", None, body).await.0, 429);
+
+    // Creating meetings: three a minute per session, even from new addresses.
+    let cookie = host.cookie.clone().unwrap();
+    for (i, address) in ["192.0.2.1", "192.0.2.2"].iter().enumerate() {
+        let (status, body) =
+            post_from(&http, "/api/v1/meetings", address, Some(&cookie), json!({"name": format!("M{i}")})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = post_from(&http, "/api/v1/meetings", "192.0.2.3", Some(&cookie), json!({"name": "M"})).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")), "{body}");
+    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    for line in ["api_rate_limited_total{class=\"password\"} 2", "api_rate_limited_total{class=\"meeting\"} 1"] {
         assert!(metrics.contains(line), "no {line} in\n{metrics}");
     }
     server.stop().await;

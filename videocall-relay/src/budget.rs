@@ -49,6 +49,12 @@ impl TokenBucket {
         }
     }
 
+    /// Whether `n` tokens are there, without taking them; `Err(wait)` as [`TokenBucket::take`].
+    pub fn check(&mut self, now: Instant, n: f64) -> Result<(), Duration> {
+        let mut probe = *self;
+        probe.take(now, n)
+    }
+
     /// True when the bucket would be full at `now`: it is then the same as a new one.
     pub fn is_full(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();

@@ -88,6 +88,7 @@ pub async fn create(
     body: web::Json<CreateRequest>,
 ) -> ApiResult<HttpResponse> {
     let host = session::require(&req, &state).await?;
+    state.limits.check_create_meeting(&req, &host.id)?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
         return Err(bad_request("bad_name", format!("a meeting name is 1 to {MAX_NAME_CHARS} printable characters")));
@@ -231,7 +232,10 @@ pub async fn join(
         let Some(given) = body.password.clone().filter(|p| !p.is_empty()) else {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "password_required", "this meeting has a password"));
         };
+        // Guessing from many addresses at once still meets the meeting's own limit.
+        state.limits.check_password(&meeting.id)?;
         if given.len() > password::MAX_PASSWORD_BYTES || !password::verify(given, hash.clone()).await {
+            state.limits.wrong_password(&meeting.id);
             return Err(ApiError::new(StatusCode::FORBIDDEN, "wrong_password", "the meeting password is not right"));
         }
     }
