@@ -19,6 +19,9 @@ async fn sessions_and_validation(host: &mut Api) {
     assert_error(host.post("/api/v1/meetings", json!({"name": "Standup"})).await, 401, "not_signed_in");
     assert_error(host.get("/api/v1/meetings").await, 401, "not_signed_in");
     assert_error(host.post("/api/v1/session", json!({"display_name": ""})).await, 400, "bad_display_name");
+    // A right-to-left isolate would make this read as someone else's name.
+    let spoof = json!({"display_name": "Host \u{2067}tsoH\u{2069}"});
+    assert_error(host.post("/api/v1/session", spoof).await, 400, "bad_display_name");
 
     let (status, me) = host.post("/api/v1/session", json!({"display_name": "Hannah Host"})).await;
     assert_eq!(status.as_u16(), 201, "{me}");
@@ -39,6 +42,7 @@ async fn sessions_and_validation(host: &mut Api) {
     assert_error(forged.get("/api/v1/meetings").await, 401, "not_signed_in");
 
     assert_error(host.post("/api/v1/meetings", json!({"name": "  "})).await, 400, "bad_name");
+    assert_error(host.post("/api/v1/meetings", json!({"name": "Board\u{202E}"})).await, 400, "bad_name");
     assert_error(host.post("/api/v1/meetings", json!({"name": "x", "colour": "red"})).await, 400, "bad_json");
     assert_error(
         host.post("/api/v1/meetings", json!({"name": "x", "signed_in_only": true})).await,

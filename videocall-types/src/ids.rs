@@ -108,13 +108,30 @@ impl UserId {
     }
 }
 
+/// Whether `c` may appear in a name people read (a display name, a meeting's name): no control
+/// characters, and none of Unicode's invisible format characters (bidi embeddings, overrides
+/// and isolates, zero-width characters, the byte-order mark, interlinear annotations), with
+/// which one name can be made to look like another or to reorder the text around it.
+pub fn is_readable_char(c: char) -> bool {
+    !c.is_control()
+        && !matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
+}
+
 impl DisplayName {
     /// Trims surrounding whitespace, then validates.
     pub fn parse(value: &str) -> Result<Self, IdError> {
         let value = value.trim();
-        check("display name", value, MAX_DISPLAY_NAME_CHARS, |c| {
-            !c.is_control() && !matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}')
-        })?;
+        check("display name", value, MAX_DISPLAY_NAME_CHARS, is_readable_char)?;
         Ok(Self(value.to_owned()))
     }
 }
@@ -150,7 +167,18 @@ mod tests {
     #[test]
     fn display_names_are_trimmed_unicode_without_controls() {
         assert_eq!(DisplayName::parse("  Zoë Ørsted  ").unwrap().as_str(), "Zoë Ørsted");
-        for bad in ["", "   ", "a\nb", "bell\u{7}", "rtl\u{202E}x"] {
+        for bad in [
+            "",
+            "   ",
+            "a\nb",
+            "bell\u{7}",
+            "rtl\u{202E}x",
+            "isolate\u{2067}x\u{2069}",
+            "arabic mark\u{061C}",
+            "bom\u{FEFF}",
+            "soft\u{00AD}hyphen",
+            "word\u{2060}joiner",
+        ] {
             assert!(DisplayName::parse(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(DisplayName::parse(&"é".repeat(MAX_DISPLAY_NAME_CHARS)).is_ok());

@@ -90,7 +90,10 @@ pub async fn create(
     let host = session::require(&req, &state).await?;
     state.limits.check_create_meeting(&req, &host.id)?;
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || !name.chars().all(videocall_types::ids::is_readable_char)
+    {
         return Err(bad_request("bad_name", format!("a meeting name is 1 to {MAX_NAME_CHARS} printable characters")));
     }
     if body.signed_in_only && state.oidc.is_none() {
