@@ -30,7 +30,6 @@ use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use bytes::Bytes;
 use serde::Deserialize;
 use videocall_relay::relay::JoinFailure;
-use videocall_relay::room::JoinError;
 use videocall_relay::{RelayMetrics, RoomToken, SessionError, SessionHandle, auth};
 
 use crate::AppState;
@@ -68,16 +67,18 @@ async fn lobby(
     let grant = authorize(&state, &path, &query)?;
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let metrics = state.relay.metrics();
-    let handle = state.relay.join(&grant).await.map_err(|e| match e {
-        JoinFailure::Room(JoinError::RoomFull { .. }) => {
-            refuse(metrics, StatusCode::CONFLICT, "room_full", e.to_string())
-        }
-        JoinFailure::Bus(_) => refuse(metrics, StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", e.to_string()),
-        JoinFailure::Revoked => refuse(metrics, StatusCode::FORBIDDEN, "token_revoked", e.to_string()),
-        JoinFailure::RevocationCheck(_) => {
-            refuse(metrics, StatusCode::SERVICE_UNAVAILABLE, "revocation_check_failed", e.to_string())
-        }
-        _ => refuse(metrics, StatusCode::CONFLICT, "join_refused", e.to_string()),
+    let client = state.limits.client(&req);
+    let handle = state.relay.join(&grant, client).await.map_err(|e| {
+        let status = match e {
+            JoinFailure::Revoked => StatusCode::FORBIDDEN,
+            JoinFailure::Bus(_)
+            | JoinFailure::RevocationCheck(_)
+            | JoinFailure::TooManySessions { .. }
+            | JoinFailure::TooManyRooms { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            JoinFailure::TooManyFromAddress { .. } => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::CONFLICT,
+        };
+        refuse(metrics, status, e.code(), e.to_string())
     })?;
     tracing::info!(room = %grant.room, user = %grant.user, session = %handle.id(), "joined");
     let max = state.config.relay.max_packet_bytes;

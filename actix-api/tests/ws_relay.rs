@@ -157,3 +157,57 @@ async fn the_same_user_connecting_again_replaces_the_old_connection() {
     assert!(matches!(other.recv().await.unwrap(), Received::Joined(_, user) if user == ada.user));
     server.stop().await;
 }
+
+/// Refused with its status and code, counted.
+async fn refused_with(http: &str, guest: &Guest) -> (u16, String) {
+    let path = format!("/lobby/{}/{}?token={}", guest.user, guest.room, guest.token);
+    let Err((status, body)) = Client::connect_raw(http, &path).await else { panic!("{} was let in", guest.user) };
+    let code = serde_json::from_str::<serde_json::Value>(&body).unwrap()["code"].as_str().unwrap_or("").to_owned();
+    (status, code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_caps_sessions_per_address_in_all_and_its_rooms() {
+    // One address may hold two sessions; a third waits until one is given back.
+    let mut config = Config::for_tests();
+    config.relay.max_sessions_per_address = 2;
+    let server = start(config).await;
+    let http = http_url(&server);
+    let first = Client::join(&http, &guest(&http, "a", "One").await).await;
+    let _second = Client::join(&http, &guest(&http, "a", "Two").await).await;
+    let third = guest(&http, "a", "Three").await;
+    assert_eq!(refused_with(&http, &third).await, (429, "too_many_connections".to_owned()));
+    first.close().await;
+    let mut let_in = None;
+    for _ in 0..50 {
+        let path = format!("/lobby/{}/{}?token={}", third.user, third.room, third.token);
+        if let Ok(client) = Client::connect_raw(&http, &path).await {
+            let_in = Some(client);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(let_in.is_some(), "a seat given back is taken again");
+    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"videocall_connections_refused_total{reason="too_many_connections"}"#), "{metrics}");
+    server.stop().await;
+
+    // One room and two sessions in all.
+    let mut config = Config::for_tests();
+    config.relay.max_rooms = 1;
+    config.relay.max_sessions = 2;
+    let server = start(config).await;
+    let http = http_url(&server);
+    let _a = Client::join(&http, &guest(&http, "a", "One").await).await;
+    assert_eq!(refused_with(&http, &guest(&http, "b", "Two").await).await, (503, "too_many_rooms".to_owned()));
+    let _b = Client::join(&http, &guest(&http, "a", "Two").await).await;
+    assert_eq!(refused_with(&http, &guest(&http, "a", "Three").await).await, (503, "server_full".to_owned()));
+    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    for reason in ["too_many_rooms", "server_full"] {
+        assert!(
+            metrics.contains(&format!("videocall_connections_refused_total{{reason=\"{reason}\"}} 1")),
+            "{metrics}"
+        );
+    }
+    server.stop().await;
+}

@@ -48,6 +48,18 @@ pub struct RelayArgs {
     #[arg(long, env = "MAX_PARTICIPANTS", default_value_t = limits::MAX_PARTICIPANTS)]
     pub max_participants: usize,
 
+    /// Sessions this relay holds at most; beyond it new ones are refused (503 `server_full`).
+    #[arg(long, env = "MAX_SESSIONS", default_value_t = limits::MAX_SESSIONS)]
+    pub max_sessions: usize,
+
+    /// Rooms this relay serves at most (503 `too_many_rooms`).
+    #[arg(long, env = "MAX_ROOMS", default_value_t = limits::MAX_ROOMS)]
+    pub max_rooms: usize,
+
+    /// Sessions from one client address at most (429 `too_many_connections`).
+    #[arg(long, env = "MAX_SESSIONS_PER_ADDRESS", default_value_t = limits::MAX_SESSIONS_PER_ADDRESS)]
+    pub max_sessions_per_address: usize,
+
     /// Seconds between keep-alive pings to each client (WebSocket ping, QUIC keep-alive).
     #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = 5)]
     pub ping_interval_secs: u64,
@@ -111,6 +123,9 @@ impl RelayArgs {
                 ..RoomConfig::default()
             },
             max_packet_bytes: self.max_packet_bytes,
+            max_sessions: self.max_sessions,
+            max_rooms: self.max_rooms,
+            max_sessions_per_address: self.max_sessions_per_address,
             ..RelayConfig::default()
         }
     }

@@ -68,3 +68,16 @@ pub const MAX_KEY_PACKET_BYTES: usize = 4 * 1024;
 /// and bytes, as a fraction of the outbox bounds). An honest sender has a few keys queued for a
 /// receiver at a time; one that fills more than this is flooding, and it is the one closed.
 pub const CONTROL_SHARE_PER_SENDER: usize = 16;
+
+/// Sessions one relay holds. Each costs a task pair, up to its outbox bound in memory (a few
+/// MiB when its receiver stalls) and its share of the fan-out; beyond this a relay answers
+/// "full" so that a load balancer sends people elsewhere, instead of slowing everyone.
+pub const MAX_SESSIONS: usize = 10_000;
+
+/// Rooms one relay serves. Each is a NATS subscription and a little state (about 18 KiB):
+/// without a cap one host could open rooms until the relay runs out of memory.
+pub const MAX_ROOMS: usize = 5_000;
+
+/// Sessions from one client address: enough for a whole room behind one office NAT, far from
+/// what it takes to fill a relay.
+pub const MAX_SESSIONS_PER_ADDRESS: usize = MAX_PARTICIPANTS;

@@ -9,6 +9,7 @@
 //! NATS), while every session writes to its own socket from its own task.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -32,6 +33,12 @@ pub struct RelayConfig {
     pub max_packet_bytes: usize,
     /// What one session may send a second.
     pub budget: BudgetLimits,
+    /// Sessions this relay holds at most, all rooms together.
+    pub max_sessions: usize,
+    /// Rooms this relay serves at most.
+    pub max_rooms: usize,
+    /// Sessions from one client address at most.
+    pub max_sessions_per_address: usize,
     /// How often rooms check heartbeats and refresh presence.
     pub tick: Duration,
 }
@@ -42,6 +49,9 @@ impl Default for RelayConfig {
             room: RoomConfig::default(),
             max_packet_bytes: MAX_PACKET_BYTES,
             budget: BudgetLimits::default(),
+            max_sessions: limits::MAX_SESSIONS,
+            max_rooms: limits::MAX_ROOMS,
+            max_sessions_per_address: limits::MAX_SESSIONS_PER_ADDRESS,
             tick: Duration::from_millis(250),
         }
     }
@@ -100,6 +110,55 @@ pub enum JoinFailure {
     Revoked,
     #[error("could not check the token against revocations: {0}")]
     RevocationCheck(String),
+    #[error("this relay holds as many sessions as it may ({max})")]
+    TooManySessions { max: usize },
+    #[error("this relay serves as many rooms as it may ({max})")]
+    TooManyRooms { max: usize },
+    #[error("{max} connections from this address already")]
+    TooManyFromAddress { max: usize },
+}
+
+impl JoinFailure {
+    /// The refusal's code, in `connections_refused{reason}` and HTTP error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Room(JoinError::RoomFull { .. }) => "room_full",
+            Self::Room(_) => "join_refused",
+            Self::Bus(_) => "bus_unavailable",
+            Self::Revoked => "token_revoked",
+            Self::RevocationCheck(_) => "revocation_check_failed",
+            Self::TooManySessions { .. } => "server_full",
+            Self::TooManyRooms { .. } => "too_many_rooms",
+            Self::TooManyFromAddress { .. } => "too_many_connections",
+        }
+    }
+}
+
+/// Sessions held, in all and per client address.
+#[derive(Default)]
+struct Seats {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// One session's seat, given back when dropped.
+struct Seat {
+    relay: Weak<Inner>,
+    address: IpAddr,
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let Some(relay) = self.relay.upgrade() else { return };
+        let mut seats = relay.seats.lock();
+        seats.total = seats.total.saturating_sub(1);
+        if let Some(count) = seats.by_address.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                seats.by_address.remove(&self.address);
+            }
+        }
+    }
 }
 
 /// Whether a token, valid by its signature and expiry, has been withdrawn since it was issued:
@@ -126,6 +185,7 @@ struct Inner {
     control: mpsc::Sender<(RoomId, Option<SessionId>, Bytes)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     revocations: OnceLock<Arc<dyn Revocations>>,
+    seats: Mutex<Seats>,
 }
 
 impl Drop for Inner {
@@ -172,6 +232,7 @@ impl Relay {
                 config,
                 bus,
                 rooms: Mutex::new(HashMap::new()),
+                seats: Mutex::new(Seats::default()),
                 metrics,
                 epoch: Instant::now(),
                 control,
@@ -224,23 +285,40 @@ impl Relay {
         }
     }
 
-    /// Joins the room the token grants as a new session, unless the token was revoked. It is
-    /// checked before joining, and again once the session can hear the room's moderation: a
-    /// removal committed between the two is refused by the second check, and one committed
-    /// after it reaches the session on the bus.
-    pub async fn join(&self, token: &RoomToken) -> Result<SessionHandle, JoinFailure> {
+    /// Joins the room the token grants as a new session for a client at `address`, unless the
+    /// token was revoked or the relay is at one of its caps. The token is checked before
+    /// joining, and again once the session can hear the room's moderation: a removal committed
+    /// between the two is refused by the second check, and one committed after it reaches the
+    /// session on the bus.
+    pub async fn join(&self, token: &RoomToken, address: IpAddr) -> Result<SessionHandle, JoinFailure> {
+        let seat = self.take_seat(address)?;
         self.check_revoked(token).await?;
-        let handle = self.join_unchecked(token).await?;
+        let handle = self.join_unchecked(token, seat).await?;
         self.check_revoked(token).await?;
         Ok(handle)
     }
 
-    async fn join_unchecked(&self, token: &RoomToken) -> Result<SessionHandle, JoinFailure> {
+    fn take_seat(&self, address: IpAddr) -> Result<Seat, JoinFailure> {
+        let config = &self.inner.config;
+        let mut seats = self.inner.seats.lock();
+        if seats.total >= config.max_sessions {
+            return Err(JoinFailure::TooManySessions { max: config.max_sessions });
+        }
+        let from_address = seats.by_address.entry(address).or_default();
+        if *from_address >= config.max_sessions_per_address {
+            return Err(JoinFailure::TooManyFromAddress { max: config.max_sessions_per_address });
+        }
+        *from_address += 1;
+        seats.total += 1;
+        Ok(Seat { relay: Arc::downgrade(&self.inner), address })
+    }
+
+    async fn join_unchecked(&self, token: &RoomToken, seat: Seat) -> Result<SessionHandle, JoinFailure> {
         let session = SessionId::random();
         let member = Member { session, user: token.user.clone(), name: token.name.clone() };
         let signal = Arc::new(SessionSignal::default());
         let (slot, publishes) = loop {
-            let slot = self.slot(&token.room);
+            let slot = self.slot(&token.room)?;
             let sink = Arc::new(RoomSink { slot: Arc::downgrade(&slot), relay: Arc::downgrade(&self.inner) });
             slot.subscription.get_or_try_init(|| self.inner.bus.subscribe(&token.room, sink)).await?;
             let mut state = slot.state.lock();
@@ -265,12 +343,18 @@ impl Relay {
             signal,
             last_touch_ms: AtomicU64::new(0),
             budget: Mutex::new(SendBudget::new(Instant::now(), self.inner.config.budget)),
+            _seat: seat,
             end_label: CloseReason::Left.as_str(),
         })
     }
 
-    fn slot(&self, room: &RoomId) -> Arc<RoomSlot> {
+    /// The room's slot, made if this relay does not serve it yet and may serve one more.
+    fn slot(&self, room: &RoomId) -> Result<Arc<RoomSlot>, JoinFailure> {
         let mut rooms = self.inner.rooms.lock();
+        let max = self.inner.config.max_rooms;
+        if !rooms.contains_key(room) && rooms.len() >= max {
+            return Err(JoinFailure::TooManyRooms { max });
+        }
         let slot = rooms.entry(room.clone()).or_insert_with(|| {
             self.inner.metrics.rooms.inc();
             Arc::new(RoomSlot {
@@ -283,7 +367,7 @@ impl Relay {
                 subscription: OnceCell::new(),
             })
         });
-        slot.clone()
+        Ok(slot.clone())
     }
 }
 
@@ -442,6 +526,7 @@ pub struct SessionHandle {
     signal: Arc<SessionSignal>,
     last_touch_ms: AtomicU64,
     budget: Mutex<SendBudget>,
+    _seat: Seat,
     /// The `sessions_closed` label recorded when the client side ends the session.
     end_label: &'static str,
 }

@@ -14,7 +14,6 @@ use futures_util::StreamExt;
 use futures_util::stream::SelectAll;
 use videocall_relay::budget::TokenBucket;
 use videocall_relay::relay::JoinFailure;
-use videocall_relay::room::JoinError;
 use videocall_relay::{Relay, SessionError, SessionHandle, TokenKey, auth};
 use wtransport::endpoint::IncomingSession;
 use wtransport::{Connection, VarInt};
@@ -66,16 +65,10 @@ pub(crate) async fn handle_incoming(incoming: IncomingSession, shared: Arc<Share
             return;
         }
     };
-    let handle = match shared.relay.join(&grant).await {
+    let handle = match shared.relay.join(&grant, request.remote_address().ip()).await {
         Ok(handle) => handle,
         Err(e) => {
-            let code = match e {
-                JoinFailure::Room(JoinError::RoomFull { .. }) => "room_full",
-                JoinFailure::Bus(_) => "bus_unavailable",
-                JoinFailure::Revoked => "token_revoked",
-                JoinFailure::RevocationCheck(_) => "revocation_check_failed",
-                _ => "join_refused",
-            };
+            let code = e.code();
             metrics.refused(code);
             tracing::info!(room = %grant.room, user = %grant.user, reason = %e, "refused");
             // 403: do not come back with this token; 429: try again later.
