@@ -117,10 +117,10 @@ impl PostgresServer {
             .stderr(log);
         as_user(&mut postgres);
         let child = postgres.spawn().with_context(|| format!("starting {}", bin.join("postgres").display()))?;
-        let mut server = Self { child, dir, port };
+        let server = Self { child, dir, port };
         if let Err(e) = wait_for_port(port, Duration::from_secs(30)).and_then(|()| wait_until_ready(&data)) {
             let log = fs::read_to_string(server.dir.join("server.log")).unwrap_or_default();
-            server.stop();
+            drop(server);
             bail!("{e:#}; the server's log:\n{log}");
         }
         Ok(server)
@@ -133,22 +133,6 @@ impl PostgresServer {
     /// The `postgres` database as the superuser `postgres`.
     pub fn admin_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    fn stop(&mut self) {
-        let pid = Pid::from_raw(self.child.id() as i32);
-        if kill(pid, Signal::SIGINT).is_ok() {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -169,7 +153,19 @@ fn wait_until_ready(data: &Path) -> Result<()> {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
-        self.stop();
+        // Signalled only while it runs: once reaped, its pid may be someone else's.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let pid = Pid::from_raw(self.child.id() as i32);
+            if kill(pid, Signal::SIGINT).is_ok() {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
