@@ -304,11 +304,11 @@ impl Relay {
         if seats.total >= config.max_sessions {
             return Err(JoinFailure::TooManySessions { max: config.max_sessions });
         }
-        let from_address = seats.by_address.entry(address).or_default();
-        if *from_address >= config.max_sessions_per_address {
+        // Looked up, not inserted: a refused address leaves nothing behind.
+        if seats.by_address.get(&address).copied().unwrap_or(0) >= config.max_sessions_per_address {
             return Err(JoinFailure::TooManyFromAddress { max: config.max_sessions_per_address });
         }
-        *from_address += 1;
+        *seats.by_address.entry(address).or_default() += 1;
         seats.total += 1;
         Ok(Seat { relay: Arc::downgrade(&self.inner), address })
     }
