@@ -11,7 +11,7 @@ mod postgres;
 
 pub use browser::Browser;
 pub use lossy::{LinkConfig, LinkCounters, LossyLink};
-pub use nats::{NatsCluster, NatsServer};
+pub use nats::{NatsCluster, NatsSecurity, NatsServer};
 pub use postgres::{PostgresServer, ThrowawayDatabase, postgres_binaries};
 
 use std::net::{TcpListener, TcpStream};

@@ -13,6 +13,17 @@ pub struct NatsServer {
     cluster_port: Option<u16>,
     routes: Vec<u16>,
     log: PathBuf,
+    config: Option<PathBuf>,
+    ca: Option<PathBuf>,
+}
+
+/// What a secured server demands: a user and password and, with `tls`, TLS with a certificate
+/// from a CA made for it ([`NatsServer::tls_ca`]).
+#[derive(Debug, Clone)]
+pub struct NatsSecurity {
+    pub user: String,
+    pub password: String,
+    pub tls: bool,
 }
 
 /// `NATS_SERVER_BIN`, else `nats-server` on `PATH` or in an `sbin` directory (where Debian's
@@ -30,15 +41,53 @@ impl NatsServer {
         Self::spawn(free_port(), None, Vec::new())
     }
 
-    fn spawn(port: u16, cluster_port: Option<u16>, routes: Vec<u16>) -> Result<Self> {
-        let log = std::env::temp_dir().join(format!("nats-{port}.log"));
-        let mut server = Self { child: None, port, cluster_port, routes, log };
+    /// A standalone server that admits only `security.user`, over TLS when asked.
+    pub fn start_secured(security: &NatsSecurity) -> Result<Self> {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("nats-{port}-secured"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let quote = |s: &str| serde_json::Value::from(s).to_string();
+        let mut config = format!(
+            "authorization {{\n  users = [ {{ user: {}, password: {} }} ]\n}}\n",
+            quote(&security.user),
+            quote(&security.password)
+        );
+        let mut ca = None;
+        if security.tls {
+            let files = write_tls_files(&dir)?;
+            config.push_str(&format!(
+                "tls {{\n  cert_file: {}\n  key_file: {}\n}}\n",
+                quote(&files.cert.to_string_lossy()),
+                quote(&files.key.to_string_lossy())
+            ));
+            ca = Some(files.ca);
+        }
+        let config_path = dir.join("nats.conf");
+        std::fs::write(&config_path, config).with_context(|| format!("writing {}", config_path.display()))?;
+        let log = dir.join("nats.log");
+        let mut server =
+            Self { child: None, port, cluster_port: None, routes: Vec::new(), log, config: Some(config_path), ca };
         server.launch()?;
         Ok(server)
     }
 
+    fn spawn(port: u16, cluster_port: Option<u16>, routes: Vec<u16>) -> Result<Self> {
+        let log = std::env::temp_dir().join(format!("nats-{port}.log"));
+        let mut server = Self { child: None, port, cluster_port, routes, log, config: None, ca: None };
+        server.launch()?;
+        Ok(server)
+    }
+
+    /// The CA certificate (PEM) of a TLS server's certificate.
+    pub fn tls_ca(&self) -> Option<&std::path::Path> {
+        self.ca.as_deref()
+    }
+
     fn launch(&mut self) -> Result<()> {
         let mut cmd = Command::new(binary());
+        if let Some(config) = &self.config {
+            cmd.arg("-c").arg(config);
+        }
         cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-l"])
             .arg(&self.log)
             .stdout(Stdio::null())
@@ -87,6 +136,27 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+struct TlsFiles {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A CA and a certificate it signed for `127.0.0.1` and `localhost`, as PEM files in `dir`.
+fn write_tls_files(dir: &std::path::Path) -> Result<TlsFiles> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?.signed_by(&key, &ca)?;
+    let files = TlsFiles { ca: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server-key.pem") };
+    std::fs::write(&files.ca, ca.pem())?;
+    std::fs::write(&files.cert, cert.pem())?;
+    std::fs::write(&files.key, key.serialize_pem())?;
+    Ok(files)
 }
 
 /// Several `nats-server` processes joined by routes into one cluster.

@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 use videocall_types::limits::MAX_PACKET_BYTES;
 
-use crate::bus::NatsBusOptions;
+use crate::bus::{BusKey, NatsBusOptions};
 use crate::outbox::OutboxLimits;
 use crate::{LocalBus, NatsBus, Relay, RelayConfig, RelayMetrics, RoomBus, RoomConfig, TokenKey, limits};
 
@@ -25,6 +25,20 @@ pub struct RelayArgs {
     /// NATS server(s), comma-separated. Unset: a single node with the in-process bus.
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
+
+    /// NATS user, when the NATS server requires authentication (it should: whatever reaches
+    /// NATS can read the rooms' encrypted traffic and flood them).
+    #[arg(long, env = "NATS_USER")]
+    pub nats_user: Option<String>,
+
+    /// Password of NATS_USER.
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+
+    /// CA certificate (PEM) of the NATS server's TLS certificate. Set, the relay speaks TLS to
+    /// NATS and refuses a server without it.
+    #[arg(long, env = "NATS_TLS_CA")]
+    pub nats_tls_ca: Option<std::path::PathBuf>,
 
     /// Secret that signs room tokens (at least 32 bytes). Every relay of a deployment needs the
     /// same one. Unset on a single node: a random secret is generated at start-up (tokens then
@@ -85,7 +99,12 @@ impl RelayArgs {
     /// Empty optional settings count as unset ([`unset_if_empty`]).
     pub fn normalize(&mut self) {
         unset_if_empty(&mut self.nats_url);
+        unset_if_empty(&mut self.nats_user);
+        unset_if_empty(&mut self.nats_password);
         unset_if_empty(&mut self.token_secret);
+        if self.nats_tls_ca.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            self.nats_tls_ca = None;
+        }
     }
 
     /// Refuses settings that cannot work together.
@@ -99,6 +118,9 @@ impl RelayArgs {
                 self.heartbeat_timeout_secs,
                 limits::TOUCH_INTERVAL.as_secs() + 1
             );
+        }
+        if self.nats_user.is_some() != self.nats_password.is_some() {
+            bail!("NATS_USER and NATS_PASSWORD go together");
         }
         if self.max_packet_bytes == 0 || self.outbox_max_bytes < self.max_packet_bytes {
             bail!("OUTBOX_MAX_BYTES must be at least MAX_PACKET_BYTES, and MAX_PACKET_BYTES above 0");
@@ -142,11 +164,28 @@ impl RelayArgs {
         TokenKey::from_secret(&secret).context("TOKEN_SECRET")
     }
 
-    pub async fn connect_bus(&self, client_name: &str) -> Result<Arc<dyn RoomBus>> {
+    /// The bus: NATS when NATS_URL is set, its messages sealed with a key derived from the token
+    /// secret; the in-process bus otherwise.
+    pub async fn connect_bus(&self, client_name: &str, tokens: &TokenKey) -> Result<Arc<dyn RoomBus>> {
         Ok(match &self.nats_url {
             Some(url) => {
-                let options = NatsBusOptions { client_name: client_name.to_owned(), ..Default::default() };
-                Arc::new(NatsBus::connect(url, options).await.with_context(|| format!("connecting to NATS at {url}"))?)
+                if self.nats_user.is_none() {
+                    tracing::warn!(
+                        "NATS_USER not set: anything that reaches NATS can read and flood the rooms' traffic"
+                    );
+                }
+                let options = NatsBusOptions {
+                    client_name: client_name.to_owned(),
+                    credentials: self.nats_user.clone().zip(self.nats_password.clone()),
+                    tls_ca: self.nats_tls_ca.clone(),
+                    ..Default::default()
+                };
+                let key = BusKey::derive(tokens);
+                Arc::new(
+                    NatsBus::connect(url, key, options)
+                        .await
+                        .with_context(|| format!("connecting to NATS at {url}"))?,
+                )
             }
             None => Arc::new(LocalBus::new()),
         })
@@ -156,7 +195,7 @@ impl RelayArgs {
     pub async fn start_relay(&self, client_name: &str) -> Result<(Relay, TokenKey, Registry)> {
         self.validate()?;
         let tokens = self.token_key()?;
-        let bus = self.connect_bus(client_name).await?;
+        let bus = self.connect_bus(client_name, &tokens).await?;
         let metrics = Arc::new(RelayMetrics::default());
         let mut registry = Registry::default();
         metrics.register(&mut registry);

@@ -21,7 +21,7 @@ use tokio::sync::{Notify, OnceCell, mpsc};
 use videocall_types::{PacketType, RoomId, UserId, limits::MAX_PACKET_BYTES};
 
 use crate::budget::{BudgetLimits, OverBudget, SendBudget};
-use crate::bus::{BusError, BusSink, BusSubscription, RoomBus};
+use crate::bus::{BusError, BusSink, BusSubscription, RoomBus, SealError};
 use crate::room::{CloseReason, JoinError, Member, Moderation, Room, RoomConfig, RoomOutput};
 use crate::wire::{self, WireError};
 use crate::{RelayMetrics, RoomToken, SessionId, limits};
@@ -514,6 +514,12 @@ impl BusSink for RoomSink {
         relay.publish_later(&slot.id, publishes);
         if emptied {
             relay.retire_if_empty(&slot);
+        }
+    }
+
+    fn refuse(&self, why: SealError) {
+        if let Some(relay) = self.relay.upgrade() {
+            relay.metrics.dropped(why.label(), 1);
         }
     }
 }

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use testkit::NatsServer;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use videocall_relay::bus::{BusSink, NatsBusOptions};
-use videocall_relay::{LocalBus, NatsBus, RoomBus, SessionId};
+use videocall_relay::bus::{BusKey, BusSink, NatsBusOptions};
+use videocall_relay::{LocalBus, NatsBus, RoomBus, SessionId, TokenKey};
 use videocall_types::RoomId;
 
 type Received = mpsc::UnboundedReceiver<(Option<SessionId>, Bytes)>;
@@ -20,6 +20,12 @@ struct ChannelSink(mpsc::UnboundedSender<(Option<SessionId>, Bytes)>);
 impl BusSink for ChannelSink {
     fn deliver(&self, from: Option<SessionId>, payload: Bytes) {
         let _ = self.0.send((from, payload));
+    }
+
+    fn refuse(&self, why: videocall_relay::bus::SealError) {
+        // Both ends here are relays with the same key: nothing may be refused. The panic ends
+        // the subscription, so the test fails waiting for what should have arrived.
+        panic!("a relay's own message was refused: {why}");
     }
 }
 
@@ -166,8 +172,9 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     let server = NatsServer::start().unwrap();
-                    let a = NatsBus::connect(&server.url(), NatsBusOptions::default()).await.unwrap();
-                    let b = NatsBus::connect(&server.url(), NatsBusOptions::default()).await.unwrap();
+                    let key = BusKey::derive(&TokenKey::from_secret(b"the relays' shared secret, 32 bytes+").unwrap());
+                    let a = NatsBus::connect(&server.url(), key.clone(), NatsBusOptions::default()).await.unwrap();
+                    let b = NatsBus::connect(&server.url(), key, NatsBusOptions::default()).await.unwrap();
                     super::$test(Arc::new(a), Arc::new(b)).await;
                 }
             )*

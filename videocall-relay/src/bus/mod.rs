@@ -6,10 +6,12 @@
 //! contract suite (`tests/bus_contract.rs`):
 //! - [`LocalBus`]: one process. Still goes through the subject string and hands over bytes
 //!   exactly as they would cross the wire, so single-node behaviour matches the cluster's.
-//! - [`NatsBus`]: a NATS server or cluster.
+//! - [`NatsBus`]: a NATS server or cluster. Its messages are sealed ([`seal`]): only relays,
+//!   which hold the key, can publish what relays act on.
 
 mod local;
 mod nats;
+pub mod seal;
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use videocall_types::RoomId;
 
 pub use local::LocalBus;
 pub use nats::{NatsBus, NatsBusOptions};
+pub use seal::{BusKey, SealError};
 
 use crate::SessionId;
 
@@ -42,6 +45,10 @@ pub enum BusError {
 pub trait BusSink: Send + Sync + 'static {
     /// `from`: the sender token of the subject (`None` for the relay itself).
     fn deliver(&self, from: Option<SessionId>, payload: Bytes);
+
+    /// A message on the room's subject that was not delivered: not sealed by a relay, too old,
+    /// or replayed. For counting; nothing of it is passed on.
+    fn refuse(&self, why: SealError);
 }
 
 /// Ends the subscription when dropped.

@@ -1,7 +1,12 @@
 //! The NATS bus: relays in different processes or machines meet on room subjects.
+//!
+//! Every message is sealed ([`super::seal`]) so that only relays can write what relays act on;
+//! NATS's own authentication (user and password) and TLS keep everyone else off the bus and
+//! its traffic unread.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::connection::State;
 use bytes::Bytes;
@@ -9,6 +14,7 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use videocall_types::RoomId;
 
+use super::seal::{BusKey, ReplayGuard};
 use super::{BusError, BusSink, BusSubscription, RoomBus, parse_subject, room_wildcard, subject};
 use crate::{SessionId, limits};
 
@@ -18,6 +24,10 @@ pub struct NatsBusOptions {
     pub client_name: String,
     pub publish_timeout: Duration,
     pub subscription_capacity: usize,
+    /// NATS user and password, when the server requires them.
+    pub credentials: Option<(String, String)>,
+    /// CA certificate (PEM) the NATS server's certificate must chain to; set, TLS is required.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for NatsBusOptions {
@@ -26,6 +36,8 @@ impl Default for NatsBusOptions {
             client_name: "videocall-relay".into(),
             publish_timeout: limits::BUS_PUBLISH_TIMEOUT,
             subscription_capacity: limits::NATS_SUBSCRIPTION_CAPACITY,
+            credentials: None,
+            tls_ca: None,
         }
     }
 }
@@ -37,13 +49,22 @@ impl Default for NatsBusOptions {
 pub struct NatsBus {
     client: async_nats::Client,
     options: NatsBusOptions,
+    key: BusKey,
 }
 
 impl NatsBus {
     /// Connects to `url` (a comma-separated list is allowed). Returns once the first
-    /// connection is up, or with an error if the server cannot be reached at all.
-    pub async fn connect(url: &str, options: NatsBusOptions) -> Result<Self, BusError> {
-        let client = async_nats::ConnectOptions::new()
+    /// connection is up, or with an error if the server cannot be reached at all. Messages are
+    /// sealed and opened with `key`, which every relay of the deployment shares.
+    pub async fn connect(url: &str, key: BusKey, options: NatsBusOptions) -> Result<Self, BusError> {
+        let mut connect = async_nats::ConnectOptions::new();
+        if let Some((user, password)) = &options.credentials {
+            connect = connect.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(ca) = &options.tls_ca {
+            connect = connect.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        let client = connect
             .name(&options.client_name)
             .subscription_capacity(options.subscription_capacity)
             .max_reconnects(None)
@@ -57,7 +78,7 @@ impl NatsBus {
             .connect(url.split(',').map(str::trim).collect::<Vec<_>>().as_slice())
             .await
             .map_err(|e| BusError::Connect(e.to_string()))?;
-        Ok(Self { client, options })
+        Ok(Self { client, options, key })
     }
 
     pub fn client(&self) -> &async_nats::Client {
@@ -76,7 +97,9 @@ impl RoomBus for NatsBus {
             if self.client.connection_state() != State::Connected {
                 return Err(BusError::NotConnected);
             }
-            let publish = self.client.publish(subject(room, from), payload);
+            let subject = subject(room, from);
+            let sealed = self.key.seal(&subject, now_ms(), &payload);
+            let publish = self.client.publish(subject, sealed);
             match tokio::time::timeout(self.options.publish_timeout, publish).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(BusError::Publish(e.to_string())),
@@ -95,11 +118,29 @@ impl RoomBus for NatsBus {
             let mut subscriber =
                 self.client.subscribe(room_wildcard(room)).await.map_err(|e| BusError::Subscribe(e.to_string()))?;
             let room = room.clone();
+            let key = self.key.clone();
             let task = tokio::spawn(async move {
+                let mut replays = ReplayGuard::default();
                 while let Some(message) = subscriber.next().await {
-                    match parse_subject(&room, message.subject.as_str()) {
-                        Ok(from) => sink.deliver(from, message.payload),
-                        Err(()) => tracing::warn!(subject = %message.subject, "ignoring message on unexpected subject"),
+                    let Ok(from) = parse_subject(&room, message.subject.as_str()) else {
+                        tracing::warn!(subject = %message.subject, "ignoring message on unexpected subject");
+                        continue;
+                    };
+                    let now = now_ms();
+                    let opened =
+                        key.open(message.subject.as_str(), now, &message.payload).and_then(|(payload, tag)| {
+                            // Only relay messages (sender 0) are acted on by relays; see `seal`.
+                            if from.is_none() {
+                                replays.check(now, tag)?;
+                            }
+                            Ok(payload)
+                        });
+                    match opened {
+                        Ok(payload) => sink.deliver(from, payload),
+                        Err(e) => {
+                            tracing::debug!(subject = %message.subject, error = %e, "refusing bus message");
+                            sink.refuse(e);
+                        }
                     }
                 }
             });
@@ -116,6 +157,12 @@ impl RoomBus for NatsBus {
     fn kind(&self) -> &'static str {
         "nats"
     }
+}
+
+/// The wall clock in ms since the Unix epoch: seals carry it, as relays on different machines
+/// share no other clock.
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
