@@ -21,7 +21,8 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /var/lib/videocall --create-home videocall
+    && useradd --system --uid 10001 --home-dir /var/lib/videocall --create-home videocall \
+    && install -d -o 10001 -g 10001 /var/lib/videocall/nats-tls
 WORKDIR /var/lib/videocall
 USER 10001:10001
 
@@ -37,6 +38,8 @@ ENTRYPOINT ["/usr/local/bin/actix-api"]
 
 FROM runtime AS webtransport-server
 COPY --from=build /dist/bin/webtransport-server /usr/local/bin/webtransport-server
+# Issues NATS's private certificate for docker-compose.yaml (its nats-tls service).
+COPY --from=build /dist/bin/internal-tls /usr/local/bin/internal-tls
 ENV WEBTRANSPORT_LISTEN=[::]:4433 \
     HEALTH_LISTEN_ADDR=0.0.0.0:4434
 EXPOSE 4433/udp 4434

@@ -14,6 +14,12 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
+    /// Address of the metrics listener (GET /metrics, Prometheus text format). It is separate
+    /// from LISTEN_ADDR so that a reverse proxy or Ingress in front of the site never exposes
+    /// it; the default answers on this machine only.
+    #[arg(long, env = "METRICS_LISTEN_ADDR", default_value = "127.0.0.1:9090")]
+    pub metrics_listen: SocketAddr,
+
     /// Issue guest tokens at POST /api/v1/guest-tokens, so browsers can join without an account.
     #[arg(long, env = "GUEST_TOKENS", default_value_t = true, action = clap::ArgAction::Set)]
     pub guest_tokens: bool,
@@ -103,6 +109,16 @@ pub struct Config {
     #[arg(long, env = "PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// Print a kiosk token for this room and exit: `/room/{ROOM}?kiosk={TOKEN}` joins by
+    /// itself, camera and microphone on, for a meeting-room screen. Signed with TOKEN_SECRET,
+    /// which must be set (the servers that check it use the same one).
+    #[arg(long, value_name = "ROOM")]
+    pub issue_kiosk_token: Option<String>,
+
+    /// Days the token of --issue-kiosk-token is valid.
+    #[arg(long, default_value_t = 30, requires = "issue_kiosk_token")]
+    pub kiosk_token_days: u64,
+
     #[command(flatten)]
     pub cert: CertArgs,
 
@@ -134,6 +150,8 @@ impl Config {
         let mut config = Self::parse_from([
             "actix-api",
             "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
             "127.0.0.1:0",
             "--workers",
             "2",

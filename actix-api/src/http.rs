@@ -13,7 +13,6 @@ use crate::error::ApiError;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
         .route("/api/v1/guest-tokens", web::post().to(guest_token))
         .route("/api/v1/webtransport", web::get().to(webtransport))
         .route("/diagnostics/webtransport", web::get().to(webtransport_check));
@@ -59,6 +58,11 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     })
 }
 
+/// What the metrics listener serves (METRICS_LISTEN_ADDR), apart from the site.
+pub fn metrics_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics));
+}
+
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let relay = &state.relay;
     relay.metrics().bus_ready.set(i64::from(relay.is_ready()));
@@ -78,30 +82,50 @@ struct WebTransportInfo {
 /// A plain page that joins a room over WebTransport and shows what flows: a connection check
 /// for users, and what the browser tests drive.
 async fn webtransport_check() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(include_str!("../static/webtransport-check.html"))
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(DIAGNOSTICS_PAGE)
+}
+
+/// The connection check page (its inline script is allowed by hash).
+pub const DIAGNOSTICS_PAGE: &str = include_str!("../static/webtransport-check.html");
+
+/// The WebTransport URL browsers are given: WEBTRANSPORT_URL; else PUBLIC_URL's host, else the
+/// `Host` the browser addressed (never `X-Forwarded-Host`, which any client can send), with the
+/// in-process listener's port. `None` when this server has no WebTransport relay.
+pub fn webtransport_url(state: &AppState, req: &HttpRequest) -> Option<String> {
+    if let Some(url) = &state.config.webtransport_url {
+        return Some(url.clone());
+    }
+    let (port, _) = state.webtransport.as_ref()?;
+    let public_host = state.config.public_url.as_deref().and_then(|u| url::Url::parse(u).ok()).and_then(|u| {
+        let host = u.host()?;
+        Some(match host {
+            url::Host::Ipv6(a) => format!("[{a}]"),
+            other => other.to_string(),
+        })
+    });
+    let name = match public_host {
+        Some(host) => host,
+        None => {
+            let host = req.headers().get(actix_web::http::header::HOST)?.to_str().ok()?;
+            // The name the browser addressed, without its port; kept only if it parses as one.
+            let url = url::Url::parse(&format!("http://{host}/")).ok()?;
+            match url.host()? {
+                url::Host::Ipv6(a) => format!("[{a}]"),
+                other => other.to_string(),
+            }
+        }
+    };
+    Some(format!("https://{name}:{port}/"))
 }
 
 /// Where the WebTransport relay is and, for a development certificate, its hash.
 async fn webtransport(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let url = match (&state.config.webtransport_url, &state.webtransport) {
-        (Some(url), _) => url.clone(),
-        (None, Some((port, _))) => {
-            let info = req.connection_info();
-            let host = info.host();
-            // Strip the HTTP port; keep IPv6 brackets.
-            let name = match host.rfind(':') {
-                Some(i) if !host[i..].contains(']') => &host[..i],
-                _ => host,
-            };
-            format!("https://{name}:{port}/")
-        }
-        (None, None) => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "webtransport_unavailable",
-                "this server has no WebTransport relay",
-            ));
-        }
+    let Some(url) = webtransport_url(&state, &req) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "webtransport_unavailable",
+            "this server has no WebTransport relay",
+        ));
     };
     let certificate_hashes = match &state.config.webtransport_certificate_url {
         Some(from) => remote_hashes(&state, from).await,

@@ -40,11 +40,16 @@ pub(crate) struct AppState {
     pub outbound: outbound::HttpClient,
     /// The in-process WebTransport listener's port and certificate hash, when there is one.
     pub webtransport: Option<(u16, SharedHash)>,
+    /// Hashes of the inline scripts of the pages served (the web client's index.html, the
+    /// diagnostics page), for their Content-Security-Policy.
+    pub page_scripts: Vec<String>,
 }
 
 /// A started server.
 pub struct RunningServer {
     addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    metrics: actix_web::dev::ServerHandle,
     relay: Relay,
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -55,6 +60,11 @@ pub struct RunningServer {
 impl RunningServer {
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where GET /metrics answers (METRICS_LISTEN_ADDR).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     pub fn relay(&self) -> &Relay {
@@ -72,6 +82,7 @@ impl RunningServer {
         if let Some(webtransport) = self.webtransport {
             webtransport.stop().await;
         }
+        self.metrics.stop(false).await;
         self.handle.stop(false).await;
         let _ = self.task.await;
     }
@@ -96,6 +107,18 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// A kiosk token for `room` (`--issue-kiosk-token`), valid `config.kiosk_token_days`, signed
+/// with the configured TOKEN_SECRET: a random secret would make a token no server accepts.
+pub fn kiosk_token(config: &Config, room: &str) -> Result<String> {
+    let config = config.clone().normalized();
+    let secret = config.relay.token_secret.as_deref().context("--issue-kiosk-token needs TOKEN_SECRET")?;
+    let tokens = videocall_relay::TokenKey::from_secret(secret.as_bytes()).context("TOKEN_SECRET")?;
+    let room = videocall_types::RoomId::parse(room).context("room")?;
+    let now = videocall_relay::auth::unix_now();
+    let expires_at = now.saturating_add(config.kiosk_token_days.saturating_mul(24 * 3600));
+    api::kiosk::issue(&tokens, &room, expires_at, now).map_err(|e| anyhow::anyhow!("signing the kiosk token: {e}"))
 }
 
 /// Binds, starts the relay and the HTTP workers, and returns once the server accepts connections.
@@ -136,13 +159,22 @@ pub async fn start(config: Config) -> Result<RunningServer> {
                 issuer: issuer.clone(),
                 client_id: client_id.clone(),
                 client_secret: config.oidc_client_secret.clone(),
-                public_url: config.public_url.clone(),
+                public_url: config.public_url.clone().context(
+                    "PUBLIC_URL is required with OIDC_ISSUER_URL: it is where the provider sends people back",
+                )?,
             },
             &tokens,
         )?),
         _ => None,
     };
     let purge_store = store.clone();
+    let mut page_scripts = web_security::inline_script_hashes(http::DIAGNOSTICS_PAGE);
+    if let Some(root) = &config.web_root {
+        webapp::check(root)?;
+        let index = root.join("index.html");
+        let html = std::fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;
+        page_scripts.extend(web_security::inline_script_hashes(&html));
+    }
     let state = web::Data::new(AppState {
         relay: relay.clone(),
         sessions: api::session::SessionKey::new(&tokens, config.session_ttl_secs),
@@ -154,12 +186,21 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         oidc,
         outbound: outbound::HttpClient::new()?,
         webtransport: webtransport_info,
+        page_scripts,
     });
 
     let web_root = config.web_root.clone();
-    if let Some(root) = &web_root {
-        webapp::check(root)?;
-    }
+    let metrics_state = state.clone();
+    let metrics = HttpServer::new(move || App::new().app_data(metrics_state.clone()).configure(http::metrics_routes))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind(config.metrics_listen)
+        .with_context(|| format!("binding the metrics listener {}", config.metrics_listen))?;
+    let metrics_addr = metrics.addrs().first().copied().context("no bound metrics address")?;
+    let metrics = metrics.run();
+    let metrics_handle = metrics.handle();
+    tokio::spawn(metrics);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -167,6 +208,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .wrap(actix_web::middleware::from_fn(web_security::same_site_writes))
             .wrap(actix_web::middleware::from_fn(error::count_errors(api_errors.clone())))
+            .wrap(actix_web::middleware::from_fn(web_security::page_security))
             .wrap(web_security::headers())
             .configure(api::routes)
             .configure(oidc::routes)
@@ -194,8 +236,8 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let handle = server.handle();
     let task = tokio::spawn(server);
     let purge = tokio::spawn(purge_revocations(purge_store));
-    tracing::info!(%addr, bus = relay.bus_kind(), "actix-api listening");
-    Ok(RunningServer { addr, relay, handle, task, webtransport, purge })
+    tracing::info!(%addr, %metrics_addr, bus = relay.bus_kind(), "actix-api listening");
+    Ok(RunningServer { addr, metrics_addr, metrics: metrics_handle, relay, handle, task, webtransport, purge })
 }
 
 /// Forgets, every hour, revocations of tokens that have expired anyway.

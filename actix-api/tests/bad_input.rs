@@ -110,7 +110,7 @@ async fn connections_with_bad_ids_or_tokens_are_refused_with_a_clear_status() {
         assert_eq!((got_status, got_code.as_str()), (status, code), "{path}");
         live.still_flowing().await;
     }
-    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = common::metrics(&server).await;
     assert!(metrics.contains(r#"videocall_connections_refused_total{reason="bad_room_id"} 4"#), "{metrics}");
     assert!(metrics.contains(r#"videocall_connections_refused_total{reason="token_expired"} 1"#), "{metrics}");
     live.sender_task.abort();
@@ -167,7 +167,7 @@ async fn protocol_violations_close_only_the_offender_with_a_close_code() {
         assert!(got_reason.contains(reason), "{what}: {got_reason:?} lacks {reason:?}");
         live.still_flowing().await;
     }
-    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = common::metrics(&server).await;
     for reason in [
         "malformed\"} 2",
         "unknown_type\"} 1",
@@ -244,7 +244,7 @@ async fn a_flooder_is_closed_and_its_victim_kept() {
     }
     // Closed by its own budget, or by the room when it filled its share of the victim's queue
     // first: either way counted, twice in all.
-    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = common::metrics(&server).await;
     let count = |line: &str| -> u64 {
         metrics.lines().find_map(|l| l.strip_prefix(line)).map_or(0, |v| v.trim().parse().unwrap())
     };

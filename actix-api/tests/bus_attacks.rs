@@ -46,8 +46,8 @@ fn invented_member() -> Bytes {
     wrapper.write_to_bytes().unwrap().into()
 }
 
-async fn dropped(http: &str, reason: &str) -> u64 {
-    let text = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+async fn dropped(server: &RunningServer, reason: &str) -> u64 {
+    let text = metrics(server).await;
     let needle = format!("videocall_packets_dropped_total{{reason=\"{reason}\"}} ");
     text.lines().find_map(|l| l.strip_prefix(&needle)).map_or(0, |v| v.trim().parse().unwrap())
 }
@@ -86,9 +86,9 @@ async fn an_intruder_on_nats_can_neither_end_the_meeting_nor_invent_members_nor_
 
     // Each relay refuses all three.
     let deadline = Instant::now() + Duration::from_secs(10);
-    for http in &urls {
-        while dropped(http, "bus_unauthenticated").await < 3 {
-            assert!(Instant::now() < deadline, "{http} did not count the intruder's messages");
+    for relay in &relays {
+        while dropped(relay, "bus_unauthenticated").await < 3 {
+            assert!(Instant::now() < deadline, "{} did not count the intruder's messages", relay.addr());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -187,7 +187,7 @@ async fn the_relay_survives_a_nats_restart_and_readyz_reports_the_outage() {
             _ => {}
         }
     }
-    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = common::metrics(&server).await;
     assert!(metrics.contains("videocall_packets_dropped_total{reason=\"bus_unavailable\"}"), "{metrics}");
     server.stop().await;
 }

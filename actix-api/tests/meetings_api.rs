@@ -260,7 +260,7 @@ async fn token_and_login_endpoints_are_rate_limited_per_address() {
     let response = reqwest::Client::new().post(format!("{http}/api/v1/guest-tokens")).json(&room).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 429);
     assert!(response.headers().get("retry-after").is_some());
-    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = common::metrics(&server).await;
     for line in [
         "api_rate_limited_total{class=\"login\"} 1",
         "api_rate_limited_total{class=\"token\"} 1",
@@ -345,7 +345,7 @@ async fn password_guesses_are_limited_per_meeting_and_creation_per_session() {
     }
     let (status, body) = post_from(&http, "/api/v1/meetings", "192.0.2.3", Some(&cookie), json!({"name": "M"})).await;
     assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")), "{body}");
-    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = common::metrics(&server).await;
     for line in ["api_rate_limited_total{class=\"password\"} 2", "api_rate_limited_total{class=\"meeting\"} 1"] {
         assert!(metrics.contains(line), "no {line} in\n{metrics}");
     }

@@ -12,6 +12,10 @@ use serde_json::json;
 
 fn config_for(provider: &Provider) -> Config {
     let mut config = Config::for_tests();
+    // PUBLIC_URL is required with sign-in: the server's address is fixed before it starts.
+    let port = testkit::free_port();
+    config.listen = ([127, 0, 0, 1], port).into();
+    config.public_url = Some(format!("http://127.0.0.1:{port}"));
     config.oidc_issuer_url = Some(provider.issuer.clone());
     config.oidc_client_id = Some(CLIENT_ID.into());
     config.oidc_client_secret = Some(CLIENT_SECRET.into());

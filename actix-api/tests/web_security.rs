@@ -74,7 +74,68 @@ async fn cross_site_writes_are_refused_and_every_response_has_the_security_heade
         let permissions = headers.get("permissions-policy").and_then(|v| v.to_str().ok()).unwrap_or_default();
         assert!(permissions.contains("camera=(self)") && permissions.contains("geolocation=()"), "{path}");
     }
-    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = common::metrics(&server).await;
     assert!(metrics.contains(r#"api_errors_total{status="403"} 5"#), "{metrics}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_get_a_strict_policy_that_names_their_scripts_and_relay_and_no_header_moves_the_relay() {
+    let mut config = Config::for_tests();
+    config.webtransport_listen = Some("127.0.0.1:0".parse().unwrap());
+    let server = start(config).await;
+    let http = http_url(&server);
+    let wt_port = server.webtransport_addr().unwrap().port();
+
+    let page = reqwest::get(format!("{http}/diagnostics/webtransport")).await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    for part in [
+        "default-src 'self'",
+        "script-src 'self' 'wasm-unsafe-eval' 'sha256-",
+        &format!("connect-src 'self' https://127.0.0.1:{wt_port};"),
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{part:?} missing from {csp}");
+    }
+    let scripts = csp.split(';').map(str::trim).find(|d| d.starts_with("script-src ")).unwrap();
+    assert!(!scripts.contains("'unsafe-inline'") && !scripts.contains("'unsafe-eval'"), "{scripts}");
+    // JSON is no page: it keeps the short policy.
+    let json = reqwest::get(format!("{http}/api/v1/webtransport")).await.unwrap();
+    assert!(!json.headers()["content-security-policy"].to_str().unwrap().contains("script-src"));
+
+    // The relay's address follows the Host the browser addressed, never X-Forwarded-Host.
+    let client = reqwest::Client::new();
+    let info: serde_json::Value = client
+        .get(format!("{http}/api/v1/webtransport"))
+        .header("x-forwarded-host", "evil.example")
+        .header("forwarded", "host=evil.example")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["url"], format!("https://127.0.0.1:{wt_port}/"), "{info}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_operator_issued_kiosk_token_for_the_room_joins_without_a_click() {
+    let config = Config::for_tests();
+    let token = actix_api::kiosk_token(&config, "lobby-screen").unwrap();
+    let server = start(config.clone()).await;
+    let http = http_url(&server);
+    let status = |path: String| async move { reqwest::get(path).await.unwrap().status().as_u16() };
+    assert_eq!(status(format!("{http}/api/v1/kiosk/lobby-screen?token={token}")).await, 200);
+    assert_eq!(status(format!("{http}/api/v1/kiosk/another-room?token={token}")).await, 403);
+    assert_eq!(status(format!("{http}/api/v1/kiosk/lobby-screen?token=forged")).await, 403);
+    // A guest token (signed with the same secret) is no kiosk token.
+    let guest = guest(&http, "lobby-screen", "Eve").await;
+    assert_eq!(status(format!("{http}/api/v1/kiosk/lobby-screen?token={}", guest.token)).await, 403);
+    // Issuing needs the deployment's secret: a random one would make tokens nobody accepts.
+    let mut no_secret = config;
+    no_secret.relay.token_secret = None;
+    assert!(actix_api::kiosk_token(&no_secret, "lobby-screen").is_err());
     server.stop().await;
 }

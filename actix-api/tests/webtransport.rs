@@ -81,7 +81,7 @@ async fn webtransport_refuses_bad_paths_and_tokens() {
     ] {
         assert!(WtClient::connect(&format!("{base}{path}"), hash).await.is_err(), "{path} was accepted");
     }
-    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = common::metrics(&server).await;
     for code in ["bad_room_id", "token_missing", "token_invalid", "token_mismatch", "bad_path"] {
         assert!(metrics.contains(&format!("connections_refused_total{{reason=\"{code}\"}} 1")), "{code}: {metrics}");
     }

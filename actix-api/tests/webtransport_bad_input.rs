@@ -69,7 +69,7 @@ async fn webtransport_offenders_are_closed_and_the_room_carries_on() {
     }
     still_flowing(&mut a, &mut b, 100).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = common::metrics(&server).await;
     assert!(metrics.contains("videocall_packets_dropped_total{reason=\"datagram_rate\"}"), "{metrics}");
     assert!(flooder.connection.quic_connection().close_reason().is_none(), "a datagram flood is throttled, not fatal");
 
@@ -113,7 +113,7 @@ async fn webtransport_offenders_are_closed_and_the_room_carries_on() {
         "stream_not_finished\"} 1",
         "too_much_pending\"} 1",
     ] {
-        let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+        let metrics = common::metrics(&server).await;
         assert!(
             metrics.contains(&format!("videocall_packets_rejected_total{{reason=\"{reason}")),
             "{reason} in {metrics}"

@@ -92,7 +92,7 @@ async fn a_client_long_lived_stream_arrives_in_order_and_unknown_modes_are_refus
 
     let refused = WtClient::connect(&format!("{}&streams=sideways", lobby(&base, &receiver)), hash).await;
     assert!(refused.is_err(), "an unknown streams mode is refused");
-    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = common::metrics(&server).await;
     assert!(metrics.contains("reason=\"bad_path\"} 1"), "{metrics}");
     server.stop().await;
 }

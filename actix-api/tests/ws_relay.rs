@@ -74,7 +74,9 @@ async fn health_readiness_and_metrics_are_served() {
     let packet = media(&[0; 1000]);
     a.send(&packet).await.unwrap();
     next_packet(&mut b).await;
-    let text = get("/metrics").await.text().await.unwrap();
+    // Metrics are served apart from the site, never through whatever proxies it.
+    assert_eq!(get("/metrics").await.status(), 404);
+    let text = metrics(&server).await;
     let bytes_in = format!("videocall_bytes_in_total {}", protobuf::Message::compute_size(&packet));
     for expected in [
         "videocall_sessions 2",
@@ -188,7 +190,7 @@ async fn a_relay_caps_sessions_per_address_in_all_and_its_rooms() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(let_in.is_some(), "a seat given back is taken again");
-    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = common::metrics(&server).await;
     assert!(metrics.contains(r#"videocall_connections_refused_total{reason="too_many_connections"}"#), "{metrics}");
     server.stop().await;
 
@@ -202,7 +204,7 @@ async fn a_relay_caps_sessions_per_address_in_all_and_its_rooms() {
     assert_eq!(refused_with(&http, &guest(&http, "b", "Two").await).await, (503, "too_many_rooms".to_owned()));
     let _b = Client::join(&http, &guest(&http, "a", "Two").await).await;
     assert_eq!(refused_with(&http, &guest(&http, "a", "Three").await).await, (503, "server_full".to_owned()));
-    let metrics = reqwest::get(format!("{http}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = common::metrics(&server).await;
     for reason in ["too_many_rooms", "server_full"] {
         assert!(
             metrics.contains(&format!("videocall_connections_refused_total{{reason=\"{reason}\"}} 1")),

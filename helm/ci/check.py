@@ -121,7 +121,7 @@ def wiring(docs, label, secrets_outside=()):
         for c in containers:
             env = env_of(c)
             declared = {p["containerPort"] for p in c.get("ports", [])}
-            for var in ("LISTEN_ADDR", "WEBTRANSPORT_LISTEN", "HEALTH_LISTEN_ADDR"):
+            for var in ("LISTEN_ADDR", "WEBTRANSPORT_LISTEN", "HEALTH_LISTEN_ADDR", "METRICS_LISTEN_ADDR"):
                 if env.get(var):
                     port = int(env[var].rsplit(":", 1)[1])
                     check(port in declared, f"{label}: {d['metadata']['name']} listens on {port} ({var}) but declares {sorted(declared)}")
@@ -131,6 +131,28 @@ def wiring(docs, label, secrets_outside=()):
                 host, port = re.match(r"http://([^:/]+):(\d+)/", url).groups()
                 svc = by_kind.get("Service", {}).get(host)
                 check(svc is not None and int(port) in [p["port"] for p in svc["spec"]["ports"]], f"{label}: {url} names no Service port")
+            # A relay on a TLS NATS trusts a CA file that a volume of its pod provides.
+            if env.get("NATS_URL", "").startswith("tls://"):
+                ca = env.get("NATS_TLS_CA") or ""
+                mounts = [m["mountPath"] for m in c.get("volumeMounts", [])]
+                check(any(ca.startswith(m + "/") for m in mounts), f"{label}: {d['metadata']['name']} trusts {ca!r} for NATS, which no volume provides")
+    # Metrics are not reachable through any Service (and so not through the Ingress).
+    for name, svc in by_kind.get("Service", {}).items():
+        for port in svc["spec"]["ports"]:
+            check(port.get("targetPort") != "metrics", f"{label}: Service {name} exposes the metrics port")
+    # NetworkPolicies select pods that exist and admit only pods that exist, on their ports.
+    for name, policy in by_kind.get("NetworkPolicy", {}).items():
+        selector = policy["spec"]["podSelector"]["matchLabels"]
+        targets = [c for _, labels, cs in workloads if all(labels.get(k) == v for k, v in selector.items()) for c in cs]
+        check(targets, f"{label}: NetworkPolicy {name} selects no pods")
+        ports = {p.get("name") for c in targets for p in c.get("ports", [])} | {p["containerPort"] for c in targets for p in c.get("ports", [])}
+        for rule in policy["spec"].get("ingress", []):
+            for p in rule.get("ports", []):
+                check(p["port"] in ports, f"{label}: NetworkPolicy {name} admits port {p['port']}, which its pods lack")
+            for peer in rule.get("from", []):
+                want = peer["podSelector"]["matchLabels"]
+                check(any(all(labels.get(k) == v for k, v in want.items()) for _, labels, _ in workloads),
+                      f"{label}: NetworkPolicy {name} admits pods that do not exist ({want})")
     return workloads
 
 
@@ -139,7 +161,7 @@ def server_defaults(binary):
     text = subprocess.run([binary, "--help"], capture_output=True, text=True, check=True).stdout
     text = " ".join(text.split())  # help wraps lines
     found = {}
-    for var in ("LISTEN_ADDR", "WEBTRANSPORT_LISTEN", "HEALTH_LISTEN_ADDR"):
+    for var in ("LISTEN_ADDR", "WEBTRANSPORT_LISTEN", "HEALTH_LISTEN_ADDR", "METRICS_LISTEN_ADDR"):
         m = re.search(r"\[env: " + var + r"=[^\]]*\] \[default: (\S+)\]", text)
         if m:
             found[var] = int(m.group(1).rsplit(":", 1)[1])
@@ -166,7 +188,8 @@ def answers(url, limit=20.0):
 
 
 def probe_paths(workloads, container_name):
-    paths = set()
+    """(port name or number → paths) the kubelet probes and Prometheus scrapes."""
+    paths = {}
     for d, _, containers in workloads:
         annotations = d["spec"]["template"]["metadata"].get("annotations", {})
         for c in containers:
@@ -174,23 +197,33 @@ def probe_paths(workloads, container_name):
                 continue
             for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
                 if "httpGet" in c.get(probe, {}):
-                    paths.add(c[probe]["httpGet"]["path"])
+                    paths.setdefault(c[probe]["httpGet"]["port"], set()).add(c[probe]["httpGet"]["path"])
             if annotations.get("prometheus.io/scrape") == "true":
-                paths.add(annotations["prometheus.io/path"])
+                port = int(annotations["prometheus.io/port"])
+                name = next((p["name"] for p in c.get("ports", []) if p["containerPort"] == port), port)
+                paths.setdefault(name, set()).add(annotations["prometheus.io/path"])
     return paths
 
 
 def real_paths(actix_api, webtransport_server, workloads):
-    """Starts the real servers and asks every path the chart points at."""
-    http, health = free_port(), free_port()
+    """Starts the real servers and asks every path the chart points at, on the port it names."""
+    http, health, metrics = free_port(), free_port(), free_port()
     env = {"PATH": "/usr/bin:/bin", "RUST_LOG": "warn"}
     servers = [
-        subprocess.Popen([actix_api, "--listen", f"127.0.0.1:{http}", "--database-url", "sqlite::memory:"], env=env),
+        subprocess.Popen([actix_api, "--listen", f"127.0.0.1:{http}", "--metrics-listen", f"127.0.0.1:{metrics}",
+                          "--database-url", "sqlite::memory:"], env=env),
         subprocess.Popen([webtransport_server, "--listen", "127.0.0.1:0", "--health-listen", f"127.0.0.1:{health}"], env=env),
     ]
+    bases = {"http": http, "metrics": metrics, "health": health}
     try:
-        targets = [(f"http://127.0.0.1:{http}", probe_paths(workloads, "actix-api")),
-                   (f"http://127.0.0.1:{health}", probe_paths(workloads, "webtransport-server") | {"/certificate"})]
+        targets = []
+        for container, extra in (("actix-api", {}), ("webtransport-server", {"health": {"/certificate"}})):
+            ports = probe_paths(workloads, container)
+            check(ports, f"the chart points at no paths of {container}")
+            for port, paths in list(ports.items()) + list(extra.items()):
+                check(port in bases, f"{container}: the chart points at port {port}, which the check does not know")
+                if port in bases:
+                    targets.append((f"http://127.0.0.1:{bases[port]}", paths))
         for base, paths in targets:
             check(paths, f"the chart points at no paths on {base}")
             for path in sorted(paths):
@@ -214,6 +247,18 @@ def compose_ports(defaults_api, defaults_wt):
     check(any(p.endswith(f":{defaults_wt['WEBTRANSPORT_LISTEN']}/udp") for p in services["webtransport-server"]["ports"]), "compose: WebTransport's UDP port is published")
     check(api_env["WEBTRANSPORT_CERTIFICATE_URL"].endswith(f":{defaults_wt['HEALTH_LISTEN_ADDR']}/certificate"), "compose: the certificate hash comes from the relay's health port")
     check("demo" in services["bot"].get("profiles", []), "compose: the bot is under the demo profile")
+    # NATS admits the relays only, over TLS with the certificate nats-tls issues.
+    conf = (ROOT / "compose/nats.conf").read_text()
+    check("$NATS_PASSWORD" in conf and "tls {" in conf, "compose: nats.conf requires a password and TLS")
+    check("./compose/nats.conf:/etc/nats/nats.conf:ro" in services["nats"]["volumes"], "compose: NATS reads compose/nats.conf")
+    check(services["nats"]["depends_on"]["nats-tls"]["condition"] == "service_completed_successfully", "compose: NATS starts after its certificate exists")
+    tls_dir = services["nats-tls"]["command"][1]
+    for relay in ("actix-api", "webtransport-server"):
+        env = services[relay]["environment"]
+        check(env["NATS_URL"].startswith("tls://") and env.get("NATS_USER") and env.get("NATS_PASSWORD"), f"compose: {relay} uses NATS over TLS with a password")
+        check(env["NATS_TLS_CA"] == f"{tls_dir}/ca.pem", f"compose: {relay} trusts the CA nats-tls writes")
+        check(f"nats-tls:{tls_dir}:ro" in services[relay]["volumes"], f"compose: {relay} mounts the nats-tls volume")
+    check(not any(p.endswith(":9090") for p in services["actix-api"]["ports"]), "compose: the metrics port is not published")
 
 
 def main():
@@ -234,7 +279,7 @@ def main():
     validate_strictly(trial, "default values")
     workloads = wiring(trial, "default values")
     kinds = {d["kind"] for d in trial}
-    for kind in ("Deployment", "StatefulSet", "Service", "HorizontalPodAutoscaler", "Ingress", "Secret", "ConfigMap"):
+    for kind in ("Deployment", "StatefulSet", "Service", "HorizontalPodAutoscaler", "Ingress", "Secret", "ConfigMap", "NetworkPolicy"):
         check(kind in kinds, f"default values: no {kind} rendered")
     udp = [s for s in trial if s["kind"] == "Service" and any(p.get("protocol") == "UDP" for p in s["spec"]["ports"])]
     check(udp, "default values: no UDP Service for WebTransport")

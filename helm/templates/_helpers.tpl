@@ -35,16 +35,58 @@ app.kubernetes.io/component: {{ index . 1 }}
 
 {{- define "videocall.natsUrl" -}}
 {{- if .Values.nats.enabled -}}
-{{- printf "nats://%s-nats:%d" (include "videocall.fullname" .) (int .Values.nats.clientPort) -}}
+{{- printf "tls://%s-nats:%d" (include "videocall.fullname" .) (int .Values.nats.clientPort) -}}
 {{- else -}}
 {{- required "nats.externalUrl is required when nats.enabled is false" .Values.nats.externalUrl -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The Secret whose ca.crt the relays trust for NATS (empty: none). */}}
+{{- define "videocall.natsCaSecret" -}}
+{{- if .Values.nats.enabled -}}
+{{- .Values.nats.tls.secretName | default (printf "%s-nats-tls" (include "videocall.fullname" .)) -}}
+{{- else -}}
+{{- .Values.nats.externalCaSecretName -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The relays' volume and mount of the NATS CA, when there is one. */}}
+{{- define "videocall.natsCaVolume" -}}
+{{- with include "videocall.natsCaSecret" . }}
+- name: nats-ca
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end -}}
+
+{{- define "videocall.natsCaMount" -}}
+{{- if include "videocall.natsCaSecret" . }}
+- name: nats-ca
+  mountPath: /etc/nats-ca
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* The environment both relays share: the bus, the secret and the database. */}}
 {{- define "videocall.relayEnv" -}}
 - name: NATS_URL
   value: {{ include "videocall.natsUrl" . | quote }}
+{{- if or .Values.nats.enabled .Values.nats.externalUser }}
+- name: NATS_USER
+  value: {{ ternary "relay" .Values.nats.externalUser .Values.nats.enabled | quote }}
+- name: NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "videocall.secretName" . }}
+      key: nats-password
+{{- end }}
+{{- if include "videocall.natsCaSecret" . }}
+- name: NATS_TLS_CA
+  value: /etc/nats-ca/ca.crt
+{{- end }}
 - name: TOKEN_SECRET
   valueFrom:
     secretKeyRef:

@@ -155,6 +155,7 @@ pub fn start_server_with(nats: Option<&NatsServer>, env: &[(&str, &str)]) -> Res
     server
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("WEBTRANSPORT_LISTEN", webtransport.to_string())
+        .env("METRICS_LISTEN_ADDR", "127.0.0.1:0")
         .env("DATABASE_URL", "sqlite::memory:")
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())

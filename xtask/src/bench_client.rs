@@ -1,6 +1,6 @@
 //! `cargo xtask bench-client`: the web client measured in headless Chromium on loopback.
-//! For each transport and camera size, two browsers join a room (the second opens the link
-//! with `autojoin=1`):
+//! For each transport and camera size, two browsers join a room through kiosk links (which join
+//! without a click; the benchmark issues them with `actix-api --issue-kiosk-token`):
 //! - join time: from the second page starting to load to its first remote frame drawn;
 //! - glass-to-glass latency: the capture wall-clock time carried in each frame's metadata
 //!   against the wall-clock time the receiver draws it (same machine, same clock), both ways.
@@ -57,7 +57,7 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
     let web_root = web::build()?;
     status(cargo().args(["build", "--release", "--locked", "-p", "actix-api"]))?;
     let root = web_root.to_string_lossy().into_owned();
-    let (server, http, _) = start_server_with(None, &[("WEB_ROOT", &root)])?;
+    let (server, http, _) = start_server_with(None, &[("WEB_ROOT", &root), ("TOKEN_SECRET", KIOSK_SECRET)])?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut cases = Vec::new();
     for transport in &args.transport {
@@ -149,11 +149,29 @@ async fn first_frame(browser: &Browser, limit: Duration) -> Result<Value> {
     }
 }
 
+/// The benchmark server's token secret, so that it can issue kiosk tokens for it.
+const KIOSK_SECRET: &str = "bench secret that is long enough for HS256";
+
+/// A kiosk token for `room`, from the server binary itself.
+fn kiosk_token(room: &str) -> Result<String> {
+    let output = std::process::Command::new(crate::target_dir().join("release/actix-api"))
+        .args(["--issue-kiosk-token", room])
+        .env("TOKEN_SECRET", KIOSK_SECRET)
+        .env("RUST_LOG", "warn")
+        .output()
+        .context("running actix-api --issue-kiosk-token")?;
+    if !output.status.success() {
+        bail!("actix-api --issue-kiosk-token failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
+
 async fn run_case(http: &str, transport: &str, resolution: &str, args: &ClientBenchArgs) -> Result<Case> {
     let room = format!("bench-{transport}-{resolution}");
     let codec = args.codec.as_deref().map(|c| format!("&codec={c}")).unwrap_or_default();
+    let kiosk = kiosk_token(&room)?;
     let link = |name: &str| {
-        format!("{http}/room/{room}?name={name}&autojoin=1&transport={transport}&resolution={resolution}{codec}")
+        format!("{http}/room/{room}?name={name}&kiosk={kiosk}&transport={transport}&resolution={resolution}{codec}")
     };
     let ada = Browser::launch().await?;
     ada.goto(&link("Ada")).await?;

@@ -10,7 +10,11 @@ use anyhow::{Context, Result};
 
 use crate::{cargo, status, target_dir, web};
 
-pub const BINARIES: [&str; 3] = ["actix-api", "webtransport-server", "bot"];
+/// The packages that ship.
+pub const PACKAGES: [&str; 3] = ["actix-api", "webtransport-server", "bot"];
+
+/// The binaries they ship (`internal-tls` issues NATS's certificate in docker-compose.yaml).
+pub const BINARIES: [&str; 4] = ["actix-api", "webtransport-server", "internal-tls", "bot"];
 
 /// Builds into `out` (`bin/` and `web/`); returns it.
 pub fn build(out: &Path) -> Result<PathBuf> {
@@ -18,8 +22,8 @@ pub fn build(out: &Path) -> Result<PathBuf> {
     let web_root = web::build()?;
     let mut build = cargo();
     build.args(["build", "--release", "--locked"]);
-    for binary in BINARIES {
-        build.args(["-p", binary]);
+    for package in PACKAGES {
+        build.args(["-p", package]);
     }
     status(&mut build)?;
     let bin = out.join("bin");

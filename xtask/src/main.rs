@@ -109,7 +109,8 @@ fn run(args: Vec<String>) -> Result<()> {
     println!("\nxtask: single node (in-process bus, no NATS, SQLite in a file)");
     println!("xtask:   database {database}");
     println!("xtask:   WebTransport on udp {webtransport} (self-signed; hash at http://{listen}/api/v1/webtransport)");
-    println!("xtask:   health   http://{listen}/healthz   metrics http://{listen}/metrics");
+    let metrics = std::env::var("METRICS_LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:9090".into());
+    println!("xtask:   health   http://{listen}/healthz   metrics http://{metrics}/metrics");
     println!(
         "xtask:   join     POST http://{listen}/api/v1/guest-tokens, then ws://{listen}/lobby/{{user}}/{{room}}?token=…"
     );

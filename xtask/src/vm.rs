@@ -268,6 +268,7 @@ pub fn run() -> Result<()> {
     let _server = KillOnDrop(
         Command::new(target_dir().join("release/actix-api"))
             .env("LISTEN_ADDR", format!("0.0.0.0:{port}"))
+            .env("METRICS_LISTEN_ADDR", "127.0.0.1:0")
             .env("DATABASE_URL", "sqlite::memory:")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

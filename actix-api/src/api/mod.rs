@@ -15,8 +15,10 @@
 //! | `POST /api/v1/meetings/{id}/end` | the host | end the meeting for everyone |
 //! | `GET /api/v1/meetings/{id}/participants` | the host | everyone who asked to join |
 //! | `POST /api/v1/meetings/{id}/participants/{user}/{admit,reject,mute,remove}` | the host | host actions |
+//! | `GET /api/v1/kiosk/{room}?token=…` | anyone | whether a kiosk link joins by itself |
 
 mod host;
+pub mod kiosk;
 mod meetings;
 pub mod password;
 pub mod ratelimit;
@@ -46,7 +48,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/meetings/{id}/leave", web::post().to(meetings::leave))
         .route("/api/v1/meetings/{id}/end", web::post().to(host::end))
         .route("/api/v1/meetings/{id}/participants", web::get().to(host::participants))
-        .route("/api/v1/meetings/{id}/participants/{user}/{action}", web::post().to(host::act));
+        .route("/api/v1/meetings/{id}/participants/{user}/{action}", web::post().to(host::act))
+        .route("/api/v1/kiosk/{room}", web::get().to(kiosk::check));
 }
 
 /// Milliseconds since the Unix epoch, as the store records times.

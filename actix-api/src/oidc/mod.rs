@@ -44,8 +44,9 @@ pub struct OidcConfig {
     pub client_id: String,
     pub client_secret: Option<String>,
     /// This site's origin as browsers see it (`https://meet.example.org`); the redirect URI is
-    /// `{public_url}/api/v1/auth/callback`. Unset: the request's own origin.
-    pub public_url: Option<String>,
+    /// `{public_url}/api/v1/auth/callback`: PUBLIC_URL, required with sign-in, so that no
+    /// request header decides where the provider sends people back.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,15 +119,8 @@ impl Oidc {
         serde_json::from_slice(&answer.body).map_err(|e| provider_error(format!("{url}: {e}")))
     }
 
-    fn redirect_uri(&self, req: &HttpRequest) -> String {
-        let origin = match &self.config.public_url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => {
-                let info = req.connection_info();
-                format!("{}://{}", info.scheme(), info.host())
-            }
-        };
-        format!("{origin}/api/v1/auth/callback")
+    fn redirect_uri(&self) -> String {
+        format!("{}/api/v1/auth/callback", self.config.public_url.trim_end_matches('/'))
     }
 
     fn pending_cookie(&self, pending: &Pending) -> ApiResult<Cookie<'static>> {
@@ -207,7 +201,7 @@ async fn login(req: HttpRequest, state: web::Data<AppState>, query: web::Query<L
     let url = flow::authorization_url(
         &discovery.authorization_endpoint,
         &oidc.config.client_id,
-        &oidc.redirect_uri(&req),
+        &oidc.redirect_uri(),
         &pending,
     );
     Ok(HttpResponse::SeeOther().cookie(oidc.pending_cookie(&pending)?).insert_header((header::LOCATION, url)).finish())
@@ -254,7 +248,7 @@ async fn callback(
     }
     let code = query.code.as_deref().ok_or_else(|| crate::api::bad_request("code_missing", "no authorization code"))?;
     let (discovery, keys) = oidc.provider(false).await?;
-    let id_token = oidc.exchange(&discovery.token_endpoint, code, &oidc.redirect_uri(&req), &pending.verifier).await?;
+    let id_token = oidc.exchange(&discovery.token_endpoint, code, &oidc.redirect_uri(), &pending.verifier).await?;
     let verify = |keys: &JwkSet| {
         flow::verify_id_token(&id_token, keys, &discovery.issuer, &oidc.config.client_id, &pending.nonce, now)
     };

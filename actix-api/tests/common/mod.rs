@@ -23,6 +23,12 @@ pub async fn start(config: Config) -> RunningServer {
     actix_api::start(config).await.expect("server starts")
 }
 
+/// The server's metrics, from its separate metrics listener.
+pub async fn metrics(server: &RunningServer) -> String {
+    let url = format!("http://{}/metrics", server.metrics_addr());
+    reqwest::get(url).await.unwrap().error_for_status().unwrap().text().await.unwrap()
+}
+
 pub struct Guest {
     pub user: String,
     pub room: String,

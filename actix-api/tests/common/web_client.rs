@@ -130,7 +130,10 @@ impl Participant {
         }
     }
 
+    /// Leaves, after checking that nothing the page did broke its Content-Security-Policy.
     pub async fn quit(self) {
+        let violations = self.browser.eval("return window.videocallCspViolations").await.unwrap();
+        assert_eq!(violations, serde_json::json!([]), "{}: the page broke its policy", self.name);
         self.browser.quit().await;
     }
 }

@@ -100,13 +100,28 @@ pub fn Lobby(props: &LobbyProps) -> Html {
     };
     let ready = media.stream.is_some() && props.identity.fingerprint.is_some() && !props.sign_in_required;
     {
-        // `?autojoin=1`: join as soon as the key is ready (kiosks, links from a calendar, the
-        // benchmark); the camera follows when it is open.
+        // A kiosk link (`?kiosk=TOKEN`, a token the server's operator issued for this room) joins
+        // as soon as the key is ready; the camera follows when it is open. Any other link waits
+        // for a click: a link must not be able to publish someone's camera and microphone.
         let (name, on_join, preference) = (name.clone(), props.on_join.clone(), *preference);
-        let autojoin = crate::services::js::query_param("autojoin").as_deref() == Some("1");
+        let kiosk = use_state(|| false);
+        {
+            let kiosk = kiosk.clone();
+            let room = props.room.to_string();
+            use_effect_with((), move |_| {
+                if let Some(token) = crate::services::js::query_param("kiosk") {
+                    wasm_bindgen_futures::spawn_local(async move {
+                        match crate::services::api::kiosk_allowed(&room, &token).await {
+                            Ok(allowed) => kiosk.set(allowed),
+                            Err(e) => web_sys::console::warn_1(&format!("kiosk link not checked: {e}").into()),
+                        }
+                    });
+                }
+            });
+        }
         let key_ready = props.identity.fingerprint.is_some();
-        use_effect_with(key_ready, move |ready| {
-            if *ready && autojoin {
+        use_effect_with((key_ready, *kiosk), move |(ready, kiosk)| {
+            if *ready && *kiosk {
                 let display_name =
                     name.cast::<HtmlInputElement>().map(|i| i.value()).unwrap_or_default().trim().to_owned();
                 on_join.emit(JoinChoice {

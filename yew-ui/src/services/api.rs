@@ -212,6 +212,18 @@ pub async fn guest_token(room: &str, display_name: &str) -> Result<Grant, String
     serde_json::from_str(&text).map_err(|e| format!("guest token answer: {e}"))
 }
 
+/// Whether `token` is a kiosk token the server issued for `room`: a kiosk link joins without a
+/// click. Any other answer (a forged or expired token, another room's) means "wait for a click".
+pub async fn kiosk_allowed(room: &str, token: &str) -> Result<bool, String> {
+    let path = format!("/api/v1/kiosk/{}?token={}", js::encode_uri_component(room), js::encode_uri_component(token));
+    let (status, text) = fetch("GET", &path, None).await?;
+    match status {
+        200 => Ok(true),
+        403 | 404 => Ok(false),
+        _ => Err(error_text(status, &text)),
+    }
+}
+
 /// Where the WebTransport relay is; `None` when this server has none.
 pub async fn webtransport_info() -> Result<Option<WebTransportInfo>, String> {
     let (status, text) = fetch("GET", "/api/v1/webtransport", None).await?;

@@ -83,6 +83,11 @@ pub fn window() -> Result<web_sys::Window, JsValue> {
 }
 
 /// The query parameter `name` of the page's URL.
+/// `encodeURIComponent`: a value safe in a path segment or query.
+pub fn encode_uri_component(value: &str) -> String {
+    js_sys::encode_uri_component(value).into()
+}
+
 pub fn query_param(name: &str) -> Option<String> {
     let search = web_sys::window()?.location().search().ok()?;
     web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(name)
