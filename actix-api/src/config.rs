@@ -24,9 +24,12 @@ pub struct Config {
     #[arg(long, env = "GUEST_TOKENS", default_value_t = true, action = clap::ArgAction::Set)]
     pub guest_tokens: bool,
 
-    /// Lifetime of a guest token, in seconds (default 12 h: a working day's meetings).
-    #[arg(long, env = "GUEST_TOKEN_TTL_SECS", default_value_t = 12 * 3600)]
-    pub guest_token_ttl_secs: u64,
+    /// Lifetime of a room token (guests and meetings), in seconds. A token opens one session,
+    /// and the web client, the bot and the load generator ask for a new one for every
+    /// connection, so five minutes is plenty; a token that leaks (a proxy log of the WebSocket
+    /// URL) is useless once used and soon expired.
+    #[arg(long, env = "ROOM_TOKEN_TTL_SECS", default_value_t = 300)]
+    pub room_token_ttl_secs: u64,
 
     /// Lifetime of a session cookie (guest or signed in), in seconds (default 7 days).
     #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 7 * 24 * 3600)]

@@ -185,6 +185,6 @@ async fn guest_token(
     }
     let suffix: u64 = rand::random();
     let user = UserId::parse(&format!("guest-{suffix:016x}")).map_err(|e| bad_request("bad_user_id", e))?;
-    let grant = RoomToken { user, room, name, expires_at: 0 };
+    let grant = RoomToken { user, room, name, expires_at: 0, id: RoomToken::fresh_id() };
     Ok(HttpResponse::Created().json(crate::api::issue_room_token(&state, grant)?))
 }

@@ -70,7 +70,7 @@ async fn lobby(
     let client = state.limits.client(&req);
     let handle = state.relay.join(&grant, client).await.map_err(|e| {
         let status = match e {
-            JoinFailure::Revoked => StatusCode::FORBIDDEN,
+            JoinFailure::Revoked | JoinFailure::TokenUsed => StatusCode::FORBIDDEN,
             JoinFailure::Bus(_)
             | JoinFailure::RevocationCheck(_)
             | JoinFailure::TooManySessions { .. }

@@ -173,6 +173,7 @@ async fn meeting_flow(http: &str) {
         room: RoomId::parse(&id).unwrap(),
         name: videocall_types::DisplayName::parse("H").unwrap(),
         expires_at: 1_000,
+        id: RoomToken::fresh_id(),
     };
     let expired = key.issue(&grant, 900).unwrap();
     let (status, body) =

@@ -42,7 +42,9 @@ async fn removal_across_relays(cluster: &NatsCluster, database_url: &str) {
 
     // Bob on both relays: WebSocket to A, WebTransport to B.
     let mut bob_ws = Client::join(&a, &bob_guest).await;
-    let bob_wt = WtClient::connect(&webtransport::lobby(&wt_b, &bob_guest), hash_b).await.unwrap();
+    // A token opens one session: the second connection has the token the cookie got from A.
+    let bob_wt_guest = Guest::from_token(&again["token"]);
+    let bob_wt = WtClient::connect(&webtransport::lobby(&wt_b, &bob_wt_guest), hash_b).await.unwrap();
     assert!(matches!(bob_wt.recv().await.unwrap(), Received::Members(_)));
     let mut seen = 0;
     while seen < 2 {

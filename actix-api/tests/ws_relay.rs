@@ -145,18 +145,36 @@ async fn a_client_that_stops_answering_is_closed_and_reported_gone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_user_connecting_again_replaces_the_old_connection() {
+async fn a_token_opens_one_session_and_a_new_token_of_the_same_user_replaces_it() {
     let server = start(Config::for_tests()).await;
     let http = http_url(&server);
     let mut other = Client::join(&http, &guest(&http, "again", "Other").await).await;
     let ada = guest(&http, "again", "Ada").await;
     let mut first = Client::join(&http, &ada).await;
     let Received::Joined(first_session, _) = other.recv().await.unwrap() else { panic!() };
-    let second = Client::join(&http, &ada).await;
+    // A copy of the token (a proxy log of the URL) opens nothing, and evicts nobody.
+    let path = format!("/lobby/{}/{}?token={}", ada.user, ada.room, ada.token);
+    let (status, body) = Client::connect_raw(&http, &path).await.err().expect("a used token got in");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("token_used"), "{body}");
+    first.send(&media(b"still mine")).await.unwrap();
+    assert_eq!(next_packet(&mut other).await.data, b"still mine");
+    // Ada's own reconnect asks for a new token: that one replaces the old connection.
+    let key =
+        videocall_relay::TokenKey::from_secret(Config::for_tests().relay.token_secret.unwrap().as_bytes()).unwrap();
+    let mut grant = key.verify(&ada.token, videocall_relay::auth::unix_now()).unwrap();
+    grant.id = videocall_relay::RoomToken::fresh_id();
+    let fresh = Guest { token: key.issue(&grant, videocall_relay::auth::unix_now()).unwrap(), ..ada };
+    let second = Client::join(&http, &fresh).await;
     assert_eq!(second.members.len(), 1, "the new connection sees the others, not its old self");
     assert_eq!(first.expect_close().await, (4000, "replaced by a newer connection".into()));
     assert_eq!(other.recv().await.unwrap(), Received::Left(first_session, "replaced by a newer connection".into()));
-    assert!(matches!(other.recv().await.unwrap(), Received::Joined(_, user) if user == ada.user));
+    assert!(matches!(other.recv().await.unwrap(), Received::Joined(_, user) if user == fresh.user));
+    // And once its session has ended, the first token stays dead.
+    let (status, body) = Client::connect_raw(&http, &path).await.err().expect("an ended token got in");
+    assert_eq!((status, body.contains("token_used")), (403, true), "{body}");
+    let metrics = common::metrics(&server).await;
+    assert!(metrics.contains(r#"videocall_connections_refused_total{reason="token_used"} 2"#), "{metrics}");
     server.stop().await;
 }
 

@@ -118,6 +118,7 @@ mod tests {
             room: RoomId::parse(room).unwrap(),
             name: DisplayName::parse("N").unwrap(),
             expires_at,
+            id: RoomToken::fresh_id(),
         };
         key().issue(&grant, 0).unwrap()
     }

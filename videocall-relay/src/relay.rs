@@ -108,6 +108,8 @@ pub enum JoinFailure {
     Bus(#[from] BusError),
     #[error("the host removed this participant, or the meeting has ended")]
     Revoked,
+    #[error("this token has opened a session already: ask for a new one")]
+    TokenUsed,
     #[error("could not check the token against revocations: {0}")]
     RevocationCheck(String),
     #[error("this relay holds as many sessions as it may ({max})")]
@@ -126,6 +128,7 @@ impl JoinFailure {
             Self::Room(_) => "join_refused",
             Self::Bus(_) => "bus_unavailable",
             Self::Revoked => "token_revoked",
+            Self::TokenUsed => "token_used",
             Self::RevocationCheck(_) => "revocation_check_failed",
             Self::TooManySessions { .. } => "server_full",
             Self::TooManyRooms { .. } => "too_many_rooms",
@@ -166,6 +169,13 @@ impl Drop for Seat {
 /// it from the shared database, so a removal made through any server holds on every relay.
 pub trait Revocations: Send + Sync + 'static {
     fn is_revoked<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> BoxFuture<'a, Result<bool, String>>;
+
+    /// Records that the token `token_id` (valid until `expires_at`, seconds since the Unix
+    /// epoch) opens a session; false when it already has, here or on any relay sharing the
+    /// database. A room token opens one session: the client asks for a new one for each
+    /// connection, so a copied token (a proxy log, a shared screen) opens nothing, and one whose
+    /// session ended, however it ended, is dead.
+    fn claim<'a>(&'a self, token_id: &'a str, expires_at: u64) -> BoxFuture<'a, Result<bool, String>>;
 }
 
 /// A relay process's rooms. Cheap to clone; needs a tokio runtime.
@@ -276,6 +286,15 @@ impl Relay {
         self.inner.bus.publish(room, None, action.to_packet()).await
     }
 
+    async fn claim(&self, token: &RoomToken) -> Result<(), JoinFailure> {
+        let Some(revocations) = self.inner.revocations.get() else { return Ok(()) };
+        match revocations.claim(&token.id, token.expires_at).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(JoinFailure::TokenUsed),
+            Err(e) => Err(JoinFailure::RevocationCheck(e)),
+        }
+    }
+
     async fn check_revoked(&self, token: &RoomToken) -> Result<(), JoinFailure> {
         let Some(revocations) = self.inner.revocations.get() else { return Ok(()) };
         match revocations.is_revoked(&token.room, &token.user).await {
@@ -293,6 +312,7 @@ impl Relay {
     pub async fn join(&self, token: &RoomToken, address: IpAddr) -> Result<SessionHandle, JoinFailure> {
         let seat = self.take_seat(address)?;
         self.check_revoked(token).await?;
+        self.claim(token).await?;
         let handle = self.join_unchecked(token, seat).await?;
         self.check_revoked(token).await?;
         Ok(handle)

@@ -33,6 +33,16 @@ pub struct RoomToken {
     pub name: DisplayName,
     /// Seconds since the Unix epoch.
     pub expires_at: u64,
+    /// The token's own id (`jti`): a token opens one session, and the relays remember which
+    /// ids have ([`crate::Revocations::claim`]).
+    pub id: String,
+}
+
+impl RoomToken {
+    /// A new random token id (128 bits, hex).
+    pub fn fresh_id() -> String {
+        format!("{:032x}", rand::random::<u128>())
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,6 +52,7 @@ struct Claims {
     name: String,
     exp: u64,
     iat: u64,
+    jti: String,
 }
 
 /// The shared secret, ready to issue and verify tokens.
@@ -88,6 +99,7 @@ impl TokenKey {
             name: token.name.to_string(),
             exp: token.expires_at,
             iat: now,
+            jti: token.id.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|_| TokenError::Signing)
     }
@@ -97,7 +109,7 @@ impl TokenKey {
         let mut validation = Validation::new(Algorithm::HS256);
         // Expiry is checked below against the time passed in, not the clock.
         validation.validate_exp = false;
-        validation.required_spec_claims = ["exp", "sub"].into_iter().map(String::from).collect();
+        validation.required_spec_claims = ["exp", "sub", "jti"].into_iter().map(String::from).collect();
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
@@ -114,6 +126,7 @@ impl TokenKey {
             room: RoomId::parse(&claims.room)?,
             name: DisplayName::parse(&claims.name)?,
             expires_at: claims.exp,
+            id: claims.jti,
         })
     }
 }
@@ -134,6 +147,7 @@ mod tests {
             room: RoomId::parse("standup").unwrap(),
             name: DisplayName::parse("Ada").unwrap(),
             expires_at,
+            id: "0123456789abcdef0123456789abcdef".into(),
         }
     }
 
@@ -163,7 +177,14 @@ mod tests {
     #[test]
     fn claims_are_validated_like_any_other_id() {
         let k = key("0123456789abcdef0123456789abcdef");
-        let claims = Claims { sub: "a@b".into(), room: "bad.room".into(), name: "A".into(), exp: NOW + 9, iat: NOW };
+        let claims = Claims {
+            sub: "a@b".into(),
+            room: "bad.room".into(),
+            name: "A".into(),
+            exp: NOW + 9,
+            iat: NOW,
+            jti: "x".into(),
+        };
         let token = jsonwebtoken::encode(&Header::default(), &claims, &k.encoding).unwrap();
         assert!(matches!(k.verify(&token, NOW), Err(TokenError::InvalidClaims(_))));
     }

@@ -13,6 +13,22 @@ impl Store {
         self.insert_revocation(token_id, None, None, expires_at, at).await
     }
 
+    /// Records that the room token `token_id` has opened a session; false when it had already
+    /// (one atomic insert, so two relays racing with the same token cannot both win). Kept
+    /// until `expires_at`, when the token is refused for its age anyway.
+    pub async fn claim_room_token(&self, token_id: &str, expires_at: i64, at: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO revoked_tokens (token_id, meeting_id, user_id, expires_at, revoked_at) VALUES ($1, NULL, NULL, $2, $3)
+             ON CONFLICT (token_id) DO NOTHING",
+        )
+        .bind(format!("room-token:{token_id}"))
+        .bind(expires_at)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Refuses every room token of `user` in `meeting`, until `expires_at`.
     pub async fn revoke_participant(&self, meeting: &str, user: &str, expires_at: i64, at: i64) -> Result<()> {
         let id = format!("participant:{meeting}:{user}");

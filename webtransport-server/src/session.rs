@@ -73,7 +73,7 @@ pub(crate) async fn handle_incoming(incoming: IncomingSession, shared: Arc<Share
             tracing::info!(room = %grant.room, user = %grant.user, reason = %e, "refused");
             // 403: do not come back with this token; 429: try again later.
             match e {
-                JoinFailure::Revoked => request.forbidden().await,
+                JoinFailure::Revoked | JoinFailure::TokenUsed => request.forbidden().await,
                 _ => request.too_many_requests().await,
             }
             return;

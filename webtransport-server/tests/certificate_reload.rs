@@ -43,6 +43,7 @@ async fn serve_files(dir: &Path) -> (WebTransportHandle, String) {
         room: RoomId::parse("reload").unwrap(),
         name: DisplayName::parse("Ada").unwrap(),
         expires_at: u64::MAX / 2,
+        id: RoomToken::fresh_id(),
     };
     let url = format!(
         "https://127.0.0.1:{}/lobby/ada/reload?token={}",

@@ -43,7 +43,7 @@ async fn moderate(state: &AppState, meeting: &Meeting, action: Moderation) -> Ap
 
 /// How long a revocation must last: every room token issued before it has expired by then.
 fn revocation_expiry(state: &AppState) -> i64 {
-    let ttl_ms = i64::try_from(state.config.guest_token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let ttl_ms = i64::try_from(state.config.room_token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     now_ms().saturating_add(ttl_ms)
 }
 

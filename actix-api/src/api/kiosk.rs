@@ -96,6 +96,7 @@ mod tests {
                     room: room.clone(),
                     name: videocall_types::DisplayName::parse("A").unwrap(),
                     expires_at: NOW + 60,
+                    id: videocall_relay::RoomToken::fresh_id(),
                 },
                 NOW,
             )

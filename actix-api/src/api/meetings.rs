@@ -191,6 +191,7 @@ fn token_for(state: &AppState, meeting: &Meeting, participant: &Participant) -> 
         room: RoomId::parse(&meeting.id).map_err(|e| super::internal("room_id", e))?,
         name: DisplayName::parse(&participant.display_name).map_err(|e| super::internal("display_name", e))?,
         expires_at: 0,
+        id: RoomToken::fresh_id(),
     };
     issue_room_token(state, grant)
 }

@@ -90,7 +90,7 @@ pub struct TokenView {
 /// Signs a room token valid for the configured lifetime.
 pub fn issue_room_token(state: &AppState, mut grant: RoomToken) -> ApiResult<TokenView> {
     let now = auth::unix_now();
-    grant.expires_at = now + state.config.guest_token_ttl_secs;
+    grant.expires_at = now + state.config.room_token_ttl_secs;
     let token = state.tokens.issue(&grant, now).map_err(|e| internal("token", e))?;
     Ok(TokenView {
         websocket_path: format!("/lobby/{}/{}?token={token}", grant.user, grant.room),
