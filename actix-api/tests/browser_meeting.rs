@@ -68,6 +68,14 @@ async fn the_host_admits_from_the_waiting_room_then_removes() {
     wait(&guest.browser, CONNECTED, 20).await;
     host.wait_for_peers(1, Duration::from_secs(30), decoding).await;
     guest.wait_for_peers(1, Duration::from_secs(30), decoding).await;
+    // The guest's people list marks the host (by the user id the relay stamps), the host's
+    // marks the host's own line, and nobody else is marked.
+    let host_marks = "return [...document.querySelectorAll('.participants li')]
+        .filter(li => li.querySelector('.badge.host')).map(li => li.querySelector('.who').firstChild.textContent.trim())";
+    let marked = guest.browser.eval(host_marks).await.unwrap();
+    assert_eq!(marked, serde_json::json!(["Hannah Host"]), "the guest's list");
+    let marked = host.browser.eval(host_marks).await.unwrap();
+    assert_eq!(marked, serde_json::json!(["Hannah Host (you)"]), "the host's list");
 
     // Removed: the guest's call ends with the reason, and the host's room is empty again.
     wait(&host.browser, "return !!document.querySelector('#host-panel .admitted li .remove')", 10).await;

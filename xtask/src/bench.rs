@@ -26,6 +26,9 @@ enum Scenario {
     /// `bot flood` (sessions beginning packets on every stream, never finishing) beside a
     /// WebTransport room: the relay's memory and the room's delivery.
     Flood,
+    /// The `local` room with one hostile participant flooding it (`bot load --flooders 1`):
+    /// compare its loss and p99 with `local`'s.
+    Flooder,
 }
 
 impl Scenario {
@@ -37,12 +40,13 @@ impl Scenario {
             Self::Mixed => "ws+wt, local",
             Self::Loss => "wt, lossy link",
             Self::Flood => "wt, beside a flood",
+            Self::Flooder => "ws, with a flooder",
         }
     }
 
     fn transport(self) -> &'static str {
         match self {
-            Self::Local | Self::Nats => "websocket",
+            Self::Local | Self::Nats | Self::Flooder => "websocket",
             Self::Webtransport | Self::Loss | Self::Flood => "webtransport",
             Self::Mixed => "mixed",
         }
@@ -255,11 +259,15 @@ fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Vec<Row>> {
             name: scenario.name().to_owned(),
             participants: args.participants,
             duration: args.duration,
-            bot_args: Vec::new(),
+            bot_args: if scenario == Scenario::Flooder { vec!["--flooders".into(), "1".into()] } else { Vec::new() },
             link: None,
             nats: nats.as_ref(),
         };
-        return Ok(vec![run_once(run)?]);
+        let row = run_once(run)?;
+        if let Some(flood) = row.report.get("flood") {
+            println!("xtask: the flooder: {flood}");
+        }
+        return Ok(vec![row]);
     }
     let mut rows = Vec::new();
     for &loss in &args.loss {
@@ -308,7 +316,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     status(cargo().args(["build", "--release", "--locked", "-p", "actix-api", "-p", "bot"]))?;
     let scenarios = if args.scenario.is_empty() {
-        vec![Scenario::Local, Scenario::Nats, Scenario::Webtransport, Scenario::Mixed, Scenario::Loss, Scenario::Flood]
+        vec![
+            Scenario::Local,
+            Scenario::Flooder,
+            Scenario::Nats,
+            Scenario::Webtransport,
+            Scenario::Mixed,
+            Scenario::Loss,
+            Scenario::Flood,
+        ]
     } else {
         args.scenario.clone()
     };

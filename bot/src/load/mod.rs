@@ -4,6 +4,7 @@
 //! duplicates, reordering and relay latency (send time carried in the payload; sender and
 //! receivers share this machine's clock).
 
+mod flooder;
 pub mod link;
 pub mod participant;
 mod payload;
@@ -70,6 +71,11 @@ pub struct LoadArgs {
     /// the server's certificate hash is still used.
     #[arg(long)]
     pub webtransport_url: Option<String>,
+    /// Hostile participants in the first room, over WebSocket: each sends as fast as it can
+    /// and, closed by the relay, comes back with a new token, while the others publish. Their
+    /// packets are not counted; the summary says how they fared.
+    #[arg(long, default_value_t = 0)]
+    pub flooders: usize,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -175,6 +181,15 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         running.push((room, sender, receiver));
     }
     let progress = (!args.quiet).then(|| tokio::spawn(progress(live.clone(), start, end)));
+    let flooders: Vec<_> = (0..args.flooders)
+        .map(|i| {
+            let (http, server, room_name) = (http.clone(), server.clone(), format!("{}-{run_id}-0", args.room_prefix));
+            tokio::spawn(async move {
+                tokio::time::sleep_until(start).await;
+                flooder::run(http, server, room_name, i, end).await
+            })
+        })
+        .collect();
 
     tokio::time::sleep_until(end + Duration::from_secs_f64(args.drain)).await;
     let _ = stop_tx.send(true);
@@ -193,6 +208,13 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         let (receiving, stats) = receiver.await.context("receiver task")?;
         total.merge(&stats);
         link::close(sink, receiving).await;
+    }
+    let mut flood = (args.flooders > 0).then(flooder::FloodReport::default);
+    for f in flooders {
+        let report = f.await.context("flooder task")?;
+        if let Some(flood) = &mut flood {
+            flood.merge(report);
+        }
     }
     let expected: u64 = sent_per_room.iter().zip(&room_sizes).map(|(sent, size)| sent * (*size as u64 - 1)).sum();
     let seconds = args.duration;
@@ -219,6 +241,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         duplicates: total.duplicates,
         reordered: total.reordered,
         latency_ms: Latency::of(&total.latency_us),
+        flood,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -101,6 +101,9 @@ pub struct Summary {
     pub duplicates: u64,
     pub reordered: u64,
     pub latency_ms: Latency,
+    /// How the flooders (`--flooders`) fared, when there were any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flood: Option<super::flooder::FloodReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -126,7 +129,14 @@ impl Latency {
 impl Summary {
     pub fn table(&self) -> String {
         let l = &self.latency_ms;
-        format!(
+        let flood = match &self.flood {
+            Some(f) => format!(
+                "flooders     {} sessions, {} packets accepted, {} tokens refused, longest session {:.0} ms; ended: {:?}\n",
+                f.sessions, f.packets_sent, f.tokens_refused, f.longest_session_ms, f.endings
+            ),
+            None => String::new(),
+        };
+        let table = format!(
             "server       {} over {:?}\n\
              participants {} in {} room(s), sending for {:.1} s\n\
              sent         {} packets, {:.2} MB ({:.0} packets/s)\n\
@@ -155,7 +165,8 @@ impl Summary {
             l.p95,
             l.p99,
             l.max,
-        )
+        );
+        table + &flood
     }
 }
 

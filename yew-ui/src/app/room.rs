@@ -111,7 +111,8 @@ pub fn RoomPage(props: &RoomPageProps) -> Html {
             let Some(key) = identity.key.borrow_mut().take() else {
                 return error.set(Some("Your key is not ready yet.".into()));
             };
-            // May still be opening (autojoin): the effect below hands it over when it is.
+            // May still be opening (a kiosk link joins before the camera is open): the effect
+            // below hands it over when it is.
             let stream = media.take.emit(());
             let request = JoinRequest {
                 room: name.clone(),
@@ -211,7 +212,8 @@ pub fn RoomPage(props: &RoomPageProps) -> Html {
         };
     }
     let host_of = props.meeting.as_ref().filter(|m| m.you_are_host).map(|m| m.id.clone());
-    html! { <CallView room={room} host_of={host_of} /> }
+    let host = props.meeting.as_ref().map(|m| m.host_id.clone());
+    html! { <CallView room={room} host_of={host_of} host={host} /> }
 }
 
 #[derive(Properties, PartialEq)]
@@ -219,6 +221,8 @@ struct CallViewProps {
     room: RoomHandle,
     /// The meeting we host, if we do: the host panel shows.
     host_of: Option<String>,
+    /// The meeting's host (a user id, as the relay stamps it), marked in the people list.
+    host: Option<String>,
 }
 
 #[function_component]
@@ -283,7 +287,7 @@ fn CallView(props: &CallViewProps) -> Html {
                 </section>
                 <aside>
                     if let Some(id) = &props.host_of { <HostPanel meeting={id.clone()} /> }
-                    <ParticipantList state={state.clone()} />
+                    <ParticipantList state={state.clone()} host={props.host.clone()} i_host={props.host_of.is_some()} />
                     <ChatPanel lines={state.chat.clone()} on_send={on_chat} />
                     <Diagnostics state={state.clone()} />
                 </aside>

@@ -1,4 +1,5 @@
-//! Who is here, with each key fingerprint to compare out of band.
+//! Who is here, with each key fingerprint to compare out of band. The meeting's host is marked
+//! by the user id the relay stamps, not by a name anyone could choose.
 
 use yew::prelude::*;
 
@@ -7,6 +8,12 @@ use crate::types::room::RoomState;
 #[derive(Properties, PartialEq)]
 pub struct ParticipantListProps {
     pub state: RoomState,
+    /// The meeting host's user id (none in an open room).
+    #[prop_or_default]
+    pub host: Option<String>,
+    /// We are the host.
+    #[prop_or_default]
+    pub i_host: bool,
 }
 
 #[function_component]
@@ -17,7 +24,10 @@ pub fn ParticipantList(props: &ParticipantListProps) -> Html {
             <h3>{ format!("People ({})", s.participants.len() + 1) }</h3>
             <ul>
                 <li class="me">
-                    <div class="who">{ format!("{} (you)", s.me.display_name) }</div>
+                    <div class="who">
+                        { format!("{} (you)", s.me.display_name) }
+                        if props.i_host { <span class="badge host">{"host"}</span> }
+                    </div>
                     <code class="fingerprint" id="my-fingerprint">{ &s.me.fingerprint }</code>
                     <div class="key">{ format!("media key #{}", s.me.key_id) }</div>
                 </li>
@@ -25,6 +35,7 @@ pub fn ParticipantList(props: &ParticipantListProps) -> Html {
                     <li data-session={session.to_string()}>
                         <div class="who">
                             { &p.display_name }
+                            if props.host.as_deref() == Some(p.user.as_str()) { <span class="badge host">{"host"}</span> }
                             if !p.audio_on { <span class="badge muted">{"muted"}</span> }
                         </div>
                         <code class="fingerprint">{ p.fingerprint.clone().unwrap_or_else(|| "waiting for key…".into()) }</code>
