@@ -26,7 +26,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Item, ProtocolError};
 use bytes::Bytes;
 use serde::Deserialize;
 use videocall_relay::relay::JoinFailure;
@@ -103,6 +103,27 @@ impl From<SessionError> for Ending {
     }
 }
 
+/// Largest WebSocket frame the writer hands to actix-ws. Its queue holds 32 messages whatever
+/// their size, so a packet goes out in fragments of at most this many bytes (browsers and
+/// WebSocket libraries reassemble them): a stalled receiver pins at most 32 × 16 KiB = 512 KiB
+/// there, on top of its outbox (`OUTBOX_MAX_BYTES`), instead of 32 of the largest packets.
+const WS_FRAGMENT_BYTES: usize = 16 * 1024;
+
+/// Sends one packet as one WebSocket message, fragmented above [`WS_FRAGMENT_BYTES`]. Only the
+/// writer sends data frames, so a message's fragments are never interleaved with another's.
+async fn send_packet(session: &mut actix_ws::Session, packet: Bytes) -> Result<(), actix_ws::Closed> {
+    if packet.len() <= WS_FRAGMENT_BYTES {
+        return session.binary(packet).await;
+    }
+    session.continuation(Item::FirstBinary(packet.slice(..WS_FRAGMENT_BYTES))).await?;
+    let mut at = WS_FRAGMENT_BYTES;
+    while packet.len() - at > WS_FRAGMENT_BYTES {
+        session.continuation(Item::Continue(packet.slice(at..at + WS_FRAGMENT_BYTES))).await?;
+        at += WS_FRAGMENT_BYTES;
+    }
+    session.continuation(Item::Last(packet.slice(at..))).await
+}
+
 /// Moves packets both ways until the client or the relay ends the session.
 async fn run_session(
     handle: SessionHandle,
@@ -122,7 +143,7 @@ async fn run_session(
                 return Some(close(reason.close_code(), reason.as_str(), reason.as_str()));
             }
             for packet in batch.drain(..) {
-                if writer_session.binary(packet).await.is_err() {
+                if send_packet(&mut writer_session, packet).await.is_err() {
                     return None;
                 }
             }

@@ -81,6 +81,14 @@ async fn removal_across_relays(cluster: &NatsCluster, database_url: &str) {
         assert!(refused.is_err(), "webtransport at {base} let a removed participant back in");
     }
 
+    // Bob comes back as a brand-new guest (cookies cleared): the meeting had no waiting room,
+    // but after a removal every newcomer waits for the host.
+    let mut again_bob = Api::new(&a);
+    let (status, body) =
+        again_bob.post(&format!("/api/v1/meetings/{id}/join"), json!({"display_name": "Not Bob"})).await;
+    assert_eq!(status.as_u16(), 202, "a new guest got straight in after a removal: {body}");
+    assert!(body["token"].is_null(), "{body}");
+
     // The host stays, and ending the meeting through A closes the host's session on B.
     host.base = a.clone();
     assert_eq!(host.post(&format!("/api/v1/meetings/{id}/end"), json!(null)).await.0.as_u16(), 204);

@@ -74,14 +74,21 @@ async fn health_readiness_and_metrics_are_served() {
     let packet = media(&[0; 1000]);
     a.send(&packet).await.unwrap();
     next_packet(&mut b).await;
+    // A packet larger than the relay's WebSocket fragment size arrives whole.
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    a.send(&media(&big)).await.unwrap();
+    assert_eq!(next_packet(&mut b).await.data, big);
     // Metrics are served apart from the site, never through whatever proxies it.
     assert_eq!(get("/metrics").await.status(), 404);
     let text = metrics(&server).await;
-    let bytes_in = format!("videocall_bytes_in_total {}", protobuf::Message::compute_size(&packet));
+    let bytes_in = format!(
+        "videocall_bytes_in_total {}",
+        protobuf::Message::compute_size(&packet) + protobuf::Message::compute_size(&media(&big))
+    );
     for expected in [
         "videocall_sessions 2",
         "videocall_rooms 1",
-        "videocall_packets_in_total 1",
+        "videocall_packets_in_total 2",
         &bytes_in,
         "videocall_bus_ready 1",
         "videocall_bus_publish_seconds_count",

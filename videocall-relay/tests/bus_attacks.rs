@@ -137,6 +137,25 @@ async fn relays_refuse_and_count_what_only_reaches_nats() {
         }
     }
 
+    // A presence packet travels on its member's subject; a copy of it is a replay all the same.
+    let mut watching = spy.subscribe("room.standup-7.5").await.unwrap();
+    spy.flush().await.unwrap();
+    let presence = videocall_types::PacketWrapper {
+        packet_type: videocall_types::PacketType::PRESENCE.into(),
+        session_id: 5,
+        ..Default::default()
+    };
+    let presence = Bytes::from(protobuf::Message::write_to_bytes(&presence).unwrap());
+    a.publish(&room, SessionId::new(5), presence.clone()).await.unwrap();
+    let captured =
+        timeout(Duration::from_secs(5), futures_util::StreamExt::next(&mut watching)).await.unwrap().unwrap();
+    assert!(
+        matches!(next(&mut rx).await, Event::Delivered(from, ref p) if from == SessionId::new(5) && *p == presence)
+    );
+    spy.publish("room.standup-7.5", captured.payload).await.unwrap();
+    spy.flush().await.unwrap();
+    assert!(matches!(next(&mut rx).await, Event::Refused(SealError::Replayed)));
+
     // The relays carry on.
     a.publish(&room, SessionId::new(9), Bytes::from_static(b"still here")).await.unwrap();
     assert!(

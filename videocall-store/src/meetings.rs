@@ -71,6 +71,16 @@ impl Store {
     }
 
     /// Ends a meeting at `at`; false when it had already ended or does not exist.
+    /// Turns the waiting room on: from now on the host admits each newcomer. True when it was
+    /// off.
+    pub async fn require_admission(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE meetings SET waiting_room = 1 WHERE id = $1 AND waiting_room = 0")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn end_meeting(&self, id: &str, at: i64) -> Result<bool> {
         let done = sqlx::query("UPDATE meetings SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
             .bind(at)

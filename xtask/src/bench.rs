@@ -160,6 +160,8 @@ pub fn start_server_with(nats: Option<&NatsServer>, env: &[(&str, &str)]) -> Res
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("WEBTRANSPORT_LISTEN", webtransport.to_string())
         .env("METRICS_LISTEN_ADDR", "127.0.0.1:0")
+        // One load generator stands in for a room of people at as many addresses.
+        .env("RATE_LIMIT_TOKENS_PER_MINUTE", "6000")
         .env("DATABASE_URL", "sqlite::memory:")
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())

@@ -133,6 +133,11 @@ pub async fn act(
                 ));
             }
             state.store.remove(&meeting.id, &user, at).await.map_err(internal_store)?;
+            // Whoever was removed could come straight back as a new guest (a new session is a
+            // click away): after a removal, the host admits each newcomer.
+            if state.store.require_admission(&meeting.id).await.map_err(internal_store)? {
+                tracing::info!(meeting = %meeting.id, "waiting room turned on after a removal");
+            }
             state
                 .store
                 .revoke_participant(&meeting.id, &user, revocation_expiry(&state), at)

@@ -45,7 +45,7 @@ impl FloodReport {
 }
 
 fn packet(n: u64) -> Vec<u8> {
-    let packet_type = if n % 2 == 0 { PacketType::MEDIA } else { PacketType::AES_KEY };
+    let packet_type = if n.is_multiple_of(2) { PacketType::MEDIA } else { PacketType::AES_KEY };
     let wrapper = PacketWrapper { packet_type: packet_type.into(), data: vec![0xa5; 1000], ..Default::default() };
     wrapper.write_to_bytes().unwrap_or_default()
 }
@@ -96,7 +96,7 @@ pub async fn run(http: reqwest::Client, server: String, room_name: String, index
                 Ok(()) => n += 1,
                 Err(e) => break format!("{e:#}"),
             }
-            if n % 64 == 0 {
+            if n.is_multiple_of(64) {
                 tokio::task::yield_now().await;
             }
         };

@@ -129,8 +129,9 @@ impl RoomBus for NatsBus {
                     let now = now_ms();
                     let opened =
                         key.open(message.subject.as_str(), now, &message.payload).and_then(|(payload, tag)| {
-                            // Only relay messages (sender 0) are acted on by relays; see `seal`.
-                            if from.is_none() {
+                            // What relays act on (see `seal`): their own messages, and presence
+                            // and moderation on any subject.
+                            if from.is_none() || acted_on(&payload) {
                                 replays.check(now, tag)?;
                             }
                             Ok(payload)
@@ -157,6 +158,12 @@ impl RoomBus for NatsBus {
     fn kind(&self) -> &'static str {
         "nats"
     }
+}
+
+/// Presence and moderation: packets relays act on, whoever's subject they travel on.
+fn acted_on(payload: &[u8]) -> bool {
+    use videocall_types::PacketType;
+    crate::wire::scan(payload).is_ok_and(|h| matches!(h.packet_type, PacketType::PRESENCE | PacketType::MODERATION))
 }
 
 /// The wall clock in ms since the Unix epoch: seals carry it, as relays on different machines

@@ -7,9 +7,9 @@
 //! payload, keyed with a key derived from `TOKEN_SECRET`, which only relays hold.
 //!
 //! A receiving relay opens the seal before anything reads the payload: a wrong tag, a message
-//! older than [`MAX_AGE`] (or that far in the future) and, for the relay's own messages
-//! (sender 0: presence and moderation, the ones a relay acts on), a message it has already
-//! seen are refused and counted. Media is end-to-end encrypted and has its own replay
+//! older than [`MAX_AGE`] (or that far in the future) and, for what a relay acts on (messages of
+//! sender 0, and presence and moderation packets on any subject), a message it has already seen
+//! are refused and counted. Media is end-to-end encrypted and has its own replay
 //! protection; a session's packets are checked for tag and age only, so a replay costs the
 //! attacker a copy of a packet it could not read, sent within [`MAX_AGE`].
 //!
