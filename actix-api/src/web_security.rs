@@ -82,16 +82,15 @@ pub async fn page_security(
     req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let state = req.app_data::<actix_web::web::Data<crate::AppState>>().cloned();
-    let connect =
-        state.as_ref().and_then(|s| crate::http::webtransport_url(s, req.request()).and_then(|u| origin_of(&u)));
     let mut res = next.call(req).await?;
     let is_page = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
+    let state = res.request().app_data::<actix_web::web::Data<crate::AppState>>().cloned();
     if let (true, Some(state)) = (is_page, state) {
+        let connect = crate::http::webtransport_url(&state, res.request()).and_then(|u| origin_of(&u));
         let policy = page_policy(&state.page_scripts, connect.as_deref());
         if let Ok(value) = header::HeaderValue::from_str(&policy) {
             res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);

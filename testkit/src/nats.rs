@@ -18,7 +18,8 @@ pub struct NatsServer {
 }
 
 /// What a secured server demands: a user and password and, with `tls`, TLS with a certificate
-/// from a CA made for it ([`NatsServer::tls_ca`]).
+/// that `internal-tls` (the workspace binary docker compose uses for NATS) issues for it, from a
+/// CA of its own ([`NatsServer::tls_ca`]).
 #[derive(Debug, Clone)]
 pub struct NatsSecurity {
     pub user: String,
@@ -54,13 +55,21 @@ impl NatsServer {
         );
         let mut ca = None;
         if security.tls {
-            let files = write_tls_files(&dir)?;
+            // The certificate comes from the tool docker compose uses for NATS.
+            let status = Command::new(crate::workspace_binary("internal-tls")?)
+                .arg("--dir")
+                .arg(&dir)
+                .args(["--names", "127.0.0.1,localhost"])
+                .env("RUST_LOG", "warn")
+                .status()
+                .context("running internal-tls")?;
+            anyhow::ensure!(status.success(), "internal-tls failed: {status}");
             config.push_str(&format!(
                 "tls {{\n  cert_file: {}\n  key_file: {}\n}}\n",
-                quote(&files.cert.to_string_lossy()),
-                quote(&files.key.to_string_lossy())
+                quote(&dir.join("server.pem").to_string_lossy()),
+                quote(&dir.join("server-key.pem").to_string_lossy())
             ));
-            ca = Some(files.ca);
+            ca = Some(dir.join("ca.pem"));
         }
         let config_path = dir.join("nats.conf");
         std::fs::write(&config_path, config).with_context(|| format!("writing {}", config_path.display()))?;
@@ -136,27 +145,6 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-struct TlsFiles {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-/// A CA and a certificate it signed for `127.0.0.1` and `localhost`, as PEM files in `dir`.
-fn write_tls_files(dir: &std::path::Path) -> Result<TlsFiles> {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-    let key = KeyPair::generate()?;
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?.signed_by(&key, &ca)?;
-    let files = TlsFiles { ca: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server-key.pem") };
-    std::fs::write(&files.ca, ca.pem())?;
-    std::fs::write(&files.cert, cert.pem())?;
-    std::fs::write(&files.key, key.serialize_pem())?;
-    Ok(files)
 }
 
 /// Several `nats-server` processes joined by routes into one cluster.
