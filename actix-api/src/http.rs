@@ -96,26 +96,24 @@ pub fn webtransport_url(state: &AppState, req: &HttpRequest) -> Option<String> {
         return Some(url.clone());
     }
     let (port, _) = state.webtransport.as_ref()?;
-    let public_host = state.config.public_url.as_deref().and_then(|u| url::Url::parse(u).ok()).and_then(|u| {
-        let host = u.host()?;
-        Some(match host {
-            url::Host::Ipv6(a) => format!("[{a}]"),
-            other => other.to_string(),
-        })
-    });
+    let public_host = state.config.public_url.as_deref().and_then(|u| host_of(&url::Url::parse(u).ok()?));
     let name = match public_host {
         Some(host) => host,
         None => {
             let host = req.headers().get(actix_web::http::header::HOST)?.to_str().ok()?;
             // The name the browser addressed, without its port; kept only if it parses as one.
-            let url = url::Url::parse(&format!("http://{host}/")).ok()?;
-            match url.host()? {
-                url::Host::Ipv6(a) => format!("[{a}]"),
-                other => other.to_string(),
-            }
+            host_of(&url::Url::parse(&format!("http://{host}/")).ok()?)?
         }
     };
     Some(format!("https://{name}:{port}/"))
+}
+
+/// A URL's host as it goes back into a URL (IPv6 in brackets).
+fn host_of(url: &url::Url) -> Option<String> {
+    Some(match url.host()? {
+        url::Host::Ipv6(a) => format!("[{a}]"),
+        other => other.to_string(),
+    })
 }
 
 /// Where the WebTransport relay is and, for a development certificate, its hash.
