@@ -144,6 +144,10 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+        // A secured server's directory (its configuration, certificates and log) is its own.
+        if let Some(dir) = self.config.as_ref().and_then(|c| c.parent()) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
