@@ -10,36 +10,28 @@ use crate::{Result, Store};
 impl Store {
     /// Refuses the token `token_id` from now on. Revoking twice is harmless.
     pub async fn revoke_token(&self, token_id: &str, expires_at: i64, at: i64) -> Result<()> {
-        self.insert_revocation(token_id, None, None, expires_at, at).await
+        self.insert_revocation(token_id, None, None, expires_at, at).await.map(drop)
     }
 
     /// Records that the room token `token_id` has opened a session; false when it had already
     /// (one atomic insert, so two relays racing with the same token cannot both win). Kept
     /// until `expires_at`, when the token is refused for its age anyway.
     pub async fn claim_room_token(&self, token_id: &str, expires_at: i64, at: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO revoked_tokens (token_id, meeting_id, user_id, expires_at, revoked_at) VALUES ($1, NULL, NULL, $2, $3)
-             ON CONFLICT (token_id) DO NOTHING",
-        )
-        .bind(format!("room-token:{token_id}"))
-        .bind(expires_at)
-        .bind(at)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.insert_revocation(&format!("room-token:{token_id}"), None, None, expires_at, at).await
     }
 
     /// Refuses every room token of `user` in `meeting`, until `expires_at`.
     pub async fn revoke_participant(&self, meeting: &str, user: &str, expires_at: i64, at: i64) -> Result<()> {
         let id = format!("participant:{meeting}:{user}");
-        self.insert_revocation(&id, Some(meeting), Some(user), expires_at, at).await
+        self.insert_revocation(&id, Some(meeting), Some(user), expires_at, at).await.map(drop)
     }
 
     /// Refuses every room token of `meeting`, until `expires_at`.
     pub async fn revoke_meeting(&self, meeting: &str, expires_at: i64, at: i64) -> Result<()> {
-        self.insert_revocation(&format!("meeting:{meeting}"), Some(meeting), None, expires_at, at).await
+        self.insert_revocation(&format!("meeting:{meeting}"), Some(meeting), None, expires_at, at).await.map(drop)
     }
 
+    /// True when the row is new: revocations and claims share the one insert.
     async fn insert_revocation(
         &self,
         token_id: &str,
@@ -47,8 +39,8 @@ impl Store {
         user: Option<&str>,
         expires_at: i64,
         at: i64,
-    ) -> Result<()> {
-        sqlx::query(
+    ) -> Result<bool> {
+        let done = sqlx::query(
             "INSERT INTO revoked_tokens (token_id, meeting_id, user_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (token_id) DO NOTHING",
         )
@@ -59,7 +51,7 @@ impl Store {
         .bind(at)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn is_revoked(&self, token_id: &str) -> Result<bool> {
