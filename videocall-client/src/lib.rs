@@ -2,12 +2,14 @@
 //! encryption, peer and key state, packet framing. No sockets, no clock reads, no browser APIs:
 //! time comes in as milliseconds, randomness as an RNG, packets as bytes.
 //!
-//! - [`crypto`]: identity keys (RSA-OAEP) and fingerprints, per-sender media keys (AES-256-GCM)
-//!   with unique nonces and bound identity, the replay window, and the [`crypto::KeyRing`] of
-//!   keys received from others, with a grace period when a sender rotates.
-//! - [`packets`]: those keys and frames as `PacketWrapper`s: public keys, wrapped media keys
-//!   addressed to one session, sealed media.
-//! - [`peers`]: one participant's key exchange state: packets in, packets out, events.
+//! - [`crypto`]: identities (RSA-OAEP to wrap, ECDSA P-256 to sign) and their fingerprints,
+//!   the room safety code, per-sender media keys (AES-256-GCM) with unique nonces, bound
+//!   identity and a join ratchet, the replay window, and the [`crypto::KeyRing`] of keys
+//!   received from others, forward-only, with a grace period when a sender rotates.
+//! - [`packets`]: those keys and frames as `PacketWrapper`s: signed identity announcements,
+//!   signed wrapped media keys addressed to one session, sealed media.
+//! - [`peers`]: one participant's key exchange state against a relay it does not trust: packets
+//!   in, packets out, private-key work out and back, events.
 //!
 //! Builds for native targets and `wasm32-unknown-unknown`.
 

@@ -1,52 +1,115 @@
-//! The end-to-end encryption state of one participant in a room: who is there, whose public
-//! keys and media keys we hold, and what to send whom. Packets in (`handle_packet`), packets
-//! out (`poll_transmit`) and events (`poll_event`); time passed in, no I/O.
+//! The end-to-end encryption state of one participant in a room: who is there, whose
+//! identities and media keys we hold, and what to send whom. Packets in (`handle_packet`),
+//! packets out (`poll_transmit`), private-key work out (`poll_work`) and back (`complete`),
+//! events (`poll_event`); time passed in, no I/O.
 //!
-//! The exchange: on joining we announce our public key to the room. Whoever receives a public
-//! key for the first time answers the sender with its own public key (addressed) and its media
-//! key wrapped to the sender (addressed). When someone leaves, we forget their keys and move to
-//! a new media key, wrapped to everyone still here, so the departed cannot open what follows.
-//! `seal` queues the sealed frame behind any key packets, so receivers always get a key before
-//! the frames sealed with it (the transports keep a sender's order).
+//! The relay is not trusted with keys. What it can still do, and what stops it:
+//! - It reports who is in the room, and we wrap our media key only to those: an identity
+//!   announced by a session presence never reported is refused. A session it invents shows up
+//!   as a person, with a fingerprint to compare.
+//! - Every announcement and every wrapped key is signed by the sender's identity, binding the
+//!   room, both sessions and a per-sender counter: a key packet it forges, redirects or replays
+//!   does not verify or is stale.
+//! - A second, different identity for a session already shown is an alarm
+//!   ([`Event::KeyChanged`]); nothing is wrapped to it until the user accepts it
+//!   ([`PeerState::accept_key_change`]).
+//! - Key ids from a sender only go forward, so an old key is never installed again.
+//! - On every join each sender steps its key along a one-way ratchet (the newcomer gets only
+//!   the new key); on every leave it draws a fresh one for those still here.
+//!
+//! The exchange: once the relay's member list tells us our session, we announce our identity
+//! to the room. Whoever receives an identity for the first time answers the sender with its own
+//! (addressed) and its media key wrapped to the sender (addressed). `seal` queues the sealed
+//! frame behind any key packets, including those still waiting for their signature, so
+//! receivers always get a key before the frames sealed with it (the transports keep a sender's
+//! order). Frames that arrive while their sender's new key is being unwrapped are held.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use protobuf::Message as _;
 use rand_core::CryptoRngCore;
 use videocall_types::moderation_packet::Action;
 use videocall_types::presence_packet::Event as Presence;
-use videocall_types::{MediaPacket, ModerationPacket, PacketType, PacketWrapper, PresencePacket};
+use videocall_types::{MediaPacket, ModerationPacket, PacketType, PacketWrapper, Participant, PresencePacket};
 
 use crate::Millis;
-use crate::crypto::{Fingerprint, IdentityKey, KeyRing, PeerKey, SenderKey};
-use crate::packets::{self, PacketError};
+use crate::crypto::statement::Envelope;
+use crate::crypto::{
+    Fingerprint, IdentityPublic, KeyError, KeyMaterial, KeyRing, LocalIdentity, OpenError, PeerIdentity, SafetyCode,
+    SenderKey,
+};
+use crate::packets::{self, PacketError, Refusal, Unsigned};
+use crate::tunables::{HELD_WHILE_UNWRAPPING, MAX_RATCHET_STEPS};
 
 /// Another session in the room.
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub user: String,
     pub display_name: String,
-    pub key: Option<PeerKey>,
-    /// Our media key id this peer was last given.
-    pub given_key_id: Option<u32>,
+    /// The identity shown for this person: the first announced, or a change the user accepted.
+    pub identity: Option<PeerIdentity>,
+    /// A different identity announced for this session since: an alarm until accepted.
+    pub changed: Option<PeerIdentity>,
+    /// The fresh key (by id) this peer was last given; from it, it follows our ratchet.
+    given_epoch: Option<u32>,
 }
 
 impl Peer {
     fn new(user: String, display_name: String) -> Self {
-        Self { user, display_name, key: None, given_key_id: None }
+        Self { user, display_name, identity: None, changed: None, given_epoch: None }
+    }
+}
+
+/// A private-key operation the core needs. In a browser it is an asynchronous WebCrypto call on
+/// a non-extractable key; natively, [`LocalIdentity::perform`]. Answer with
+/// [`PeerState::complete`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// Sign `message` with the identity's signing key (ECDSA P-256, SHA-256, `r || s`).
+    Sign { id: u64, message: Vec<u8> },
+    /// Open a media key wrapped to the identity (RSA-OAEP, SHA-256).
+    Unwrap { id: u64, wrapped: Vec<u8> },
+}
+
+/// The answer to a [`Work`].
+#[derive(Debug)]
+pub enum Done {
+    Signed { id: u64, signature: Vec<u8> },
+    /// `None`: it did not open.
+    Unwrapped { id: u64, key: Option<KeyMaterial> },
+}
+
+impl LocalIdentity {
+    /// Performs `work` with this identity's private keys.
+    pub fn perform(&self, rng: &mut impl CryptoRngCore, work: Work) -> Done {
+        match work {
+            Work::Sign { id, message } => Done::Signed { id, signature: self.sign(&message) },
+            Work::Unwrap { id, wrapped } => Done::Unwrapped { id, key: self.unwrap_key(rng, &wrapped).ok() },
+        }
     }
 }
 
 #[derive(Debug)]
 pub enum Event {
+    /// The relay told us our session and user id.
+    Welcomed {
+        session: u64,
+        user: String,
+    },
     Joined {
         session: u64,
     },
     Left {
         session: u64,
     },
-    /// A peer's public key arrived; its fingerprint is what users compare.
+    /// A peer's identity is shown: its fingerprint is what users compare.
     PeerKey {
+        session: u64,
+        fingerprint: Fingerprint,
+    },
+    /// A session already shown announced a different identity. Alarm: the user should compare
+    /// again; nothing goes to the new identity until [`PeerState::accept_key_change`].
+    KeyChanged {
         session: u64,
         fingerprint: Fingerprint,
     },
@@ -66,45 +129,87 @@ pub enum Event {
     },
     /// The host asked us to turn our microphone off (the relay delivers this to us only).
     MutedByHost,
-    /// A packet we could not use (counted; the session goes on).
+    /// A packet we could not use or refused (counted; the session goes on).
     Dropped {
         session: u64,
         error: PacketError,
     },
 }
 
+/// What goes out, in order; a key packet may still wait for its signature.
+enum Outgoing {
+    Ready(PacketWrapper),
+    Signing { id: u64, unsigned: Unsigned },
+}
+
+struct Unwrapping {
+    session: u64,
+    key_id: u32,
+}
+
 pub struct PeerState<R> {
     rng: R,
-    identity: IdentityKey,
+    identity: IdentityPublic,
+    fingerprint: Fingerprint,
+    room: String,
     user: String,
+    /// Ours, once the relay's member list told us.
+    session: Option<u64>,
     sender: SenderKey,
+    /// The id of our last fresh (not ratcheted) media key.
+    epoch: u32,
+    /// The last counter we signed.
+    counter: u64,
     peers: BTreeMap<u64, Peer>,
+    /// Identities of sessions that left, should presence report them back (a healed network).
+    departed: HashMap<u64, PeerIdentity>,
+    /// The last counter accepted from each session and identity, kept after it leaves. Per
+    /// identity, so packets signed by another key (a substitution) cannot move an honest
+    /// sender's counter.
+    counters: HashMap<(u64, Fingerprint), u64>,
     ring: KeyRing,
-    transmit: VecDeque<PacketWrapper>,
+    transmit: VecDeque<Outgoing>,
     events: VecDeque<Event>,
+    work: VecDeque<Work>,
+    next_work: u64,
+    unwrapping: HashMap<u64, Unwrapping>,
+    /// Frames from senders whose new key is being unwrapped.
+    held: HashMap<u64, VecDeque<PacketWrapper>>,
+    /// The latest key grant signed by a changed identity, for when the user accepts it.
+    held_grants: HashMap<u64, PacketWrapper>,
 }
 
 impl<R: CryptoRngCore> PeerState<R> {
-    /// Joins as `user` with `identity` (made before joining: generating one is slow).
-    pub fn new(mut rng: R, identity: IdentityKey, user: &str) -> Result<Self, PacketError> {
+    /// A participant with `identity` (made before joining: generating one is slow). Nothing is
+    /// sent before [`restart`](Self::restart).
+    pub fn new(mut rng: R, identity: IdentityPublic) -> Self {
         let sender = SenderKey::generate(&mut rng, 1);
-        let mut state = Self {
+        Self {
             rng,
+            fingerprint: identity.fingerprint(),
             identity,
-            user: user.to_owned(),
+            room: String::new(),
+            user: String::new(),
+            session: None,
+            epoch: sender.key_id(),
             sender,
+            counter: 0,
             peers: BTreeMap::new(),
+            departed: HashMap::new(),
+            counters: HashMap::new(),
             ring: KeyRing::default(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
-        };
-        let announce = packets::public_key(&state.identity, user, 0)?;
-        state.transmit.push_back(announce);
-        Ok(state)
+            work: VecDeque::new(),
+            next_work: 0,
+            unwrapping: HashMap::new(),
+            held: HashMap::new(),
+            held_grants: HashMap::new(),
+        }
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
-        self.identity.fingerprint()
+        self.fingerprint
     }
 
     pub fn key_id(&self) -> u32 {
@@ -115,16 +220,89 @@ impl<R: CryptoRngCore> PeerState<R> {
         &self.peers
     }
 
-    /// The next packet to send.
+    /// Our session, once the relay told us.
+    pub fn session(&self) -> Option<u64> {
+        self.session
+    }
+
+    /// The user id the relay stamps on our packets (bound into every sealed frame).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The room's safety code as we see it: everyone shown with an identity, and us.
+    pub fn safety_code(&self) -> SafetyCode {
+        let others = self.peers.values().filter_map(|p| Some((p.user.as_str(), p.identity.as_ref()?.fingerprint())));
+        SafetyCode::of(others.chain([(self.user.as_str(), self.fingerprint)]))
+    }
+
+    /// The next packet to send. A key packet waiting for its signature holds back what follows.
     pub fn poll_transmit(&mut self) -> Option<PacketWrapper> {
-        self.transmit.pop_front()
+        match self.transmit.front()? {
+            Outgoing::Ready(_) => match self.transmit.pop_front() {
+                Some(Outgoing::Ready(packet)) => Some(packet),
+                _ => None,
+            },
+            Outgoing::Signing { .. } => None,
+        }
+    }
+
+    /// The next private-key operation to perform.
+    pub fn poll_work(&mut self) -> Option<Work> {
+        self.work.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
-    /// Seals a frame for the room and queues it behind any key packets.
+    /// Performs all pending work with a local identity (the bot, tests).
+    pub fn work_locally(&mut self, identity: &LocalIdentity, now: Millis) {
+        while let Some(work) = self.poll_work() {
+            let done = identity.perform(&mut self.rng, work);
+            self.complete(now, done);
+        }
+    }
+
+    /// The answer to a [`Work`]. Answers to work from before a [`restart`](Self::restart) are
+    /// ignored.
+    pub fn complete(&mut self, now: Millis, done: Done) {
+        match done {
+            Done::Signed { id, signature } => {
+                let Some(index) =
+                    self.transmit.iter().position(|o| matches!(o, Outgoing::Signing { id: i, .. } if *i == id))
+                else {
+                    return;
+                };
+                let Some(Outgoing::Signing { unsigned, .. }) = self.transmit.remove(index) else { return };
+                match unsigned.finish(signature) {
+                    Ok(packet) => self.transmit.insert(index, Outgoing::Ready(packet)),
+                    Err(error) => self.events.push_back(Event::Dropped { session: 0, error }),
+                }
+            }
+            Done::Unwrapped { id, key } => {
+                let Some(Unwrapping { session, key_id }) = self.unwrapping.remove(&id) else { return };
+                match key {
+                    Some(material) if self.peers.contains_key(&session) => {
+                        match self.ring.install(session, key_id, material, now) {
+                            Ok(()) => self.events.push_back(Event::MediaKey { session, key_id }),
+                            Err(stale) => self.refuse(session, Refusal::StaleKey(stale)),
+                        }
+                    }
+                    Some(_) => {}
+                    None => self.events.push_back(Event::Dropped { session, error: KeyError::Unwrap.into() }),
+                }
+                if !self.unwrapping.values().any(|u| u.session == session) {
+                    for packet in self.held.remove(&session).unwrap_or_default() {
+                        self.on_media(now, packet);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Seals a frame for the room and queues it behind any key packets. Before the relay has
+    /// welcomed us nobody can hold our key, so nothing is queued.
     pub fn seal(&mut self, media: &MediaPacket, keyframe: bool) -> Result<(), PacketError> {
         self.seal_to(media, keyframe, 0)
     }
@@ -132,9 +310,12 @@ impl<R: CryptoRngCore> PeerState<R> {
     /// Seals a frame for one session (`0`: the room): chat replies, keyframe requests,
     /// heartbeat answers.
     pub fn seal_to(&mut self, media: &MediaPacket, keyframe: bool, to_session: u64) -> Result<(), PacketError> {
+        if self.session.is_none() {
+            return Ok(());
+        }
         let mut packet = packets::seal_media(&mut self.sender, &self.user, media, keyframe)?;
         packet.to_session_id = to_session;
-        self.transmit.push_back(packet);
+        self.transmit.push_back(Outgoing::Ready(packet));
         Ok(())
     }
 
@@ -143,40 +324,54 @@ impl<R: CryptoRngCore> PeerState<R> {
         self.ring.current_key_id(session)
     }
 
-    /// The user id the relay stamps on our packets (bound into every sealed frame).
-    pub fn user(&self) -> &str {
-        &self.user
-    }
-
-    /// Before each (re)connection: the relay will give us a new session, perhaps under a new
-    /// user id (a fresh token), and a fresh member list. Forget everyone, move to a new media
-    /// key (we cannot know who saw the old one) and announce our public key again. Unsent
-    /// packets are dropped: they were addressed to old sessions.
-    pub fn restart(&mut self, user: &str) -> Result<(), PacketError> {
+    /// Before each (re)connection to `room` as `user` (the token's): the relay will give us a
+    /// new session and a fresh member list. Forget everyone (remembering their identities),
+    /// move to a fresh media key (we cannot know who saw the old one) and wait for the
+    /// welcome. Unsent packets and unfinished work are dropped: they were for old sessions.
+    pub fn restart(&mut self, user: &str, room: &str) {
         self.user = user.to_owned();
+        self.room = room.to_owned();
+        self.session = None;
         let sessions: Vec<u64> = self.peers.keys().copied().collect();
         for session in sessions {
-            self.ring.forget(session);
-            self.events.push_back(Event::Left { session });
+            self.remove_peer(session);
         }
-        self.peers.clear();
         self.transmit.clear();
-        self.rotate()?;
-        let announce = packets::public_key(&self.identity, &self.user, 0)?;
-        self.transmit.push_back(announce);
+        self.work.clear();
+        self.unwrapping.clear();
+        self.held.clear();
+        self.held_grants.clear();
+        self.sender = SenderKey::generate(&mut self.rng, self.sender.key_id().wrapping_add(1));
+        self.epoch = self.sender.key_id();
+        self.events.push_back(Event::Rotated { key_id: self.epoch });
+    }
+
+    /// The user accepts `session`'s changed identity: it is shown from now on, and it gets a
+    /// fresh media key (so it cannot open what was sealed for the identity it replaced).
+    pub fn accept_key_change(&mut self, now: Millis, session: u64) -> Result<(), PacketError> {
+        let Some(peer) = self.peers.get_mut(&session) else { return Ok(()) };
+        let Some(identity) = peer.changed.take() else { return Ok(()) };
+        self.events.push_back(Event::PeerKey { session, fingerprint: identity.fingerprint() });
+        peer.identity = Some(identity);
+        peer.given_epoch = None;
+        self.rotate_fresh()?;
+        if let Some(grant) = self.held_grants.remove(&session) {
+            self.handle_packet(now, grant);
+        }
         Ok(())
     }
 
-    /// A packet from the relay (identity already stamped by it).
+    /// A packet from the relay (sender identity stamped by it).
     pub fn handle_packet(&mut self, now: Millis, packet: PacketWrapper) {
         let session = packet.session_id;
         let result = match packet.packet_type.enum_value() {
             Ok(PacketType::PRESENCE) => self.on_presence(&packet),
-            Ok(PacketType::RSA_PUB_KEY) => self.on_public_key(&packet),
-            Ok(PacketType::AES_KEY) => self.on_media_key(now, &packet),
-            Ok(PacketType::MEDIA) => packets::open_media(&mut self.ring, &packet, now).map(|media| {
-                self.events.push_back(Event::Media { session, user: packet.email.clone(), media });
-            }),
+            Ok(PacketType::RSA_PUB_KEY) => self.on_announcement(&packet),
+            Ok(PacketType::AES_KEY) => self.on_key_grant(packet),
+            Ok(PacketType::MEDIA) => {
+                self.on_media(now, packet);
+                Ok(())
+            }
             Ok(PacketType::MODERATION) => self.on_moderation(&packet),
             _ => Ok(()),
         };
@@ -185,26 +380,67 @@ impl<R: CryptoRngCore> PeerState<R> {
         }
     }
 
+    fn refuse(&mut self, session: u64, refusal: Refusal) {
+        self.events.push_back(Event::Dropped { session, error: PacketError::Refused(refusal) });
+    }
+
+    fn on_media(&mut self, now: Millis, packet: PacketWrapper) {
+        let session = packet.session_id;
+        if let Some(held) = self.held.get_mut(&session) {
+            if held.len() < HELD_WHILE_UNWRAPPING {
+                held.push_back(packet);
+            } else {
+                let error = OpenError::UnknownKey { key_id: 0 }.into();
+                self.events.push_back(Event::Dropped { session, error });
+            }
+            return;
+        }
+        match packets::open_media(&mut self.ring, &packet, now) {
+            Ok(media) => self.events.push_back(Event::Media { session, user: packet.email, media }),
+            Err(error) => self.events.push_back(Event::Dropped { session, error }),
+        }
+    }
+
     fn on_presence(&mut self, packet: &PacketWrapper) -> Result<(), PacketError> {
         let presence = PresencePacket::parse_from_bytes(&packet.data)
             .map_err(|source| PacketError::Malformed { what: "PresencePacket", source })?;
         match presence.event {
             Some(Presence::Members(list)) => {
+                let Some(you) = list.you.into_option() else { return Err(Refusal::NotWelcomed.into()) };
+                self.on_welcome(you)?;
                 for p in list.participants {
-                    self.add_peer(p.session_id, p.user_id, p.display_name);
+                    self.add_peer(p, false)?;
                 }
             }
-            Some(Presence::Joined(p)) => self.add_peer(p.session_id, p.user_id, p.display_name),
+            Some(Presence::Joined(p)) if self.session.is_some() => {
+                if self.add_peer(p, true)? {
+                    self.ratchet()?;
+                }
+            }
             Some(Presence::Left(left)) => {
                 let session = left.participant.session_id;
-                if self.peers.remove(&session).is_some() {
-                    self.ring.forget(session);
-                    self.events.push_back(Event::Left { session });
-                    self.rotate()?;
+                if self.remove_peer(session) {
+                    self.rotate_fresh()?;
                 }
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// The relay's member list names us: announce our identity to the room. A second welcome
+    /// naming another session is refused (the relay does not move us).
+    fn on_welcome(&mut self, you: Participant) -> Result<(), PacketError> {
+        match self.session {
+            Some(ours) if ours == you.session_id => return Ok(()),
+            Some(_) => return Err(Refusal::Misaddressed.into()),
+            None if you.session_id == 0 => return Err(Refusal::NotWelcomed.into()),
+            None => {}
+        }
+        self.session = Some(you.session_id);
+        self.user = you.user_id;
+        self.events.push_back(Event::Welcomed { session: you.session_id, user: self.user.clone() });
+        self.announce(0);
         Ok(())
     }
 
@@ -219,57 +455,186 @@ impl<R: CryptoRngCore> PeerState<R> {
         Ok(())
     }
 
-    fn add_peer(&mut self, session: u64, user: String, display_name: String) {
-        if !self.peers.contains_key(&session) {
-            self.peers.insert(session, Peer::new(user, display_name));
-            self.events.push_back(Event::Joined { session });
+    /// Adds a member presence reported; true if it is new. One that left and is reported back
+    /// keeps the identity it had (a changed one is an alarm); `greet` sends it ours, since it
+    /// will not announce to a room it believes it is already in.
+    fn add_peer(&mut self, p: Participant, greet: bool) -> Result<bool, PacketError> {
+        let session = p.session_id;
+        if session == 0 || Some(session) == self.session || self.peers.contains_key(&session) {
+            return Ok(false);
         }
+        let mut peer = Peer::new(p.user_id, p.display_name);
+        let remembered = self.departed.remove(&session);
+        if let Some(identity) = &remembered {
+            self.events.push_back(Event::PeerKey { session, fingerprint: identity.fingerprint() });
+        }
+        peer.identity = remembered;
+        let known = peer.identity.is_some();
+        self.peers.insert(session, peer);
+        self.events.push_back(Event::Joined { session });
+        if known {
+            if greet {
+                self.announce(session);
+            }
+            self.give_key(session)?;
+        }
+        Ok(true)
     }
 
-    fn on_public_key(&mut self, packet: &PacketWrapper) -> Result<(), PacketError> {
+    /// Forgets a member; true if it was here.
+    fn remove_peer(&mut self, session: u64) -> bool {
+        let Some(peer) = self.peers.remove(&session) else { return false };
+        if let Some(identity) = peer.identity {
+            self.departed.insert(session, identity);
+        }
+        self.ring.forget(session);
+        self.held.remove(&session);
+        self.held_grants.remove(&session);
+        self.unwrapping.retain(|_, u| u.session != session);
+        self.events.push_back(Event::Left { session });
+        true
+    }
+
+    /// Accepts `counter` from `session`, signed by `signer`, if it is past the last one.
+    fn advance_counter(&mut self, session: u64, signer: Fingerprint, counter: u64) -> Result<(), Refusal> {
+        let last = self.counters.entry((session, signer)).or_default();
+        if counter <= *last {
+            return Err(Refusal::StaleCounter { counter, last: *last });
+        }
+        *last = counter;
+        Ok(())
+    }
+
+    fn on_announcement(&mut self, packet: &PacketWrapper) -> Result<(), PacketError> {
         let session = packet.session_id;
-        let key = packets::read_public_key(packet)?;
-        let peer = self.peers.entry(session).or_insert_with(|| Peer::new(packet.email.clone(), String::new()));
-        let first = peer.key.is_none();
-        let fingerprint = key.fingerprint();
-        peer.key = Some(key);
-        if first {
-            self.events.push_back(Event::PeerKey { session, fingerprint });
-            // They announced to the room: answer with our key, since they joined after our
-            // announcement. An addressed key is already an answer.
-            if packet.to_session_id == 0 {
-                let reply = packets::public_key(&self.identity, &self.user, session)?;
-                self.transmit.push_back(reply);
+        let ours = self.session.ok_or(Refusal::NotWelcomed)?;
+        if !self.peers.contains_key(&session) {
+            return Err(Refusal::UnknownSession.into());
+        }
+        let (identity, counter) = packets::read_announcement(packet, &self.room, ours)?;
+        let fingerprint = identity.fingerprint();
+        self.advance_counter(session, fingerprint, counter)?;
+        let Some(peer) = self.peers.get_mut(&session) else { return Ok(()) };
+        match &peer.identity {
+            None => {
+                peer.identity = Some(identity);
+                self.events.push_back(Event::PeerKey { session, fingerprint });
+                // They announced to the room: answer with ours, since they joined after our
+                // announcement. An addressed identity is already an answer.
+                if packet.to_session_id == 0 {
+                    self.announce(session);
+                }
+            }
+            Some(shown) if shown.fingerprint() == fingerprint => {}
+            Some(_) => {
+                if peer.changed.as_ref().map(PeerIdentity::fingerprint) != Some(fingerprint) {
+                    peer.changed = Some(identity);
+                    self.events.push_back(Event::KeyChanged { session, fingerprint });
+                }
             }
         }
         self.give_key(session)
     }
 
-    fn on_media_key(&mut self, now: Millis, packet: &PacketWrapper) -> Result<(), PacketError> {
-        let (key_id, material) = packets::read_wrapped_key(&self.identity, packet)?;
-        if self.ring.install(packet.session_id, key_id, material, now) {
-            self.events.push_back(Event::MediaKey { session: packet.session_id, key_id });
+    fn on_key_grant(&mut self, packet: PacketWrapper) -> Result<(), PacketError> {
+        let session = packet.session_id;
+        let ours = self.session.ok_or(Refusal::NotWelcomed)?;
+        let peer = self.peers.get(&session).ok_or(Refusal::UnknownSession)?;
+        let Some(shown) = &peer.identity else { return Err(Refusal::Unconfirmed.into()) };
+        let signer = shown.fingerprint();
+        let grant = match packets::read_key_grant(&packet, &self.room, ours, &self.fingerprint, shown) {
+            Ok(grant) => grant,
+            Err(PacketError::Refused(Refusal::BadSignature)) => {
+                // Signed by the identity the user has not accepted yet: keep it for then.
+                let changed = peer.changed.as_ref();
+                if changed.is_some_and(|c| packets::read_key_grant(&packet, &self.room, ours, &self.fingerprint, c).is_ok())
+                {
+                    self.held_grants.insert(session, packet);
+                    return Err(Refusal::Unconfirmed.into());
+                }
+                return Err(Refusal::BadSignature.into());
+            }
+            Err(e) => return Err(e),
+        };
+        let last = self.counters.get(&(session, signer)).copied().unwrap_or(0);
+        if grant.counter <= last {
+            return Err(Refusal::StaleCounter { counter: grant.counter, last }.into());
         }
+        self.ring.check(session, grant.key_id).map_err(Refusal::StaleKey)?;
+        let pending = self.unwrapping.values().filter(|u| u.session == session).map(|u| u.key_id).max();
+        if let Some(newest) = pending.filter(|&newest| grant.key_id <= newest) {
+            return Err(Refusal::StaleKey(crate::crypto::StaleKey { key_id: grant.key_id, newest }).into());
+        }
+        self.advance_counter(session, signer, grant.counter)?;
+        let id = self.work_id();
+        self.unwrapping.insert(id, Unwrapping { session, key_id: grant.key_id });
+        self.held.entry(session).or_default();
+        self.work.push_back(Work::Unwrap { id, wrapped: grant.wrapped });
         Ok(())
     }
 
-    /// Sends our current media key to `session` unless it already has it.
+    fn work_id(&mut self) -> u64 {
+        self.next_work += 1;
+        self.next_work
+    }
+
+    /// The next counter, and our session; `None` before the welcome.
+    fn next_signed(&mut self) -> Option<(u64, u64)> {
+        let session = self.session?;
+        self.counter += 1;
+        Some((session, self.counter))
+    }
+
+    fn queue_signed(&mut self, unsigned: Unsigned) {
+        let id = self.work_id();
+        self.work.push_back(Work::Sign { id, message: unsigned.message.clone() });
+        self.transmit.push_back(Outgoing::Signing { id, unsigned });
+    }
+
+    /// Our identity, to the room (`to` 0) or to one session.
+    fn announce(&mut self, to: u64) {
+        let Some((sender_session, counter)) = self.next_signed() else { return };
+        let envelope = Envelope { room: &self.room, sender_session, recipient_session: to, counter };
+        let unsigned = packets::announcement(&self.identity, &self.user, &envelope);
+        self.queue_signed(unsigned);
+    }
+
+    /// Sends our media key to `session`'s shown identity unless it already holds it or an
+    /// earlier step of our ratchet.
     fn give_key(&mut self, session: u64) -> Result<(), PacketError> {
-        let Some(peer) = self.peers.get_mut(&session) else { return Ok(()) };
-        let Some(key) = &peer.key else { return Ok(()) };
-        if peer.given_key_id == Some(self.sender.key_id()) {
+        let epoch = self.epoch;
+        let Some(peer) = self.peers.get(&session) else { return Ok(()) };
+        let Some(identity) = peer.identity.clone() else { return Ok(()) };
+        if peer.given_epoch == Some(epoch) {
             return Ok(());
         }
-        let packet = packets::wrapped_key(&mut self.rng, &self.sender, key, session)?;
-        peer.given_key_id = Some(self.sender.key_id());
-        self.transmit.push_back(packet);
+        let Some((sender_session, counter)) = self.next_signed() else { return Ok(()) };
+        let envelope = Envelope { room: &self.room, sender_session, recipient_session: session, counter };
+        let unsigned = packets::key_grant(&mut self.rng, &self.sender, &identity, &envelope)?;
+        self.queue_signed(unsigned);
+        if let Some(peer) = self.peers.get_mut(&session) {
+            peer.given_epoch = Some(epoch);
+        }
         Ok(())
     }
 
-    /// A new media key, given to everyone still here.
-    fn rotate(&mut self) -> Result<(), PacketError> {
-        let next = self.sender.key_id().wrapping_add(1).max(1);
+    /// Someone joined: step our key along the ratchet, so what they are given cannot open what
+    /// came before. Far from the last fresh key, draw a fresh one instead, so nobody has to
+    /// follow more than [`MAX_RATCHET_STEPS`].
+    fn ratchet(&mut self) -> Result<(), PacketError> {
+        if self.sender.key_id().wrapping_sub(self.epoch) >= MAX_RATCHET_STEPS / 2 {
+            return self.rotate_fresh();
+        }
+        self.sender = self.sender.ratchet();
+        self.events.push_back(Event::Rotated { key_id: self.sender.key_id() });
+        Ok(())
+    }
+
+    /// A fresh media key, given to everyone still here.
+    fn rotate_fresh(&mut self) -> Result<(), PacketError> {
+        let next = self.sender.key_id().wrapping_add(1);
         self.sender = SenderKey::generate(&mut self.rng, next);
+        self.epoch = next;
         self.events.push_back(Event::Rotated { key_id: next });
         let sessions: Vec<u64> = self.peers.keys().copied().collect();
         for session in sessions {

@@ -15,3 +15,13 @@ pub const ROTATION_GRACE_MS: u64 = 2_000;
 /// possible replay. 30 fps video plus 50 audio packets/s is 80 packets/s, so this is about
 /// 13 s of reordering, far more than any transport here produces.
 pub const REPLAY_WINDOW: u64 = 1024;
+
+/// How far ahead of the key we hold a sender's frame may be and still be tried on the ratchet:
+/// each join moves every sender one step, so this is joins in a row we may miss frames for.
+/// A forged frame costs at most this many HKDF steps and one AES-GCM check.
+pub const MAX_RATCHET_STEPS: u32 = 64;
+
+/// Frames held per sender while its new media key is being unwrapped (an asynchronous
+/// WebCrypto call in a browser, a few milliseconds): about three seconds of 30 fps video
+/// with audio, so the keyframe that follows a new key is not lost.
+pub const HELD_WHILE_UNWRAPPING: usize = 256;

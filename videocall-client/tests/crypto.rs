@@ -1,5 +1,6 @@
-//! The end-to-end encryption core, natively: key exchange, wrap and unwrap, tamper and replay
-//! refused, nonces unique, rotation with its grace, fingerprints stable.
+//! The end-to-end encryption core, natively: key exchange, wrap and unwrap, signatures, tamper
+//! and replay refused, nonces unique, rotation with its grace and the join ratchet, fingerprints
+//! and the room safety code.
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -7,7 +8,9 @@ use std::sync::OnceLock;
 use protobuf::Message as _;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use videocall_client::crypto::{Fingerprint, IdentityKey, KeyError, KeyRing, OpenError, PeerKey, SenderKey};
+use videocall_client::crypto::{
+    Fingerprint, KeyError, KeyRing, LocalIdentity, OpenError, PeerIdentity, SafetyCode, SenderKey, StaleKey,
+};
 use videocall_client::tunables::{REPLAY_WINDOW, ROTATION_GRACE_MS};
 use videocall_types::EncryptedMedia;
 
@@ -16,34 +19,38 @@ fn rng(seed: u64) -> ChaCha20Rng {
 }
 
 /// RSA-2048 generation takes a while even natively: three identities, made once.
-fn identities() -> &'static [IdentityKey; 3] {
-    static KEYS: OnceLock<[IdentityKey; 3]> = OnceLock::new();
+fn identities() -> &'static [LocalIdentity; 3] {
+    static KEYS: OnceLock<[LocalIdentity; 3]> = OnceLock::new();
     KEYS.get_or_init(|| {
         let mut r = rng(1);
-        [(); 3].map(|()| IdentityKey::generate(&mut r).expect("key generation"))
+        [(); 3].map(|()| LocalIdentity::generate(&mut r).expect("key generation"))
     })
 }
 
+fn peer(identity: &LocalIdentity) -> PeerIdentity {
+    PeerIdentity::new(identity.public().clone()).unwrap()
+}
+
 /// Alice's key, wrapped to `to`, unwrapped by it and installed in its ring.
-fn deliver_key(sender: &SenderKey, to: &IdentityKey, ring: &mut KeyRing, session: u64, now: u64) {
-    let peer = PeerKey::from_der(to.public_der()).unwrap();
-    let wrapped = peer.wrap(&mut rng(9), sender.material()).unwrap();
-    let material = to.unwrap_key(&wrapped).unwrap();
+fn deliver_key(sender: &SenderKey, to: &LocalIdentity, ring: &mut KeyRing, session: u64, now: u64) {
+    let wrapped = peer(to).wrap(&mut rng(9), sender.material()).unwrap();
+    let material = to.unwrap_key(&mut rng(10), &wrapped).unwrap();
     assert_eq!(&material, sender.material());
-    ring.install(session, sender.key_id(), material, now);
+    ring.install(session, sender.key_id(), material, now).unwrap();
 }
 
 #[test]
 fn a_wrapped_key_opens_only_for_its_recipient() {
     let [alice, bob, carol] = identities();
     let key = SenderKey::generate(&mut rng(2), 1);
-    let wrapped = PeerKey::from_der(bob.public_der()).unwrap().wrap(&mut rng(3), key.material()).unwrap();
-    assert_eq!(&bob.unwrap_key(&wrapped).unwrap(), key.material());
-    assert!(matches!(carol.unwrap_key(&wrapped), Err(KeyError::Unwrap)));
-    assert!(matches!(alice.unwrap_key(&wrapped), Err(KeyError::Unwrap)));
+    let wrapped = peer(bob).wrap(&mut rng(3), key.material()).unwrap();
+    let r = &mut rng(4);
+    assert_eq!(&bob.unwrap_key(r, &wrapped).unwrap(), key.material());
+    assert!(matches!(carol.unwrap_key(r, &wrapped), Err(KeyError::Unwrap)));
+    assert!(matches!(alice.unwrap_key(r, &wrapped), Err(KeyError::Unwrap)));
     let mut bent = wrapped.clone();
     bent[10] ^= 1;
-    assert!(matches!(bob.unwrap_key(&bent), Err(KeyError::Unwrap)));
+    assert!(matches!(bob.unwrap_key(r, &bent), Err(KeyError::Unwrap)));
 }
 
 #[test]
@@ -148,31 +155,105 @@ fn rotation_locks_out_who_left_and_keeps_a_grace_for_frames_in_flight() {
     let late = old.seal("alice", b"late").unwrap();
     assert!(matches!(bob_ring.open(1, "alice", &late, 1001 + ROTATION_GRACE_MS), Err(OpenError::UnknownKey { .. })));
 
-    // The same key delivered twice (a reconnect) is not a rotation.
-    deliver_key(&new, bob, &mut bob_ring, 1, 5000);
+    // A key id already held (a replayed grant, or the same key again) is never installed
+    // again, not even after the sender is forgotten and reported back.
+    let again = bob_ring.install(1, 2, new.material().clone(), 5000);
+    assert_eq!(again, Err(StaleKey { key_id: 2, newest: 2 }));
+    assert_eq!(bob_ring.install(1, 1, old.material().clone(), 5000), Err(StaleKey { key_id: 1, newest: 2 }));
     assert_eq!(bob_ring.open(1, "alice", &new.seal("alice", b"again").unwrap(), 5000).unwrap(), b"again");
     bob_ring.forget(1);
     assert_eq!(bob_ring.current_key_id(1), None);
+    assert!(bob_ring.install(1, 2, new.material().clone(), 6000).is_err());
+}
+
+/// A join moves the sender one step along its ratchet: holders of the old key follow as the
+/// frames arrive; a newcomer given the new key cannot step back.
+#[test]
+fn the_join_ratchet_is_followed_forward_and_never_back() {
+    let [_, bob, newcomer] = identities();
+    let mut k1 = SenderKey::generate(&mut rng(20), 1);
+    let mut bob_ring = KeyRing::default();
+    deliver_key(&k1, bob, &mut bob_ring, 1, 0);
+    let before = k1.seal("alice", b"before the join").unwrap();
+
+    let mut k2 = k1.ratchet();
+    assert_eq!(k2.key_id(), 2);
+    assert_ne!(k2.material(), k1.material());
+    let mut new_ring = KeyRing::default();
+    deliver_key(&k2, newcomer, &mut new_ring, 1, 100);
+    let after = k2.seal("alice", b"after the join").unwrap();
+
+    // Bob steps forward on the first frame under key 2; the old key keeps its grace.
+    assert_eq!(bob_ring.open(1, "alice", &after, 100).unwrap(), b"after the join");
+    assert_eq!(bob_ring.current_key_id(1), Some(2));
+    let late = k1.seal("alice", b"in flight").unwrap();
+    assert_eq!(bob_ring.open(1, "alice", &late, 101).unwrap(), b"in flight");
+    // The newcomer opens what follows, not what came before.
+    assert!(matches!(new_ring.open(1, "alice", &before, 100), Err(OpenError::UnknownKey { key_id: 1 })));
+    assert_eq!(new_ring.open(1, "alice", &k2.seal("alice", b"next").unwrap(), 100).unwrap(), b"next");
+
+    // Several joins in a row: followed in one go, within the limit.
+    let mut k5 = k2.ratchet().ratchet().ratchet();
+    assert_eq!(bob_ring.open(1, "alice", &k5.seal("alice", b"five").unwrap(), 200).unwrap(), b"five");
+    // A frame claiming a key further ahead than the ratchet reaches, or forged under the next
+    // one, moves nothing.
+    let mut far = k5.seal("alice", b"far").unwrap();
+    far.key_id = 5 + videocall_client::tunables::MAX_RATCHET_STEPS + 1;
+    assert!(matches!(bob_ring.open(1, "alice", &far, 200), Err(OpenError::UnknownKey { .. })));
+    let mut forged = k5.ratchet().seal("alice", b"forged").unwrap();
+    forged.ciphertext[0] ^= 1;
+    assert!(matches!(bob_ring.open(1, "alice", &forged, 200), Err(OpenError::UnknownKey { .. })));
+    assert_eq!(bob_ring.current_key_id(1), Some(5));
 }
 
 #[test]
 fn fingerprints_are_stable_and_distinct() {
     let [alice, bob, _] = identities();
-    let from_peer = PeerKey::from_der(alice.public_der()).unwrap().fingerprint();
-    assert_eq!(alice.fingerprint(), from_peer);
-    assert_eq!(alice.fingerprint(), Fingerprint::of_public_der(alice.public_der()));
+    assert_eq!(alice.fingerprint(), peer(alice).fingerprint());
     assert_ne!(alice.fingerprint(), bob.fingerprint());
     let shown = alice.fingerprint().to_string();
     assert_eq!(shown.len(), 16 * 4 + 15, "{shown}");
     assert!(shown.split(' ').all(|g| g.len() == 4 && g.chars().all(|c| c.is_ascii_hexdigit())));
-    // A key imported from PKCS#8 (as WebCrypto exports it) has one fingerprint however often
-    // it is imported.
+    // The fingerprint covers both keys: the same RSA key with another signing key differs.
     use rsa::pkcs8::EncodePrivateKey;
     let private = rsa::RsaPrivateKey::new(&mut rng(10), 2048).unwrap();
     let der = private.to_pkcs8_der().unwrap();
-    let a = IdentityKey::from_pkcs8_der(der.as_bytes()).unwrap();
-    let b = IdentityKey::from_pkcs8_der(der.as_bytes()).unwrap();
+    let a = LocalIdentity::from_parts(der.as_bytes(), &[7; 32]).unwrap();
+    let b = LocalIdentity::from_parts(der.as_bytes(), &[7; 32]).unwrap();
+    let c = LocalIdentity::from_parts(der.as_bytes(), &[8; 32]).unwrap();
     assert_eq!(a.fingerprint(), b.fingerprint());
+    assert_ne!(a.fingerprint(), c.fingerprint());
+}
+
+#[test]
+fn signatures_verify_only_for_their_identity_and_message() {
+    let [alice, bob, _] = identities();
+    let signature = alice.sign(b"statement");
+    assert_eq!(signature.len(), 64, "r || s, as WebCrypto signs");
+    assert!(peer(alice).verifies(b"statement", &signature));
+    assert!(!peer(alice).verifies(b"statemenT", &signature));
+    assert!(!peer(bob).verifies(b"statement", &signature));
+    assert!(!peer(alice).verifies(b"statement", &signature[..63]));
+    let mut bent = signature.clone();
+    bent[5] ^= 1;
+    assert!(!peer(alice).verifies(b"statement", &bent));
+}
+
+#[test]
+fn the_room_safety_code_is_one_per_set_of_people_and_keys() {
+    let [alice, bob, carol] = identities();
+    let room = [("alice", alice.fingerprint()), ("bob", bob.fingerprint()), ("carol", carol.fingerprint())];
+    let code = SafetyCode::of(room);
+    // The same set in any order, as every participant sees it.
+    assert_eq!(SafetyCode::of([room[2], room[0], room[1]]), code);
+    // One substituted key, one missing person, one renamed: another code.
+    assert_ne!(SafetyCode::of([room[0], room[1], ("carol", alice.fingerprint())]), code);
+    assert_ne!(SafetyCode::of([room[0], room[1]]), code);
+    assert_ne!(SafetyCode::of([room[0], room[1], ("mallory", carol.fingerprint())]), code);
+    let shown = code.to_string();
+    assert_eq!(shown.len(), 4 * 5 + 3, "{shown}");
+    assert!(shown.split(' ').all(|g| g.len() == 5 && g.chars().all(|c| c.is_ascii_digit())));
+    let _ = Fingerprint([0; 32]);
 }
 
 #[test]
@@ -180,8 +261,18 @@ fn small_or_malformed_peer_keys_are_refused() {
     use rsa::pkcs8::EncodePublicKey;
     let small = rsa::RsaPrivateKey::new(&mut rng(11), 1024).unwrap();
     let der = rsa::RsaPublicKey::from(&small).to_public_key_der().unwrap();
-    assert!(matches!(PeerKey::from_der(der.as_bytes()), Err(KeyError::TooSmall { bits: 1024 })));
-    assert!(matches!(PeerKey::from_der(b"not a key"), Err(KeyError::Invalid(_))));
+    let signing_key = identities()[0].public().signing_key.clone();
+    let with = |encryption_der: &[u8], signing_key: &[u8]| {
+        PeerIdentity::new(videocall_client::crypto::IdentityPublic {
+            encryption_der: encryption_der.to_vec(),
+            signing_key: signing_key.to_vec(),
+        })
+    };
+    assert!(matches!(with(der.as_bytes(), &signing_key), Err(KeyError::TooSmall { bits: 1024 })));
+    assert!(matches!(with(b"not a key", &signing_key), Err(KeyError::Invalid(_))));
+    let good_der = &identities()[0].public().encryption_der;
+    assert!(matches!(with(good_der, &[4; 65]), Err(KeyError::InvalidSigningKey)));
+    assert!(with(good_der, &signing_key).is_ok());
     // A sealed frame survives the protobuf round trip.
     let mut key = SenderKey::generate(&mut rng(12), 3);
     let sealed = key.seal("a", b"payload").unwrap();
@@ -191,7 +282,8 @@ fn small_or_malformed_peer_keys_are_refused() {
 
 #[test]
 fn a_key_exchange_through_packets_as_a_relay_would_carry_them() {
-    use videocall_client::packets;
+    use videocall_client::crypto::statement::Envelope;
+    use videocall_client::packets::{self, PacketError, Refusal};
     use videocall_types::{MediaPacket, MediaType, PacketWrapper};
     let [alice, bob, _] = identities();
     let mut r = rng(13);
@@ -202,17 +294,37 @@ fn a_key_exchange_through_packets_as_a_relay_would_carry_them() {
         p.session_id = session;
         p
     };
-    // Bob announces his key; Alice wraps hers to him, addressed to his session.
-    let bob_pub = relay(&packets::public_key(bob, "bob", 0).unwrap(), "bob", 2);
-    let bob_key = packets::read_public_key(&bob_pub).unwrap();
-    assert_eq!(bob_key.fingerprint(), bob.fingerprint());
+    let sign = |who: &LocalIdentity, unsigned: packets::Unsigned| {
+        let signature = who.sign(&unsigned.message);
+        unsigned.finish(signature).unwrap()
+    };
+    // Bob (session 2) announces his identity to room "r"; Alice (session 1) reads it.
+    let envelope = Envelope { room: "r", sender_session: 2, recipient_session: 0, counter: 1 };
+    let announced = sign(bob, packets::announcement(bob.public(), "bob", &envelope));
+    let (bob_seen, counter) = packets::read_announcement(&relay(&announced, "bob", 2), "r", 1).unwrap();
+    assert_eq!((bob_seen.fingerprint(), counter), (bob.fingerprint(), 1));
+    // Restamped as another session, or carried to another room: refused.
+    for (room, session) in [("r", 3), ("other room", 2)] {
+        let e = packets::read_announcement(&relay(&announced, "bob", session), room, 1).unwrap_err();
+        assert!(matches!(e, PacketError::Refused(Refusal::BadSignature)), "{room} {session}: {e}");
+    }
+
+    // Alice grants her key to Bob, addressed to his session and signed.
     let mut alice_media = SenderKey::generate(&mut r, 1);
-    let wrapped = packets::wrapped_key(&mut r, &alice_media, &bob_key, 2).unwrap();
-    assert_eq!(wrapped.to_session_id, 2);
-    let (key_id, material) = packets::read_wrapped_key(bob, &relay(&wrapped, "alice", 1)).unwrap();
-    assert!(packets::read_wrapped_key(alice, &relay(&wrapped, "alice", 1)).is_err(), "only Bob opens it");
+    let envelope = Envelope { room: "r", sender_session: 1, recipient_session: 2, counter: 7 };
+    let granted = sign(alice, packets::key_grant(&mut r, &alice_media, &bob_seen, &envelope).unwrap());
+    assert_eq!(granted.to_session_id, 2);
+    let at_bob = relay(&granted, "alice", 1);
+    let grant = packets::read_key_grant(&at_bob, "r", 2, &bob.fingerprint(), &peer(alice)).unwrap();
+    assert_eq!((grant.key_id, grant.counter), (1, 7));
+    // Stamped as someone else, or checked against the wrong identity: refused.
+    let as_carol = relay(&granted, "carol", 3);
+    assert!(packets::read_key_grant(&as_carol, "r", 2, &bob.fingerprint(), &peer(alice)).is_err());
+    assert!(packets::read_key_grant(&at_bob, "r", 2, &bob.fingerprint(), &peer(bob)).is_err());
+    let material = bob.unwrap_key(&mut r, &grant.wrapped).unwrap();
+    assert!(alice.unwrap_key(&mut r, &grant.wrapped).is_err(), "only Bob opens it");
     let mut ring = KeyRing::default();
-    ring.install(1, key_id, material, 0);
+    ring.install(1, grant.key_id, material, 0).unwrap();
 
     let mut frame = MediaPacket::new();
     frame.media_type = MediaType::VIDEO.into();

@@ -1,6 +1,7 @@
 //! Participants' key exchange on a simulated room: a relay that stamps identities, routes
 //! addressed packets to their one session and everything else to the others, and reports
-//! presence. Virtual time; no sockets.
+//! presence. Virtual time; no sockets. The hostile-relay tests at the end inject what a relay
+//! operator (or anyone who can publish on the room's bus) could.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -8,33 +9,43 @@ use std::sync::OnceLock;
 use protobuf::Message as _;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use videocall_client::crypto::IdentityKey;
+use videocall_client::crypto::statement::Envelope;
+use videocall_client::crypto::{LocalIdentity, SenderKey};
+use videocall_client::packets::{self, PacketError, Refusal};
 use videocall_client::peers::{Event, PeerState};
 use videocall_types::{MediaPacket, MemberList, PacketWrapper, Participant, ParticipantLeft, PresencePacket};
 use videocall_types::{PacketType, presence_packet};
 
-fn identity(n: usize) -> IdentityKey {
-    static KEYS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+const ROOM: &str = "room-1";
+
+/// Identities 0..5 (RSA-2048 generation is slow: made once, seeded).
+fn identity(n: usize) -> &'static LocalIdentity {
+    static KEYS: OnceLock<Vec<LocalIdentity>> = OnceLock::new();
     let keys = KEYS.get_or_init(|| {
-        use rsa::pkcs8::EncodePrivateKey;
         let mut rng = ChaCha20Rng::seed_from_u64(42);
-        (0..4)
-            .map(|_| rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap().to_pkcs8_der().unwrap().as_bytes().to_vec())
-            .collect()
+        (0..6).map(|_| LocalIdentity::generate(&mut rng).unwrap()).collect()
     });
-    IdentityKey::from_pkcs8_der(&keys[n]).unwrap()
+    &keys[n]
+}
+
+/// The relay's own identity, for the attacks.
+fn mallory() -> &'static LocalIdentity {
+    identity(5)
 }
 
 struct Member {
     user: String,
+    key: usize,
     state: PeerState<ChaCha20Rng>,
     events: Vec<Event>,
+    /// When set, private-key work waits (as an asynchronous WebCrypto call would).
+    defer_work: bool,
 }
 
 #[derive(Default)]
 struct Room {
     members: BTreeMap<u64, Member>,
-    /// Every packet the relay forwarded, as bytes: what a relay (or an eavesdropper on it) sees.
+    /// Every packet the relay forwarded, as (recipient, bytes): what a relay sees.
     forwarded: Vec<(u64, Vec<u8>)>,
 }
 
@@ -55,21 +66,54 @@ fn participant(session: u64, user: &str) -> Participant {
     p
 }
 
-impl Room {
-    fn join(&mut self, session: u64, user: &str, key: usize) {
-        let state = PeerState::new(ChaCha20Rng::seed_from_u64(session), identity(key), user).unwrap();
-        self.enter(session, Member { user: user.into(), state, events: Vec::new() });
+fn joined(session: u64, user: &str) -> PacketWrapper {
+    presence(presence_packet::Event::Joined(participant(session, user)))
+}
+
+impl Member {
+    fn new(user: &str, key: usize, seed: u64) -> Self {
+        let mut state = PeerState::new(ChaCha20Rng::seed_from_u64(seed), identity(key).public().clone());
+        state.restart(user, ROOM);
+        Self { user: user.into(), key, state, events: Vec::new(), defer_work: false }
     }
 
-    /// `member` (new, or back after a reconnect) gets the member list; the others see it join.
+    fn work(&mut self, now: u64) {
+        self.state.work_locally(identity(self.key), now);
+    }
+
+    fn collect(&mut self) {
+        while let Some(e) = self.state.poll_event() {
+            self.events.push(e);
+        }
+    }
+
+    /// Refusals of key packets, in order.
+    fn refusals(&self) -> Vec<Refusal> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Dropped { error: PacketError::Refused(r), .. } => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Room {
+    fn join(&mut self, session: u64, user: &str, key: usize) {
+        self.enter(session, Member::new(user, key, session));
+    }
+
+    /// `member` (new, or back after a reconnect) gets the member list naming it; the others see
+    /// it join.
     fn enter(&mut self, session: u64, mut member: Member) {
         let user = member.user.clone();
-        let user = user.as_str();
         let mut members = MemberList::new();
         members.participants = self.members.iter().map(|(s, m)| participant(*s, &m.user)).collect();
+        members.you = Some(participant(session, &user)).into();
         member.state.handle_packet(0, presence(presence_packet::Event::Members(members)));
         for other in self.members.values_mut() {
-            other.state.handle_packet(0, presence(presence_packet::Event::Joined(participant(session, user))));
+            other.state.handle_packet(0, joined(session, &user));
         }
         self.members.insert(session, member);
     }
@@ -84,17 +128,38 @@ impl Room {
         gone
     }
 
+    fn member(&mut self, session: u64) -> &mut Member {
+        self.members.get_mut(&session).unwrap()
+    }
+
+    /// What the relay would deliver of `packet` from `from`: stamped, as bytes.
+    fn stamp(&self, from: u64, mut packet: PacketWrapper) -> Vec<u8> {
+        packet.email = self.members.get(&from).map(|m| m.user.clone()).unwrap_or_else(|| "mallory".into());
+        packet.session_id = from;
+        packet.write_to_bytes().unwrap()
+    }
+
+    /// The relay hands `to` a packet it made or kept, stamped as coming from `from`.
+    fn inject(&mut self, now: u64, to: u64, from: u64, packet: PacketWrapper) {
+        let bytes = self.stamp(from, packet);
+        let member = self.member(to);
+        member.state.handle_packet(now, PacketWrapper::parse_from_bytes(&bytes).unwrap());
+        member.collect();
+    }
+
     /// Delivers everything queued until nobody has anything to send.
     fn settle(&mut self, now: u64) {
         loop {
             let mut moved = false;
             let sessions: Vec<u64> = self.members.keys().copied().collect();
             for from in sessions {
-                while let Some(mut packet) = self.members.get_mut(&from).unwrap().state.poll_transmit() {
+                let member = self.member(from);
+                if !member.defer_work {
+                    member.work(now);
+                }
+                while let Some(packet) = self.member(from).state.poll_transmit() {
                     moved = true;
-                    packet.email = self.members[&from].user.clone();
-                    packet.session_id = from;
-                    let bytes = packet.write_to_bytes().unwrap();
+                    let bytes = self.stamp(from, packet.clone());
                     for (to, member) in self.members.iter_mut() {
                         if *to != from && (packet.to_session_id == 0 || packet.to_session_id == *to) {
                             self.forwarded.push((*to, bytes.clone()));
@@ -104,14 +169,21 @@ impl Room {
                 }
             }
             for member in self.members.values_mut() {
-                while let Some(e) = member.state.poll_event() {
-                    member.events.push(e);
-                }
+                member.collect();
             }
             if !moved {
                 return;
             }
         }
+    }
+
+    /// Packets the relay forwarded to `to` since `since`, parsed.
+    fn forwarded_to(&self, to: u64, since: usize) -> Vec<PacketWrapper> {
+        self.forwarded[since..]
+            .iter()
+            .filter(|(t, _)| *t == to)
+            .map(|(_, b)| PacketWrapper::parse_from_bytes(b).unwrap())
+            .collect()
     }
 }
 
@@ -143,10 +215,13 @@ fn three_join_exchange_keys_and_one_leaves() {
     room.join(3, "carol", 2);
     room.settle(0);
 
-    // Everyone holds everyone's public key and media key; fingerprints are the real ones.
+    // Everyone holds everyone's identity and media key; fingerprints are the real ones.
     for (session, member) in &room.members {
         assert_eq!(member.state.peers().len(), 2, "{session}");
-        assert!(member.state.peers().values().all(|p| p.key.is_some()), "{session}");
+        assert!(member.state.peers().values().all(|p| p.identity.is_some()), "{session}");
+        for other in member.state.peers().keys() {
+            assert!(member.state.peer_key_id(*other).is_some(), "{session} holds {other}'s media key");
+        }
     }
     let bob_seen_by_alice = room.members[&1].events.iter().find_map(|e| match e {
         Event::PeerKey { session: 2, fingerprint } => Some(*fingerprint),
@@ -202,10 +277,8 @@ fn a_reconnect_re_exchanges_keys_under_a_new_session() {
 
     // Bob's network drops: the relay reports him gone, he comes back as session 5.
     let mut bob = room.leave(2, 100);
-    bob.state.restart("bob").unwrap();
-    while let Some(e) = bob.state.poll_event() {
-        bob.events.push(e);
-    }
+    bob.state.restart("bob", ROOM);
+    bob.collect();
     assert!(bob.events.iter().any(|e| matches!(e, Event::Left { session: 1 })), "{:?}", bob.events);
     assert!(bob.state.peers().is_empty());
     assert_ne!(bob.state.key_id(), bob_key_before, "a new key after a reconnect");
@@ -248,11 +321,10 @@ fn lost_reordered_and_duplicated_frames() {
     room.settle(0);
     let mut sealed = Vec::new();
     for i in 0..60 {
-        let alice = room.members.get_mut(&1).unwrap();
+        let alice = room.member(1);
         alice.state.seal(&frame(&format!("frame {i}")), false).unwrap();
-        let mut p = alice.state.poll_transmit().unwrap();
-        (p.email, p.session_id) = ("alice".into(), 1);
-        sealed.push(p);
+        let p = alice.state.poll_transmit().unwrap();
+        sealed.push(PacketWrapper::parse_from_bytes(&room.stamp(1, p)).unwrap());
     }
     // Lose every tenth, duplicate every seventh, then shuffle (seeded).
     let mut wire: Vec<PacketWrapper> =
@@ -267,9 +339,7 @@ fn lost_reordered_and_duplicated_frames() {
     for p in wire {
         bob.state.handle_packet(10, p);
     }
-    while let Some(e) = bob.state.poll_event() {
-        bob.events.push(e);
-    }
+    bob.collect();
     let mut got: Vec<String> = opened(bob).into_iter().map(|(_, t)| t).collect();
     got.sort();
     let mut expected: Vec<String> = (0..60).filter(|i| i % 10 != 3).map(|i| format!("frame {i}")).collect();
@@ -315,4 +385,293 @@ fn a_mute_from_the_relay_for_us_is_an_event() {
     assert!(alice.state.poll_event().is_none(), "not for us, or not from the relay");
     alice.state.handle_packet(6, moderation("alice", 0));
     assert!(matches!(alice.state.poll_event(), Some(Event::MutedByHost)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A hostile relay. Each attack is what the relay operator, or anyone who can publish on the
+// room's bus, could do; each must be refused or raised, and honest frames must keep flowing.
+
+/// Alice (1), Bob (2) and Carol (3), keys exchanged, events cleared.
+fn honest_room() -> Room {
+    let mut room = Room::default();
+    room.join(1, "alice", 0);
+    room.join(2, "bob", 1);
+    room.join(3, "carol", 2);
+    room.settle(0);
+    for m in room.members.values_mut() {
+        assert!(m.refusals().is_empty(), "{:?}", m.events);
+        m.events.clear();
+    }
+    room
+}
+
+/// `from` seals `text` to the room; returns what each member opened from it.
+fn say(room: &mut Room, now: u64, from: u64, text: &str) -> BTreeMap<u64, bool> {
+    room.member(from).state.seal(&frame(text), true).unwrap();
+    room.settle(now);
+    let sessions: Vec<u64> = room.members.keys().copied().filter(|s| *s != from).collect();
+    sessions.into_iter().map(|s| (s, opened(room.member(s)).contains(&(from, text.to_owned())))).collect()
+}
+
+fn everyone_opens(room: &mut Room, now: u64) {
+    for from in room.members.keys().copied().collect::<Vec<_>>() {
+        let got = say(room, now, from, &format!("honest from {from} at {now}"));
+        assert!(got.values().all(|o| *o), "{from}'s frame at {now}: {got:?}");
+    }
+}
+
+/// An identity announcement signed by `who`, as if from `session`.
+fn announcement_by(who: &LocalIdentity, session: u64, to: u64, counter: u64) -> PacketWrapper {
+    let envelope = Envelope { room: ROOM, sender_session: session, recipient_session: to, counter };
+    let unsigned = packets::announcement(who.public(), "mallory", &envelope);
+    let signature = who.sign(&unsigned.message);
+    unsigned.finish(signature).unwrap()
+}
+
+/// A media key of the relay's, wrapped to `to`'s real identity and signed by `who`, as if from
+/// `session`.
+fn grant_by(who: &LocalIdentity, key: &SenderKey, session: u64, to: u64, to_key: usize, counter: u64) -> PacketWrapper {
+    let recipient = videocall_client::crypto::PeerIdentity::new(identity(to_key).public().clone()).unwrap();
+    let envelope = Envelope { room: ROOM, sender_session: session, recipient_session: to, counter };
+    let mut rng = ChaCha20Rng::seed_from_u64(99);
+    let unsigned = packets::key_grant(&mut rng, key, &recipient, &envelope).unwrap();
+    let signature = who.sign(&unsigned.message);
+    unsigned.finish(signature).unwrap()
+}
+
+#[test]
+fn a_ghost_announcement_is_refused_and_gets_no_key() {
+    let mut room = honest_room();
+    let since = room.forwarded.len();
+    // The relay announces its own identity as session 66, which presence never reported, to
+    // the room and addressed to Bob.
+    room.inject(10, 1, 66, announcement_by(mallory(), 66, 0, 1));
+    room.inject(10, 2, 66, announcement_by(mallory(), 66, 2, 2));
+    room.settle(10);
+    assert_eq!(room.member(1).refusals(), vec![Refusal::UnknownSession]);
+    assert_eq!(room.member(2).refusals(), vec![Refusal::UnknownSession]);
+    for member in room.members.values() {
+        assert!(!member.state.peers().contains_key(&66));
+    }
+    // Nobody wrapped anything to it: nothing was addressed to session 66.
+    let sent_to_ghost = room.forwarded[since..].iter().any(|(to, _)| *to == 66);
+    assert!(!sent_to_ghost);
+    everyone_opens(&mut room, 20);
+}
+
+#[test]
+fn a_member_the_relay_invents_shows_up_as_a_person() {
+    let mut room = honest_room();
+    let code_before = room.member(1).state.safety_code();
+    // The relay tells Bob alone that "mallory" (66) joined, and announces her identity.
+    room.inject(10, 2, 0, joined(66, "mallory"));
+    room.inject(10, 2, 66, announcement_by(mallory(), 66, 0, 1));
+    room.settle(10);
+    let bob = room.member(2);
+    assert!(bob.events.iter().any(|e| matches!(e, Event::Joined { session: 66 })));
+    let shown = bob.events.iter().find_map(|e| match e {
+        Event::PeerKey { session: 66, fingerprint } => Some(*fingerprint),
+        _ => None,
+    });
+    assert_eq!(shown, Some(mallory().fingerprint()), "she is in Bob's list, with her fingerprint");
+    // The room's safety code on Bob's page no longer matches the others'.
+    assert_ne!(room.member(2).state.safety_code(), code_before);
+    assert_eq!(room.member(3).state.safety_code(), code_before);
+}
+
+#[test]
+fn honest_rooms_agree_on_the_safety_code() {
+    let mut room = honest_room();
+    let codes: Vec<_> = room.members.values().map(|m| m.state.safety_code()).collect();
+    assert!(codes.windows(2).all(|w| w[0] == w[1]), "{codes:?}");
+    room.join(4, "dave", 3);
+    room.settle(10);
+    let after: Vec<_> = room.members.values().map(|m| m.state.safety_code()).collect();
+    assert!(after.windows(2).all(|w| w[0] == w[1]), "{after:?}");
+    assert_ne!(after[0], codes[0]);
+}
+
+#[test]
+fn a_substituted_key_for_a_known_session_is_an_alarm_and_gets_nothing_until_accepted() {
+    let mut room = honest_room();
+    let code = room.member(2).state.safety_code();
+    // The relay announces its identity to Bob as Alice (session 1), properly self-signed.
+    room.inject(10, 2, 1, announcement_by(mallory(), 1, 2, 1_000));
+    room.settle(10);
+    let bob = room.member(2);
+    let alarm = bob.events.iter().find_map(|e| match e {
+        Event::KeyChanged { session: 1, fingerprint } => Some(*fingerprint),
+        _ => None,
+    });
+    assert_eq!(alarm, Some(mallory().fingerprint()));
+    let alice = &bob.state.peers()[&1];
+    assert_eq!(alice.identity.as_ref().unwrap().fingerprint(), identity(0).fingerprint(), "the shown key stays");
+    assert_eq!(bob.state.safety_code(), code, "the code follows what is shown");
+
+    // Carol leaves: Bob moves to a fresh key and grants it to Alice's real identity only.
+    let since = room.forwarded.len();
+    room.leave(3, 20);
+    room.settle(20);
+    let grants: Vec<PacketWrapper> = room
+        .forwarded_to(1, since)
+        .into_iter()
+        .filter(|p| p.session_id == 2 && p.packet_type.enum_value() == Ok(PacketType::AES_KEY))
+        .collect();
+    assert_eq!(grants.len(), 1);
+    let aes = videocall_types::AesPacket::parse_from_bytes(&grants[0].data).unwrap();
+    assert!(mallory().unwrap_key(&mut ChaCha20Rng::seed_from_u64(1), &aes.key).is_err(), "not wrapped to the relay");
+    everyone_opens(&mut room, 30);
+
+    // Once Bob accepts the change, the new identity is shown and the code moves.
+    room.member(2).state.accept_key_change(40, 1).unwrap();
+    room.settle(40);
+    assert_ne!(room.member(2).state.safety_code(), room.member(1).state.safety_code());
+}
+
+#[test]
+fn a_forged_key_grant_stamped_as_another_sender_is_refused() {
+    let mut room = honest_room();
+    // The relay wraps its own media key to Bob, stamps it as Alice's, and signs it with its own
+    // identity (it cannot sign as Alice); then sends frames under it as Alice.
+    let mut relay_key = SenderKey::generate(&mut ChaCha20Rng::seed_from_u64(5), 900);
+    room.inject(10, 2, 1, grant_by(mallory(), &relay_key, 1, 2, 1, 5_000));
+    // An unsigned grant fares no better.
+    let mut unsigned = grant_by(mallory(), &relay_key, 1, 2, 1, 5_001);
+    let mut aes = videocall_types::AesPacket::parse_from_bytes(&unsigned.data).unwrap();
+    aes.signature.clear();
+    unsigned.data = aes.write_to_bytes().unwrap();
+    room.inject(10, 2, 1, unsigned);
+    let forged = packets::seal_media(&mut relay_key, "alice", &frame("the relay speaking as alice"), true).unwrap();
+    room.inject(10, 2, 1, forged);
+    room.settle(10);
+    let bob = room.member(2);
+    assert_eq!(bob.refusals(), vec![Refusal::BadSignature, Refusal::BadSignature]);
+    assert!(opened(bob).is_empty(), "nothing the relay sealed plays as Alice");
+    assert!(!bob.events.iter().any(|e| matches!(e, Event::MediaKey { .. })));
+    everyone_opens(&mut room, 20);
+}
+
+#[test]
+fn a_replayed_key_grant_and_replayed_frames_are_refused() {
+    let mut room = honest_room();
+    let since = room.forwarded.len();
+    room.member(1).state.seal(&frame("said once"), true).unwrap();
+    room.settle(10);
+    // What the relay kept: Alice's earlier grant to Bob, and her frame.
+    let kept_grant = room
+        .forwarded_to(2, 0)
+        .into_iter()
+        .find(|p| p.session_id == 1 && p.packet_type.enum_value() == Ok(PacketType::AES_KEY))
+        .unwrap();
+    let kept_frame = room.forwarded_to(2, since).into_iter().find(|p| p.session_id == 1).unwrap();
+    assert_eq!(opened(room.member(2)), vec![(1, "said once".to_owned())]);
+
+    // Carol leaves; everyone moves to fresh keys and time passes beyond the grace.
+    room.leave(3, 100);
+    room.settle(100);
+    let now = 100 + videocall_client::tunables::ROTATION_GRACE_MS + 1;
+    let bob_holds = room.member(2).state.peer_key_id(1);
+    room.member(2).events.clear();
+    room.inject(now, 2, 1, kept_grant.clone());
+    room.inject(now, 2, 1, kept_frame.clone());
+    room.settle(now);
+    let bob = room.member(2);
+    assert!(matches!(bob.refusals()[..], [Refusal::StaleCounter { .. }]), "{:?}", bob.events);
+    assert_eq!(bob.state.peer_key_id(1), bob_holds, "the old key is not installed again");
+    assert!(opened(bob).is_empty(), "the old frame does not play again");
+
+    // With the counter forged higher the signature fails; re-signed it cannot be.
+    let mut bumped = kept_grant;
+    let mut aes = videocall_types::AesPacket::parse_from_bytes(&bumped.data).unwrap();
+    aes.counter += 1_000;
+    bumped.data = aes.write_to_bytes().unwrap();
+    room.inject(now, 2, 1, bumped);
+    assert_eq!(room.member(2).refusals().last(), Some(&Refusal::BadSignature));
+    // And a replayed frame under the current key opens once only.
+    room.member(1).state.seal(&frame("fresh"), true).unwrap();
+    room.settle(now);
+    let fresh = room.forwarded.last().map(|(_, b)| PacketWrapper::parse_from_bytes(b).unwrap()).unwrap();
+    assert_eq!(opened(room.member(2)), vec![(1, "fresh".to_owned())]);
+    room.inject(now, 2, 1, fresh);
+    assert!(opened(room.member(2)).is_empty());
+    everyone_opens(&mut room, now + 1);
+}
+
+#[test]
+fn a_newcomer_cannot_open_what_was_sealed_before_it_joined() {
+    let mut room = honest_room();
+    let since = room.forwarded.len();
+    room.member(1).state.seal(&frame("before dave"), true).unwrap();
+    room.settle(10);
+    let before: Vec<PacketWrapper> = room.forwarded_to(2, since);
+    let alice_key = room.member(1).state.key_id();
+    room.join(4, "dave", 3);
+    room.settle(20);
+    // Alice stepped her key for the join: Dave holds the new one, not the old.
+    assert_eq!(room.member(1).state.key_id(), alice_key + 1);
+    assert_eq!(room.member(4).state.peer_key_id(1), Some(alice_key + 1));
+    // The relay hands Dave the frames sealed before he joined: none opens.
+    for packet in before {
+        room.inject(20, 4, 1, packet);
+    }
+    assert!(opened(room.member(4)).is_empty());
+    // Members who were there follow the ratchet without a new grant.
+    let grants_to_bob = room
+        .forwarded_to(2, since)
+        .into_iter()
+        .filter(|p| p.packet_type.enum_value() == Ok(PacketType::AES_KEY) && p.session_id != 4)
+        .count();
+    assert_eq!(grants_to_bob, 0, "a join costs existing members no key packets");
+    everyone_opens(&mut room, 30);
+}
+
+#[test]
+fn a_departed_member_cannot_open_what_is_sealed_after_it_left() {
+    let mut room = honest_room();
+    let mut carol = room.leave(3, 10);
+    room.settle(10);
+    let since = room.forwarded.len();
+    room.member(1).state.seal(&frame("after carol"), true).unwrap();
+    room.settle(11);
+    // Everything the relay forwarded to Bob since, handed to Carol (keys included): nothing
+    // opens for her.
+    for packet in room.forwarded_to(2, since) {
+        carol.state.handle_packet(11, packet);
+    }
+    carol.work(11);
+    carol.collect();
+    assert!(opened(&mut carol).is_empty());
+    assert_eq!(opened(room.member(2)), vec![(1, "after carol".to_owned())]);
+}
+
+/// In a browser, signing and unwrapping are asynchronous WebCrypto calls: packets wait behind
+/// an unsigned key packet, and frames that arrive while their key is unwrapped are held, so
+/// the first frames under a new key (the keyframe) are not lost.
+#[test]
+fn frames_wait_for_asynchronous_key_work_and_none_is_lost() {
+    let mut room = Room::default();
+    room.join(1, "alice", 0);
+    room.settle(0);
+    room.join(2, "bob", 1);
+    room.member(1).defer_work = true;
+    room.member(2).defer_work = true;
+    // Nothing leaves while the announcement is unsigned.
+    room.settle(0);
+    assert!(room.forwarded.is_empty());
+    // Step by step: sign, deliver, and let Alice send frames right after her grant.
+    for step in 0..6 {
+        room.member(2).work(step);
+        room.settle(step);
+        room.member(1).work(step);
+        room.member(1).state.seal(&frame(&format!("frame {step}")), step == 0).unwrap();
+        room.settle(step);
+    }
+    room.member(2).work(10);
+    room.member(2).collect();
+    let got: Vec<String> = opened(room.member(2)).into_iter().map(|(_, t)| t).collect();
+    let sent: Vec<String> = (0..6).map(|i| format!("frame {i}")).collect();
+    assert_eq!(got, sent, "every frame, in order, the first one held while its key was unwrapped");
+    let bob = room.member(2);
+    let lost = bob.events.iter().filter(|e| matches!(e, Event::Dropped { .. })).count();
+    assert_eq!(lost, 0, "{:?}", bob.events);
 }

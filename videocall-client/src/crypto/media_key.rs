@@ -3,6 +3,8 @@
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
+use hkdf::Hkdf;
+use sha2::Sha256;
 use rand_core::CryptoRngCore;
 use thiserror::Error;
 use videocall_types::EncryptedMedia;
@@ -36,6 +38,20 @@ impl KeyMaterial {
         out[..32].copy_from_slice(&self.key);
         out[32..].copy_from_slice(&self.salt);
         out
+    }
+
+    /// The next key on this sender's ratchet: HKDF-SHA256 of this one. Whoever holds a key can
+    /// step forward to the next; nobody can step back, so a newcomer given the next key cannot
+    /// open what was sealed before it.
+    pub fn ratchet(&self) -> Self {
+        let hkdf = Hkdf::<Sha256>::new(None, &self.to_bytes());
+        let mut next = [0u8; 36];
+        // 36 bytes is far below HKDF-SHA256's 8160-byte limit: expanding cannot fail.
+        let _ = hkdf.expand(b"videocall media ratchet v1", &mut next);
+        let mut material = Self { key: [0; 32], salt: [0; 4] };
+        material.key.copy_from_slice(&next[..32]);
+        material.salt.copy_from_slice(&next[32..]);
+        material
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
@@ -113,6 +129,11 @@ impl SenderKey {
 
     pub fn material(&self) -> &KeyMaterial {
         &self.material
+    }
+
+    /// The next key on the ratchet (see [`KeyMaterial::ratchet`]), under the next key id.
+    pub fn ratchet(&self) -> Self {
+        Self::new(self.key_id.wrapping_add(1), self.material.ratchet())
     }
 
     /// Seals one frame as `user` (the id the relay will stamp on it).

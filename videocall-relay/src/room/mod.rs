@@ -231,7 +231,7 @@ impl Room {
         let mut outbox = Outbox::new(self.config.outbox);
         let others = self.local.values().map(|s| &s.member).chain(self.remote.values().map(|r| &r.member));
         // A fresh outbox holds one control packet: this push cannot overflow.
-        let _ = outbox.push(presence::members(self.origin, others), PacketClass::Control);
+        let _ = outbox.push(presence::welcome(self.origin, &member, others), PacketClass::Control);
         self.outputs.push_back(RoomOutput::Wake(session));
 
         let joined = presence::joined(self.origin, &member);

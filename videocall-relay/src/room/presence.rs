@@ -77,6 +77,16 @@ pub fn members<'a>(origin: u64, members: impl IntoIterator<Item = &'a Member>) -
     wrap(origin, None, Event::Members(list))
 }
 
+/// What a session gets on joining: everyone else, and itself (clients sign their session).
+pub fn welcome<'a>(origin: u64, you: &Member, others: impl IntoIterator<Item = &'a Member>) -> Bytes {
+    let list = MemberList {
+        participants: others.into_iter().map(Member::to_proto).collect(),
+        you: Some(you.to_proto()).into(),
+        ..Default::default()
+    };
+    wrap(origin, None, Event::Members(list))
+}
+
 pub fn sync_request(origin: u64) -> Bytes {
     wrap(origin, None, Event::SyncRequest(true))
 }

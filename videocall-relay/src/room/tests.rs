@@ -149,6 +149,13 @@ impl Net {
     fn recv(&mut self, relay: usize, session: u64) -> Vec<Seen> {
         let mut out = Vec::new();
         self.relays[relay].drain(sid(session), &mut out, usize::MAX);
+        for packet in &out {
+            let w = PacketWrapper::parse_from_bytes(packet).unwrap();
+            if let Ok(PresencePacket { event: Some(Event::Members(l)), .. }) = PresencePacket::parse_from_bytes(&w.data)
+            {
+                assert_eq!(l.you.session_id, session, "the member list names its recipient");
+            }
+        }
         out.iter().map(decode).collect()
     }
 
