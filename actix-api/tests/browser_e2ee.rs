@@ -1,19 +1,23 @@
 //! End-to-end encryption as the relay and a hostile participant see it: what the relay
-//! forwards is ciphertext only, and tampered or replayed frames are dropped and counted while
-//! the call goes on.
+//! forwards is ciphertext only; tampered or replayed frames are dropped and counted while the
+//! call goes on; and a hostile relay (anyone holding the relays' bus key, publishing on the
+//! room's NATS subjects as a relay would) can neither slip a ghost key in nor substitute one
+//! without the page raising it.
 
 mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::web_client::{Participant, click, start_with_client, type_into, wait};
+use common::web_client::{Participant, click, start_with_client, start_with_client_and, type_into, wait};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use protobuf::Message as _;
 use rand_core::OsRng;
 use tokio_tungstenite::tungstenite::Message;
-use videocall_client::crypto::IdentityKey;
+use videocall_client::crypto::LocalIdentity;
+use videocall_client::crypto::statement::Envelope;
+use videocall_client::packets;
 use videocall_client::peers::PeerState;
 use videocall_types::{EncryptedMedia, MediaPacket, MediaType, PacketType, PacketWrapper};
 
@@ -86,6 +90,7 @@ async fn the_relay_forwards_only_ciphertext() {
 
 /// A participant that speaks the protocol natively: a real key exchange, then whatever it likes.
 struct Mallory {
+    identity: LocalIdentity,
     state: PeerState<OsRng>,
     ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 }
@@ -94,9 +99,10 @@ impl Mallory {
     async fn join(http: &str, room: &str) -> Self {
         let g = guest(http, room, "Mallory").await;
         let client = Client::join(http, &g).await;
-        let identity = IdentityKey::generate(&mut OsRng).unwrap();
-        let state = PeerState::new(OsRng, identity, &g.user).unwrap();
-        Self { state, ws: client.ws }
+        let identity = LocalIdentity::generate(&mut OsRng).unwrap();
+        let mut state = PeerState::new(OsRng, identity.public().clone());
+        state.restart(&g.user, &g.room);
+        Self { identity, state, ws: client.ws }
     }
 
     async fn flush(&mut self) {
@@ -112,6 +118,7 @@ impl Mallory {
             if let Message::Binary(bytes) = message {
                 let packet = PacketWrapper::parse_from_bytes(&bytes).unwrap();
                 self.state.handle_packet(0, packet);
+                self.state.work_locally(&self.identity, 0);
                 self.flush().await;
             }
         }
@@ -140,7 +147,7 @@ async fn tampered_and_replayed_frames_are_dropped_and_counted() {
     let mut mallory = Mallory::join(&server.http, "hostile").await;
     mallory.flush().await;
     mallory.pump(Duration::from_secs(3)).await;
-    assert!(mallory.state.peers().values().filter(|p| p.key.is_some()).count() == 2, "Mallory met both");
+    assert!(mallory.state.peers().values().filter(|p| p.identity.is_some()).count() == 2, "Mallory met both");
 
     // One honest message: delivered and shown.
     let honest = mallory.sealed_chat("hello from mallory");
@@ -185,6 +192,94 @@ async fn tampered_and_replayed_frames_are_dropped_and_counted() {
         p["name"] != "Ada" || p["frames_decoded"].as_u64().unwrap_or(0) > ada_frames + 15
     })
     .await;
+    ada.quit().await;
+    bob.quit().await;
+    server.stop().await;
+}
+
+/// What the page shows as the room safety code.
+async fn safety_code(p: &Participant) -> String {
+    let code = p.browser.eval("return document.querySelector('#safety-code')?.textContent ?? ''").await.unwrap();
+    code.as_str().unwrap_or_default().to_owned()
+}
+
+/// The relay as the attacker. It holds what every relay holds (the bus key, derived from the
+/// token secret) and publishes on the room's NATS subjects as a relay would: a key
+/// announcement from a session presence never reported (a ghost), and another identity
+/// announced as Ada's to Bob (a substitution). The ghost is refused and counted on every page;
+/// the substitution is an alarm on Ada in Bob's people list, and the room safety code, equal on
+/// every honest page, differs on Bob's once he accepts the substituted key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_relay_cannot_slip_in_a_ghost_key_or_substitute_one_unseen() {
+    use videocall_relay::bus::{self, BusKey};
+    use videocall_relay::{SessionId, TokenKey};
+    use videocall_types::RoomId;
+
+    let nats = testkit::NatsServer::start().unwrap();
+    let server = start_with_client_and(|c| c.relay.nats_url = Some(nats.url())).await;
+    let ada = Participant::join(&server.http, "overheard", "Ada", "websocket").await;
+    let bob = Participant::join(&server.http, "overheard", "Bob", "websocket").await;
+    let keyed = |p: &serde_json::Value| p["fingerprint"].is_string() && p["key_id"].is_u64();
+    let ada_stats = ada.wait_for_peers(1, Duration::from_secs(20), keyed).await;
+    let bob_stats = bob.wait_for_peers(1, Duration::from_secs(20), keyed).await;
+    let (ada_session, bob_session) = (ada_stats["session"].as_u64().unwrap(), bob_stats["session"].as_u64().unwrap());
+    let ada_user = bob_stats["peers"][0]["user"].as_str().unwrap().to_owned();
+    let honest = safety_code(&ada).await;
+    assert!(!honest.is_empty());
+    assert_eq!(safety_code(&bob).await, honest, "an honest room shows one code on every page");
+
+    let relay_identity = LocalIdentity::generate(&mut OsRng).unwrap();
+    let announcement = |session: u64, to: u64, user: &str| {
+        let envelope = Envelope { room: "overheard", sender_session: session, recipient_session: to, counter: 1 << 40 };
+        let unsigned = packets::announcement(relay_identity.public(), user, &envelope);
+        let signature = relay_identity.sign(&unsigned.message);
+        let mut packet = unsigned.finish(signature).unwrap();
+        (packet.session_id, packet.email) = (session, user.to_owned());
+        packet
+    };
+    let bus_key = BusKey::derive(&TokenKey::from_secret(b"test secret that is long enough for HS256").unwrap());
+    let room = RoomId::parse("overheard").unwrap();
+    let nats_client = async_nats::connect(nats.url()).await.unwrap();
+    let publish = |from: u64, packet: PacketWrapper| {
+        let subject = bus::subject(&room, SessionId::new(from));
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let sealed = bus_key.seal(&subject, now_ms, &packet.write_to_bytes().unwrap());
+        let client = nats_client.clone();
+        async move { client.publish(subject, sealed).await.unwrap() }
+    };
+    const GHOST: u64 = 909_090;
+    publish(GHOST, announcement(GHOST, 0, "ghost@relay.example")).await;
+    publish(ada_session, announcement(ada_session, bob_session, &ada_user)).await;
+    nats_client.flush().await.unwrap();
+
+    // The ghost: refused and shown as refused on both pages, and in nobody's list.
+    for p in [&ada, &bob] {
+        wait(&p.browser, "return !!document.querySelector('#refused-keys')", 15).await;
+        let stats = p.stats().await;
+        assert_eq!(stats["refused"]["unknown_session"], 1, "{}: {stats:#}", p.name);
+        assert_eq!(stats["peers"].as_array().unwrap().len(), 1, "{}: the ghost is not a person", p.name);
+    }
+    // The substitution: an alarm on Ada in Bob's list, nothing on Ada's page.
+    let alarm = format!("return !!document.querySelector('li[data-session=\"{ada_session}\"] .key-changed')");
+    wait(&bob.browser, &alarm, 15).await;
+    let relay_fingerprint = relay_identity.fingerprint().to_string();
+    let bob_stats = bob.stats().await;
+    assert_eq!(bob_stats["peers"][0]["key_changed"], relay_fingerprint.as_str());
+    assert_ne!(bob_stats["peers"][0]["fingerprint"], relay_fingerprint.as_str(), "the shown key stays Ada's");
+    assert_eq!(ada.browser.eval("return document.querySelectorAll('.key-changed').length").await.unwrap(), 0);
+    // Until Bob accepts, his page shows the honest code, and Ada's video keeps coming.
+    assert_eq!(safety_code(&bob).await, honest);
+    let frames = bob.stats().await["peers"][0]["frames_decoded"].as_u64().unwrap_or(0);
+    bob.wait_for_peers(1, Duration::from_secs(15), |p| p["frames_decoded"].as_u64().unwrap_or(0) > frames + 15).await;
+
+    // Bob accepts the substituted key: his code no longer matches Ada's, which is what a
+    // comparison by voice would catch.
+    click(&bob.browser, &format!("li[data-session=\"{ada_session}\"] .accept-key")).await;
+    let differs = format!("return document.querySelector('#safety-code')?.textContent !== {honest:?}");
+    wait(&bob.browser, &differs, 10).await;
+    assert_eq!(safety_code(&ada).await, honest);
+    assert_eq!(bob.stats().await["peers"][0]["fingerprint"], relay_fingerprint.as_str());
+
     ada.quit().await;
     bob.quit().await;
     server.stop().await;

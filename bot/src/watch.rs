@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use protobuf::Message as _;
 use rand_core::OsRng;
-use videocall_client::crypto::IdentityKey;
+use videocall_client::crypto::LocalIdentity;
 use videocall_client::peers::{Event, PeerState};
 use videocall_types::{MediaPacket, MediaType, PacketWrapper};
 
@@ -69,11 +69,12 @@ fn check_frame(media: &MediaPacket, user: &str, expected: Option<Codec>) -> Resu
 
 pub async fn run(args: WatchArgs) -> Result<()> {
     link::check_server(&args.server)?;
-    let identity = tokio::task::spawn_blocking(|| IdentityKey::generate(&mut OsRng)).await??;
+    let identity = tokio::task::spawn_blocking(|| LocalIdentity::generate(&mut OsRng)).await??;
     let http = reqwest::Client::new();
-    let (user, mut sender, mut receiver) =
+    let (user, room, mut sender, mut receiver) =
         crate::camera::connect(&http, &args.server, &args.room, &args.name, Transport::Websocket).await?;
-    let mut core = PeerState::new(OsRng, identity, &user)?;
+    let mut core = PeerState::new(OsRng, identity.public().clone());
+    core.restart(&user, &room);
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
     let (mut frames, mut keyframes, mut dropped) = (0u64, 0u64, 0u64);
@@ -91,7 +92,9 @@ pub async fn run(args: WatchArgs) -> Result<()> {
             Err(_) => bail!("only {frames} video frames ({keyframes} keyframes) opened in {} s", args.timeout),
         };
         let packet = PacketWrapper::parse_from_bytes(&bytes).context("a malformed packet from the relay")?;
-        core.handle_packet(started.elapsed().as_millis() as u64, packet);
+        let now = started.elapsed().as_millis() as u64;
+        core.handle_packet(now, packet);
+        core.work_locally(&identity, now);
         while let Some(event) = core.poll_event() {
             match event {
                 Event::Media { media, user, .. } if media.media_type.enum_value() == Ok(MediaType::VIDEO) => {
@@ -111,6 +114,9 @@ pub async fn run(args: WatchArgs) -> Result<()> {
                         frames += 1;
                         keyframes += u64::from(key);
                     }
+                }
+                Event::KeyChanged { session, fingerprint } => {
+                    tracing::warn!(session, %fingerprint, "a participant's key changed; it gets nothing from us");
                 }
                 Event::Dropped { .. } => dropped += 1,
                 _ => {}

@@ -74,9 +74,15 @@ pub enum Work {
 /// The answer to a [`Work`].
 #[derive(Debug)]
 pub enum Done {
-    Signed { id: u64, signature: Vec<u8> },
+    Signed {
+        id: u64,
+        signature: Vec<u8>,
+    },
     /// `None`: it did not open.
-    Unwrapped { id: u64, key: Option<KeyMaterial> },
+    Unwrapped {
+        id: u64,
+        key: Option<KeyMaterial>,
+    },
 }
 
 impl LocalIdentity {
@@ -228,6 +234,11 @@ impl<R: CryptoRngCore> PeerState<R> {
     /// The user id the relay stamps on our packets (bound into every sealed frame).
     pub fn user(&self) -> &str {
         &self.user
+    }
+
+    /// The room our signatures bind.
+    pub fn room(&self) -> &str {
+        &self.room
     }
 
     /// The room's safety code as we see it: everyone shown with an identity, and us.
@@ -413,7 +424,8 @@ impl<R: CryptoRngCore> PeerState<R> {
                 }
             }
             Some(Presence::Joined(p)) if self.session.is_some() => {
-                if self.add_peer(p, true)? {
+                let new = self.add_peer(p, true)?;
+                if new {
                     self.ratchet()?;
                 }
             }
@@ -547,7 +559,8 @@ impl<R: CryptoRngCore> PeerState<R> {
             Err(PacketError::Refused(Refusal::BadSignature)) => {
                 // Signed by the identity the user has not accepted yet: keep it for then.
                 let changed = peer.changed.as_ref();
-                if changed.is_some_and(|c| packets::read_key_grant(&packet, &self.room, ours, &self.fingerprint, c).is_ok())
+                if changed
+                    .is_some_and(|c| packets::read_key_grant(&packet, &self.room, ours, &self.fingerprint, c).is_ok())
                 {
                     self.held_grants.insert(session, packet);
                     return Err(Refusal::Unconfirmed.into());

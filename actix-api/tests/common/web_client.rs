@@ -55,18 +55,20 @@ impl ClientServer {
 
 /// actix-api serving the web client, with WebTransport in-process (once it is this test's turn).
 pub async fn start_with_client() -> ClientServer {
-    let turn = ONE_CALL_AT_A_TIME.lock().await;
-    let server = start_client_server().await;
-    let http = server.http.clone();
-    ClientServer { server, http, _turn: turn }
+    start_with_client_and(|_| {}).await
 }
 
-async fn start_client_server() -> WebTransportServer {
+/// The same, with the test configuration changed by `adjust` first (a NATS bus, say).
+pub async fn start_with_client_and(adjust: impl FnOnce(&mut Config)) -> ClientServer {
+    let turn = ONE_CALL_AT_A_TIME.lock().await;
     let mut config = Config::for_tests();
     let root = web_root();
     assert!(root.join("yew_ui_bg.wasm").is_file(), "no web client in {}: run `cargo xtask web` first", root.display());
     config.web_root = Some(root);
-    start_with_webtransport(config).await
+    adjust(&mut config);
+    let server = start_with_webtransport(config).await;
+    let http = server.http.clone();
+    ClientServer { server, http, _turn: turn }
 }
 
 /// A participant: its own browser and profile.

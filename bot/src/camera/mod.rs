@@ -30,7 +30,7 @@ use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use rand_core::OsRng;
 use tokio::sync::mpsc;
-use videocall_client::crypto::IdentityKey;
+use videocall_client::crypto::LocalIdentity;
 
 use crate::load::link::{self, LinkSender, Transport};
 pub use bench::{EncodeBenchArgs, run as run_encode_bench};
@@ -200,10 +200,10 @@ pub async fn run(args: CameraArgs) -> Result<()> {
     eprintln!("bot camera: capturing {}", opened.source);
     eprintln!("bot camera: encoding {} with {}", opened.codec, opened.encoder);
 
-    let identity = tokio::task::spawn_blocking(|| IdentityKey::generate(&mut OsRng))
+    let identity = tokio::task::spawn_blocking(|| LocalIdentity::generate(&mut OsRng))
         .await?
         .context("generating the identity key")?;
-    let mut session = Session::new(identity, &opened.codec, shared.force_key.clone())?;
+    let mut session = Session::new(identity, &opened.codec, shared.force_key.clone());
     // CPU from here on is the camera's, not the one-off RSA key.
     let cpu_before = cpu_seconds();
     eprintln!("bot camera: key fingerprint {}", session.fingerprint());
@@ -223,7 +223,7 @@ pub async fn run(args: CameraArgs) -> Result<()> {
     let mut counters = Counters::new()?;
     let encoder_name = opened.encoder.split(" (").next().unwrap_or_default().to_owned();
     loop {
-        let (user, mut sender, mut receiver) =
+        let (user, room, mut sender, mut receiver) =
             match session::connect(&http, &args.server, &args.room, &args.name, transport).await {
                 Ok(link) => link,
                 Err(e) if attempt == 0 => return Err(e.context(format!("joining {} at {}", args.room, args.server))),
@@ -234,7 +234,7 @@ pub async fn run(args: CameraArgs) -> Result<()> {
                     continue;
                 }
             };
-        session.restart(&user)?;
+        session.restart(&user, &room);
         if let Err(e) = session.flush(&mut sender).await {
             eprintln!("\nbot camera: connection lost while joining ({e:#}); reconnecting");
             tokio::time::sleep(Duration::from_millis(BACKOFF_MS[0])).await;

@@ -9,7 +9,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use protobuf::{Message as _, MessageField};
 use rand_core::OsRng;
-use videocall_client::crypto::IdentityKey;
+use videocall_client::crypto::LocalIdentity;
+use videocall_client::packets::PacketError;
 use videocall_client::peers::{Event, PeerState};
 use videocall_types::{HeartbeatMetadata, MediaPacket, MediaType, PacketWrapper, VideoMetadata};
 
@@ -33,6 +34,7 @@ pub fn wall_ms() -> f64 {
 }
 
 pub struct Session {
+    identity: LocalIdentity,
     core: PeerState<OsRng>,
     codec: String,
     sequence: u64,
@@ -43,9 +45,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(identity: IdentityKey, codec: &str, force_key: Arc<AtomicBool>) -> Result<Self> {
-        let core = PeerState::new(OsRng, identity, "bot").context("starting the key exchange")?;
-        Ok(Self { core, codec: codec.to_owned(), sequence: 0, started: Instant::now(), force_key, dropped: 0 })
+    pub fn new(identity: LocalIdentity, codec: &str, force_key: Arc<AtomicBool>) -> Self {
+        let core = PeerState::new(OsRng, identity.public().clone());
+        Self { identity, core, codec: codec.to_owned(), sequence: 0, started: Instant::now(), force_key, dropped: 0 }
     }
 
     pub fn peers(&self) -> usize {
@@ -60,12 +62,11 @@ impl Session {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Before each connection: the token's user id (bound into every frame), a new key,
-    /// nobody known yet.
-    pub fn restart(&mut self, user: &str) -> Result<()> {
-        self.core.restart(user).context("restarting the key exchange")?;
+    /// Before each connection: the token's user id (bound into every frame) and room (bound
+    /// into every signature), a new key, nobody known yet.
+    pub fn restart(&mut self, user: &str, room: &str) {
+        self.core.restart(user, room);
         while self.core.poll_event().is_some() {}
-        Ok(())
     }
 
     /// A packet from the relay.
@@ -74,13 +75,24 @@ impl Session {
             self.dropped += 1;
             return;
         };
-        self.core.handle_packet(self.now(), packet);
+        let now = self.now();
+        self.core.handle_packet(now, packet);
+        self.core.work_locally(&self.identity, now);
         while let Some(event) = self.core.poll_event() {
             match event {
                 // Someone new will need a keyframe once they hold our key.
                 Event::PeerKey { .. } => self.force_key.store(true, Ordering::Relaxed),
+                // Nobody is here to compare fingerprints again: a changed key is never accepted.
+                Event::KeyChanged { session, fingerprint } => {
+                    tracing::warn!(session, %fingerprint, "a participant's key changed; it gets nothing from us");
+                }
                 Event::Media { session, media, .. } => self.on_media(session, &media),
-                Event::Dropped { .. } => self.dropped += 1,
+                Event::Dropped { session, error } => {
+                    if let PacketError::Refused(refusal) = &error {
+                        tracing::warn!(session, %refusal, "refused a key packet");
+                    }
+                    self.dropped += 1;
+                }
                 _ => {}
             }
         }
@@ -140,14 +152,14 @@ impl Session {
 }
 
 /// Joins `room` with a fresh guest token (every (re)connection gets one): the user id the
-/// relay will stamp, and the link.
+/// relay will stamp, the room as it names it, and the link.
 pub async fn connect(
     http: &reqwest::Client,
     server: &str,
     room: &str,
     name: &str,
     transport: Transport,
-) -> Result<(String, LinkSender, LinkReceiver)> {
+) -> Result<(String, String, LinkSender, LinkReceiver)> {
     let token = guest_token(http, server, room, name).await?;
     let info = match transport {
         Transport::Webtransport => Some(WebTransportInfo::fetch(http, server).await?),
@@ -155,5 +167,5 @@ pub async fn connect(
     };
     let (sender, receiver) =
         crate::load::link::connect(transport, server, info.as_ref(), &token.websocket_path).await?;
-    Ok((token.user_id, sender, receiver))
+    Ok((token.user_id, token.room, sender, receiver))
 }

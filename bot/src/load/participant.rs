@@ -46,6 +46,8 @@ pub struct Participant {
 #[derive(Deserialize)]
 pub struct GuestToken {
     pub user_id: String,
+    /// The room as the relay names it: what end-to-end encryption signatures bind.
+    pub room: String,
     /// `/lobby/{user}/{room}?token=…`, for WebSocket and WebTransport alike.
     pub websocket_path: String,
 }

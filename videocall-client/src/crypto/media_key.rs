@@ -4,8 +4,8 @@
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use hkdf::Hkdf;
-use sha2::Sha256;
 use rand_core::CryptoRngCore;
+use sha2::Sha256;
 use thiserror::Error;
 use videocall_types::EncryptedMedia;
 

@@ -250,6 +250,10 @@ fn CallView(props: &CallViewProps) -> Html {
         let room = room.clone();
         Callback::from(move |text: String| room.chat(&text))
     };
+    let on_accept_key = {
+        let room = room.clone();
+        Callback::from(move |session: u64| room.accept_key_change(session))
+    };
     if let Connection::Closed { reason } = &state.connection {
         let rejoin = Callback::from(|_: MouseEvent| {
             if let Some(w) = web_sys::window() {
@@ -287,7 +291,7 @@ fn CallView(props: &CallViewProps) -> Html {
                 </section>
                 <aside>
                     if let Some(id) = &props.host_of { <HostPanel meeting={id.clone()} /> }
-                    <ParticipantList state={state.clone()} host={props.host.clone()} i_host={props.host_of.is_some()} />
+                    <ParticipantList state={state.clone()} host={props.host.clone()} i_host={props.host_of.is_some()} on_accept_key={on_accept_key} />
                     <ChatPanel lines={state.chat.clone()} on_send={on_chat} />
                     <Diagnostics state={state.clone()} />
                 </aside>

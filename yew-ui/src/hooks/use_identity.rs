@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use videocall_client::crypto::IdentityKey;
+use crate::services::identity::BrowserIdentity;
 use yew::prelude::*;
 
 use crate::services::identity;
@@ -11,7 +11,7 @@ use crate::services::identity;
 /// The key once generated (taken by the call when joining), or why it failed.
 #[derive(Clone, Default)]
 pub struct IdentitySlot {
-    pub key: Rc<RefCell<Option<IdentityKey>>>,
+    pub key: Rc<RefCell<Option<BrowserIdentity>>>,
     pub fingerprint: Option<String>,
     pub error: Option<String>,
     pub millis: Option<f64>,

@@ -75,6 +75,12 @@ impl RoomHandle {
             call.leave();
         }
     }
+
+    pub fn accept_key_change(&self, session: u64) {
+        if let Some(call) = self.call.as_ref() {
+            call.accept_key_change(session);
+        }
+    }
 }
 
 #[hook]

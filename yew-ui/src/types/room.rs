@@ -47,6 +47,8 @@ pub struct Participant {
     pub user: String,
     pub display_name: String,
     pub fingerprint: Option<String>,
+    /// A different key announced for them since (the fingerprint): an alarm until accepted.
+    pub key_changed: Option<String>,
     /// The media key id we hold for them.
     pub key_id: Option<u32>,
     pub audio_on: bool,
@@ -89,6 +91,11 @@ pub struct RoomState {
     pub connection: Connection,
     /// Something to tell the user once (the host muted them, say).
     pub notice: Option<String>,
+    /// The room safety code as this page sees it: the same on every page that sees the same
+    /// people with the same keys.
+    pub safety_code: String,
+    /// Key packets refused, by reason (`videocall_client::packets::Refusal::label`).
+    pub refused: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,10 +114,19 @@ pub enum RoomAction {
     Left {
         session: u64,
     },
+    /// Their key is shown (the first one, or a change the user accepted).
     PeerKey {
         session: u64,
         fingerprint: String,
     },
+    /// A different key for someone already shown.
+    KeyChanged {
+        session: u64,
+        fingerprint: String,
+    },
+    SafetyCode(String),
+    /// A key packet was refused, for this reason.
+    Refused(&'static str),
     PeerMediaKey {
         session: u64,
         key_id: u32,
@@ -156,6 +172,8 @@ impl RoomState {
             chat: Vec::new(),
             connection: Connection::Idle,
             notice: None,
+            safety_code: String::new(),
+            refused: BTreeMap::new(),
         }
     }
 
@@ -171,6 +189,7 @@ impl RoomState {
                     user: user.clone(),
                     display_name: String::new(),
                     fingerprint: None,
+                    key_changed: None,
                     key_id: None,
                     audio_on: true,
                     video_on: true,
@@ -191,8 +210,16 @@ impl RoomState {
             RoomAction::PeerKey { session, fingerprint } => {
                 if let Some(p) = self.participants.get_mut(&session) {
                     p.fingerprint = Some(fingerprint);
+                    p.key_changed = None;
                 }
             }
+            RoomAction::KeyChanged { session, fingerprint } => {
+                if let Some(p) = self.participants.get_mut(&session) {
+                    p.key_changed = Some(fingerprint);
+                }
+            }
+            RoomAction::SafetyCode(code) => self.safety_code = code,
+            RoomAction::Refused(reason) => *self.refused.entry(reason).or_default() += 1,
             RoomAction::PeerMediaKey { session, key_id } => {
                 if let Some(p) = self.participants.get_mut(&session) {
                     p.key_id = Some(key_id);
@@ -248,6 +275,17 @@ mod tests {
         assert_eq!(p.fingerprint.as_deref(), Some("ab12"));
         // A key for someone not (or no longer) here changes nothing.
         s.apply(RoomAction::PeerKey { session: 9, fingerprint: "x".into() });
+        assert!(!s.participants.contains_key(&9));
+        // A changed key is an alarm on the person until accepted; the shown key stays.
+        s.apply(RoomAction::KeyChanged { session: 7, fingerprint: "cd34".into() });
+        let p = &s.participants[&7];
+        assert_eq!((p.fingerprint.as_deref(), p.key_changed.as_deref()), (Some("ab12"), Some("cd34")));
+        s.apply(RoomAction::PeerKey { session: 7, fingerprint: "cd34".into() });
+        let p = &s.participants[&7];
+        assert_eq!((p.fingerprint.as_deref(), p.key_changed.as_deref()), (Some("cd34"), None));
+        s.apply(RoomAction::Refused("unknown_session"));
+        s.apply(RoomAction::Refused("unknown_session"));
+        assert_eq!(s.refused["unknown_session"], 2);
         s.apply(RoomAction::Left { session: 7 });
         assert!(s.participants.is_empty());
     }

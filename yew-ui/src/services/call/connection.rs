@@ -52,8 +52,8 @@ async fn target(inner: &Rc<Inner>) -> Result<Target, NoTarget> {
     let (grant, webtransport) = futures_util::future::join(grant(inner), api::webtransport_info()).await;
     let grant = grant?;
     let retry = |e: String| NoTarget::Retry(e);
-    // Sealed frames bind the user id the relay will stamp: this token's.
-    inner.core.borrow_mut().restart(&grant.user_id).map_err(|e| retry(e.to_string()))?;
+    // Sealed frames bind the user id the relay will stamp (this token's), signatures the room.
+    inner.core.borrow_mut().restart(&grant.user_id, &grant.room);
     super::incoming::drain_events(inner);
     let location = js::window().map_err(|e| retry(js::describe(&e)))?.location();
     let scheme = if location.protocol().unwrap_or_default() == "https:" { "wss" } else { "ws" };
@@ -141,8 +141,7 @@ fn on_incoming(weak: &Weak<Inner>, generation: u32, incoming: Incoming) {
     match incoming {
         Incoming::Packet(packet) => {
             inner.core.borrow_mut().handle_packet(js::now_ms() as u64, packet);
-            super::incoming::drain_events(&inner);
-            inner.flush();
+            inner.pump();
         }
         Incoming::Closed { code, reason } => {
             inner.transport.borrow_mut().take();
@@ -158,10 +157,11 @@ fn on_incoming(weak: &Weak<Inner>, generation: u32, incoming: Incoming) {
             }
             let reason = if reason.is_empty() { format!("connection lost (code {code})") } else { reason };
             // New session after the reconnect: forget peers, new key, announce again.
-            let user = inner.core.borrow().user().to_owned();
-            if let Err(e) = inner.core.borrow_mut().restart(&user) {
-                web_sys::console::error_1(&e.to_string().into());
-            }
+            let (user, room) = {
+                let core = inner.core.borrow();
+                (core.user().to_owned(), core.room().to_owned())
+            };
+            inner.core.borrow_mut().restart(&user, &room);
             super::incoming::drain_events(&inner);
             spawn_local(async move {
                 if backoff(&inner, reason).await {

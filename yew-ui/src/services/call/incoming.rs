@@ -42,9 +42,15 @@ pub struct PeerMedia {
 }
 
 pub fn drain_events(inner: &Rc<Inner>) {
+    // Whether who is shown, or with which key, changed: the safety code follows.
+    let mut people_changed = false;
     loop {
-        let Some(event) = inner.core.borrow_mut().poll_event() else { return };
+        let Some(event) = inner.core.borrow_mut().poll_event() else { break };
+        if matches!(event, Event::Welcomed { .. } | Event::PeerKey { .. } | Event::Left { .. }) {
+            people_changed = true;
+        }
         match event {
+            Event::Welcomed { .. } => {}
             Event::Joined { session } => {
                 let (user, display_name) = inner
                     .core
@@ -67,6 +73,14 @@ pub fn drain_events(inner: &Rc<Inner>) {
                 // They are about to get our media key: a keyframe lets them start at once.
                 super::outgoing::request_keyframes(inner);
             }
+            Event::KeyChanged { session, fingerprint } => {
+                let name =
+                    inner.core.borrow().peers().get(&session).map(|p| p.display_name.clone()).unwrap_or_default();
+                inner.dispatch(RoomAction::KeyChanged { session, fingerprint: fingerprint.to_string() });
+                inner.dispatch(RoomAction::Notice(format!(
+                    "{name}'s key changed: compare fingerprints again before accepting it"
+                )));
+            }
             Event::MediaKey { session, key_id } => {
                 inner.peers.borrow_mut().entry(session).or_default().key_at_ms.get_or_insert_with(js::now_ms);
                 inner.dispatch(RoomAction::PeerMediaKey { session, key_id });
@@ -83,6 +97,11 @@ pub fn drain_events(inner: &Rc<Inner>) {
                 inner.before_key.set(inner.before_key.get() + 1);
                 let _ = session;
             }
+            Event::Dropped { session, error: PacketError::Refused(refusal) } => {
+                *inner.refused.borrow_mut().entry(refusal.label()).or_default() += 1;
+                inner.dispatch(RoomAction::Refused(refusal.label()));
+                web_sys::console::warn_1(&format!("refused a key packet from session {session}: {refusal}").into());
+            }
             Event::Dropped { session, error } => {
                 inner.dropped.set(inner.dropped.get() + 1);
                 if let Some(peer) = inner.peers.borrow_mut().get_mut(&session) {
@@ -91,6 +110,10 @@ pub fn drain_events(inner: &Rc<Inner>) {
                 web_sys::console::debug_1(&format!("dropped a packet from {session}: {error}").into());
             }
         }
+    }
+    if people_changed {
+        let code = inner.core.borrow().safety_code().to_string();
+        inner.dispatch(RoomAction::SafetyCode(code));
     }
 }
 

@@ -20,11 +20,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use rand_core::OsRng;
-use videocall_client::crypto::IdentityKey;
 use videocall_client::peers::PeerState;
 use wasm_bindgen::prelude::*;
 use web_sys::{AudioContext, MediaStream};
 
+use super::identity::BrowserIdentity;
 use super::media::audio_out::AudioOut;
 use super::media::audio_send::AudioSender;
 use super::media::level::LevelMeter;
@@ -43,7 +43,7 @@ pub struct JoinRequest {
     pub meeting: Option<String>,
     pub display_name: String,
     pub preference: Preference,
-    pub identity: IdentityKey,
+    pub identity: BrowserIdentity,
     /// The camera and microphone, or `None` while they are still opening (`attach_stream`
     /// hands them over later: joining and receiving need neither).
     pub stream: Option<MediaStream>,
@@ -74,6 +74,8 @@ struct Inner {
     preference: Preference,
     dispatch: Dispatch,
     core: RefCell<PeerState<OsRng>>,
+    /// Signs and unwraps for the core; its private keys stay in WebCrypto.
+    identity: Rc<BrowserIdentity>,
     transport: RefCell<Option<Transport>>,
     /// Bumped per connection attempt: events from an older transport are ignored.
     generation: Cell<u32>,
@@ -86,8 +88,11 @@ struct Inner {
     peers: RefCell<HashMap<u64, PeerMedia>>,
     audio_out: RefCell<Option<Rc<AudioOut>>>,
     level: RefCell<Option<LevelMeter>>,
-    /// Packets the core refused (tampered, replayed, unknown key): counted, never fatal.
+    /// Packets the core could not use (tampered, replayed, unknown key): counted, never fatal.
     dropped: Cell<u64>,
+    /// Key packets the core refused (a session not in the room, a bad signature, a replay),
+    /// by reason: what a hostile relay would send.
+    refused: RefCell<std::collections::BTreeMap<&'static str, u64>>,
     /// Frames that arrived before their sender's key (joining races): not counted as dropped.
     before_key: Cell<u64>,
     /// `performance.now()` when the user pressed join.
@@ -114,7 +119,7 @@ impl Call {
     /// Starts joining: media first (so the first frames are ready when keys are), then the
     /// connection.
     pub fn join(request: JoinRequest, dispatch: Dispatch) -> Result<Self, String> {
-        let core = PeerState::new(OsRng, request.identity, "me").map_err(|e| e.to_string())?;
+        let core = PeerState::new(OsRng, request.identity.public().clone());
         dispatch(RoomAction::OwnKey { key_id: core.key_id() });
         super::js::mark("videocall:join");
         let inner = Rc::new(Inner {
@@ -124,6 +129,7 @@ impl Call {
             preference: request.preference,
             dispatch,
             core: RefCell::new(core),
+            identity: Rc::new(request.identity),
             transport: RefCell::new(None),
             generation: Cell::new(0),
             target: RefCell::new(None),
@@ -140,6 +146,7 @@ impl Call {
             audio_out: RefCell::new(None),
             level: RefCell::new(None),
             dropped: Cell::new(0),
+            refused: RefCell::default(),
             before_key: Cell::new(0),
             joined_at_ms: super::js::now_ms(),
             connected_at_ms: Cell::new(0.0),
@@ -189,6 +196,15 @@ impl Call {
 
     pub fn send_chat(&self, text: &str) {
         outgoing::send_chat(&self.inner, text);
+    }
+
+    /// The user compared again and accepts `session`'s new key.
+    pub fn accept_key_change(&self, session: u64) {
+        let result = self.inner.core.borrow_mut().accept_key_change(super::js::now_ms() as u64, session);
+        if let Err(e) = result {
+            web_sys::console::error_1(&e.to_string().into());
+        }
+        self.inner.pump();
     }
 
     pub fn local_stream(&self) -> Option<MediaStream> {
@@ -253,6 +269,24 @@ impl Call {
 }
 
 impl Inner {
+    /// After the core was handed something: its private-key work goes to WebCrypto (each
+    /// answer comes back here), its events to the page, its packets to the relay.
+    fn pump(self: &Rc<Self>) {
+        loop {
+            let Some(work) = self.core.borrow_mut().poll_work() else { break };
+            let (weak, identity) = (Rc::downgrade(self), self.identity.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let done = identity.perform(work).await;
+                if let Some(inner) = weak.upgrade() {
+                    inner.core.borrow_mut().complete(super::js::now_ms() as u64, done);
+                    inner.pump();
+                }
+            });
+        }
+        incoming::drain_events(self);
+        self.flush();
+    }
+
     /// Sends whatever the core has queued, if connected (key packets wait for a connection).
     fn flush(&self) {
         let transport = self.transport.borrow();
