@@ -3,188 +3,23 @@
 //! presence. Virtual time; no sockets. The hostile-relay tests at the end inject what a relay
 //! operator (or anyone who can publish on the room's bus) could.
 
+mod sim;
+
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use protobuf::Message as _;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
+use sim::{Member, ROOM, Room, identity, joined};
 use videocall_client::crypto::statement::Envelope;
 use videocall_client::crypto::{LocalIdentity, SenderKey};
-use videocall_client::packets::{self, PacketError, Refusal};
-use videocall_client::peers::{Event, PeerState};
-use videocall_types::{MediaPacket, MemberList, PacketWrapper, Participant, ParticipantLeft, PresencePacket};
-use videocall_types::{PacketType, presence_packet};
-
-const ROOM: &str = "room-1";
-
-/// Identities 0..5 (RSA-2048 generation is slow: made once, seeded).
-fn identity(n: usize) -> &'static LocalIdentity {
-    static KEYS: OnceLock<Vec<LocalIdentity>> = OnceLock::new();
-    let keys = KEYS.get_or_init(|| {
-        let mut rng = ChaCha20Rng::seed_from_u64(42);
-        (0..6).map(|_| LocalIdentity::generate(&mut rng).unwrap()).collect()
-    });
-    &keys[n]
-}
+use videocall_client::packets::{self, Refusal};
+use videocall_client::peers::Event;
+use videocall_types::{MediaPacket, PacketType, PacketWrapper};
 
 /// The relay's own identity, for the attacks.
 fn mallory() -> &'static LocalIdentity {
-    identity(5)
-}
-
-struct Member {
-    user: String,
-    key: usize,
-    state: PeerState<ChaCha20Rng>,
-    events: Vec<Event>,
-    /// When set, private-key work waits (as an asynchronous WebCrypto call would).
-    defer_work: bool,
-}
-
-#[derive(Default)]
-struct Room {
-    members: BTreeMap<u64, Member>,
-    /// Every packet the relay forwarded, as (recipient, bytes): what a relay sees.
-    forwarded: Vec<(u64, Vec<u8>)>,
-}
-
-fn presence(event: presence_packet::Event) -> PacketWrapper {
-    let mut p = PresencePacket::new();
-    p.event = Some(event);
-    let mut w = PacketWrapper::new();
-    w.packet_type = PacketType::PRESENCE.into();
-    w.data = p.write_to_bytes().unwrap();
-    w
-}
-
-fn participant(session: u64, user: &str) -> Participant {
-    let mut p = Participant::new();
-    p.session_id = session;
-    p.user_id = user.into();
-    p.display_name = user.to_uppercase();
-    p
-}
-
-fn joined(session: u64, user: &str) -> PacketWrapper {
-    presence(presence_packet::Event::Joined(participant(session, user)))
-}
-
-impl Member {
-    fn new(user: &str, key: usize, seed: u64) -> Self {
-        let mut state = PeerState::new(ChaCha20Rng::seed_from_u64(seed), identity(key).public().clone());
-        state.restart(user, ROOM);
-        Self { user: user.into(), key, state, events: Vec::new(), defer_work: false }
-    }
-
-    fn work(&mut self, now: u64) {
-        self.state.work_locally(identity(self.key), now);
-    }
-
-    fn collect(&mut self) {
-        while let Some(e) = self.state.poll_event() {
-            self.events.push(e);
-        }
-    }
-
-    /// Refusals of key packets, in order.
-    fn refusals(&self) -> Vec<Refusal> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Dropped { error: PacketError::Refused(r), .. } => Some(*r),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-impl Room {
-    fn join(&mut self, session: u64, user: &str, key: usize) {
-        self.enter(session, Member::new(user, key, session));
-    }
-
-    /// `member` (new, or back after a reconnect) gets the member list naming it; the others see
-    /// it join.
-    fn enter(&mut self, session: u64, mut member: Member) {
-        let user = member.user.clone();
-        let mut members = MemberList::new();
-        members.participants = self.members.iter().map(|(s, m)| participant(*s, &m.user)).collect();
-        members.you = Some(participant(session, &user)).into();
-        member.state.handle_packet(0, presence(presence_packet::Event::Members(members)));
-        for other in self.members.values_mut() {
-            other.state.handle_packet(0, joined(session, &user));
-        }
-        self.members.insert(session, member);
-    }
-
-    fn leave(&mut self, session: u64, now: u64) -> Member {
-        let gone = self.members.remove(&session).unwrap();
-        let mut left = ParticipantLeft::new();
-        left.participant = Some(participant(session, &gone.user)).into();
-        for other in self.members.values_mut() {
-            other.state.handle_packet(now, presence(presence_packet::Event::Left(left.clone())));
-        }
-        gone
-    }
-
-    fn member(&mut self, session: u64) -> &mut Member {
-        self.members.get_mut(&session).unwrap()
-    }
-
-    /// What the relay would deliver of `packet` from `from`: stamped, as bytes.
-    fn stamp(&self, from: u64, mut packet: PacketWrapper) -> Vec<u8> {
-        packet.email = self.members.get(&from).map(|m| m.user.clone()).unwrap_or_else(|| "mallory".into());
-        packet.session_id = from;
-        packet.write_to_bytes().unwrap()
-    }
-
-    /// The relay hands `to` a packet it made or kept, stamped as coming from `from`.
-    fn inject(&mut self, now: u64, to: u64, from: u64, packet: PacketWrapper) {
-        let bytes = self.stamp(from, packet);
-        let member = self.member(to);
-        member.state.handle_packet(now, PacketWrapper::parse_from_bytes(&bytes).unwrap());
-        member.collect();
-    }
-
-    /// Delivers everything queued until nobody has anything to send.
-    fn settle(&mut self, now: u64) {
-        loop {
-            let mut moved = false;
-            let sessions: Vec<u64> = self.members.keys().copied().collect();
-            for from in sessions {
-                let member = self.member(from);
-                if !member.defer_work {
-                    member.work(now);
-                }
-                while let Some(packet) = self.member(from).state.poll_transmit() {
-                    moved = true;
-                    let bytes = self.stamp(from, packet.clone());
-                    for (to, member) in self.members.iter_mut() {
-                        if *to != from && (packet.to_session_id == 0 || packet.to_session_id == *to) {
-                            self.forwarded.push((*to, bytes.clone()));
-                            member.state.handle_packet(now, PacketWrapper::parse_from_bytes(&bytes).unwrap());
-                        }
-                    }
-                }
-            }
-            for member in self.members.values_mut() {
-                member.collect();
-            }
-            if !moved {
-                return;
-            }
-        }
-    }
-
-    /// Packets the relay forwarded to `to` since `since`, parsed.
-    fn forwarded_to(&self, to: u64, since: usize) -> Vec<PacketWrapper> {
-        self.forwarded[since..]
-            .iter()
-            .filter(|(t, _)| *t == to)
-            .map(|(_, b)| PacketWrapper::parse_from_bytes(b).unwrap())
-            .collect()
-    }
+    identity(99)
 }
 
 fn frame(text: &str) -> MediaPacket {
