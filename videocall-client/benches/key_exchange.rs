@@ -78,7 +78,9 @@ fn operations() {
     let sign = per_call(200, || drop(me.sign(&statement)));
     let verify = per_call(200, || assert!(me_seen.verifies(&statement, &signature)));
     let wrap = per_call(200, || drop(them_seen.wrap(&mut OsRng, &material).unwrap()));
-    let unwrap = per_call(200, || drop(them.unwrap_key(&mut OsRng, &wrapped).unwrap()));
+    let unwrap = per_call(200, || {
+        them.unwrap_key(&mut OsRng, &wrapped).unwrap();
+    });
     // The same RSA-OAEP decryption unblinded, as before: what the blinding costs.
     let rsa = RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
     let ciphertext = RsaPublicKey::from(&rsa).encrypt(&mut OsRng, Oaep::new::<sha2::Sha256>(), &[1; 36]).unwrap();
