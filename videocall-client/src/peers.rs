@@ -39,7 +39,7 @@ use crate::crypto::{
     SenderKey,
 };
 use crate::packets::{self, PacketError, Refusal, Unsigned};
-use crate::tunables::{HELD_WHILE_UNWRAPPING, MAX_RATCHET_STEPS};
+use crate::tunables::{HELD_WHILE_UNWRAPPING, MAX_RATCHET_STEPS, MAX_REMEMBERED_DEPARTED};
 
 /// Another session in the room.
 #[derive(Debug, Clone)]
@@ -169,6 +169,9 @@ pub struct PeerState<R> {
     peers: BTreeMap<u64, Peer>,
     /// Identities of sessions that left, should presence report them back (a healed network).
     departed: HashMap<u64, PeerIdentity>,
+    /// Departed sessions, oldest first: past [`MAX_REMEMBERED_DEPARTED`] the oldest is
+    /// forgotten (a relay inventing members must not grow this without bound).
+    departed_order: VecDeque<u64>,
     /// The last counter accepted from each session and identity, kept after it leaves. Per
     /// identity, so packets signed by another key (a substitution) cannot move an honest
     /// sender's counter.
@@ -202,6 +205,7 @@ impl<R: CryptoRngCore> PeerState<R> {
             counter: 0,
             peers: BTreeMap::new(),
             departed: HashMap::new(),
+            departed_order: VecDeque::new(),
             counters: HashMap::new(),
             ring: KeyRing::default(),
             transmit: VecDeque::new(),
@@ -496,8 +500,19 @@ impl<R: CryptoRngCore> PeerState<R> {
     /// Forgets a member; true if it was here.
     fn remove_peer(&mut self, session: u64) -> bool {
         let Some(peer) = self.peers.remove(&session) else { return false };
+        if let Some(changed) = &peer.changed {
+            self.counters.remove(&(session, changed.fingerprint()));
+        }
         if let Some(identity) = peer.identity {
             self.departed.insert(session, identity);
+        }
+        self.departed_order.retain(|s| *s != session);
+        self.departed_order.push_back(session);
+        while self.departed_order.len() > MAX_REMEMBERED_DEPARTED {
+            let Some(oldest) = self.departed_order.pop_front() else { break };
+            self.departed.remove(&oldest);
+            self.counters.retain(|(s, _), _| *s != oldest);
+            self.ring.forget_entirely(oldest);
         }
         self.ring.forget(session);
         self.held.remove(&session);
@@ -539,9 +554,14 @@ impl<R: CryptoRngCore> PeerState<R> {
             }
             Some(shown) if shown.fingerprint() == fingerprint => {}
             Some(_) => {
-                if peer.changed.as_ref().map(PeerIdentity::fingerprint) != Some(fingerprint) {
+                let previous = peer.changed.as_ref().map(PeerIdentity::fingerprint);
+                if previous != Some(fingerprint) {
                     peer.changed = Some(identity);
                     self.events.push_back(Event::KeyChanged { session, fingerprint });
+                    // Only the latest changed identity is kept, and its counter with it.
+                    if let Some(previous) = previous {
+                        self.counters.remove(&(session, previous));
+                    }
                 }
             }
         }

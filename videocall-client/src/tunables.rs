@@ -25,3 +25,9 @@ pub const MAX_RATCHET_STEPS: u32 = 64;
 /// WebCrypto call in a browser, a few milliseconds): about three seconds of 30 fps video
 /// with audio, so the keyframe that follows a new key is not lost.
 pub const HELD_WHILE_UNWRAPPING: usize = 256;
+
+/// Sessions that left whose identity, counters and newest key id are remembered, should
+/// presence report them back (a healed network between relays): replays from them stay
+/// refused. Far more than the sessions a meeting sees; it bounds what a relay inventing
+/// members and departures can make a page keep.
+pub const MAX_REMEMBERED_DEPARTED: usize = 1024;

@@ -107,4 +107,10 @@ impl KeyRing {
     pub fn forget(&mut self, session: u64) {
         self.senders.remove(&session);
     }
+
+    /// Forgets a sender and its newest key id (long gone, to bound memory).
+    pub fn forget_entirely(&mut self, session: u64) {
+        self.senders.remove(&session);
+        self.newest.remove(&session);
+    }
 }
