@@ -85,7 +85,8 @@ async fn fresh() -> Result<JsValue, JsValue> {
 
 fn from_js(value: &JsValue) -> Result<BrowserIdentity, JsValue> {
     let bytes = |name: &str| -> Result<Vec<u8>, JsValue> {
-        Ok(Uint8Array::new(&js::get(value, name).dyn_into::<ArrayBuffer>()?).to_vec())
+        let buffer: ArrayBuffer = js::get(value, name).dyn_into()?;
+        Ok(Uint8Array::new(&buffer).to_vec())
     };
     Ok(BrowserIdentity {
         decrypt: js::get(value, "decrypt").dyn_into()?,
