@@ -186,6 +186,8 @@ pub struct PeerState<R> {
     held: HashMap<u64, VecDeque<PacketWrapper>>,
     /// The latest key grant signed by a changed identity, for when the user accepts it.
     held_grants: HashMap<u64, PacketWrapper>,
+    /// Key packets refused, by [`Refusal::label`].
+    refused: BTreeMap<&'static str, u64>,
 }
 
 impl<R: CryptoRngCore> PeerState<R> {
@@ -215,7 +217,13 @@ impl<R: CryptoRngCore> PeerState<R> {
             unwrapping: HashMap::new(),
             held: HashMap::new(),
             held_grants: HashMap::new(),
+            refused: BTreeMap::new(),
         }
+    }
+
+    /// Key packets refused so far, by reason ([`Refusal::label`]): what a hostile relay sent.
+    pub fn refused(&self) -> &BTreeMap<&'static str, u64> {
+        &self.refused
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
@@ -391,12 +399,20 @@ impl<R: CryptoRngCore> PeerState<R> {
             _ => Ok(()),
         };
         if let Err(error) = result {
-            self.events.push_back(Event::Dropped { session, error });
+            self.drop_packet(session, error);
         }
     }
 
     fn refuse(&mut self, session: u64, refusal: Refusal) {
-        self.events.push_back(Event::Dropped { session, error: PacketError::Refused(refusal) });
+        self.drop_packet(session, PacketError::Refused(refusal));
+    }
+
+    /// A packet we cannot use; a refused key packet is counted.
+    fn drop_packet(&mut self, session: u64, error: PacketError) {
+        if let PacketError::Refused(refusal) = &error {
+            *self.refused.entry(refusal.label()).or_default() += 1;
+        }
+        self.events.push_back(Event::Dropped { session, error });
     }
 
     fn on_media(&mut self, now: Millis, packet: PacketWrapper) {

@@ -285,6 +285,7 @@ fn a_ghost_announcement_is_refused_and_gets_no_key() {
     room.settle(10);
     assert_eq!(room.member(1).refusals(), vec![Refusal::UnknownSession]);
     assert_eq!(room.member(2).refusals(), vec![Refusal::UnknownSession]);
+    assert_eq!(room.member(2).state.refused().get("unknown_session"), Some(&1), "counted");
     for member in room.members.values() {
         assert!(!member.state.peers().contains_key(&66));
     }

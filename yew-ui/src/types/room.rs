@@ -94,7 +94,7 @@ pub struct RoomState {
     /// The room safety code as this page sees it: the same on every page that sees the same
     /// people with the same keys.
     pub safety_code: String,
-    /// Key packets refused, by reason (`videocall_client::packets::Refusal::label`).
+    /// Key packets refused, by reason (`videocall_client::peers::PeerState::refused`).
     pub refused: BTreeMap<&'static str, u64>,
 }
 
@@ -125,8 +125,8 @@ pub enum RoomAction {
         fingerprint: String,
     },
     SafetyCode(String),
-    /// A key packet was refused, for this reason.
-    Refused(&'static str),
+    /// Key packets refused so far, by reason.
+    Refused(BTreeMap<&'static str, u64>),
     PeerMediaKey {
         session: u64,
         key_id: u32,
@@ -219,7 +219,7 @@ impl RoomState {
                 }
             }
             RoomAction::SafetyCode(code) => self.safety_code = code,
-            RoomAction::Refused(reason) => *self.refused.entry(reason).or_default() += 1,
+            RoomAction::Refused(counts) => self.refused = counts,
             RoomAction::PeerMediaKey { session, key_id } => {
                 if let Some(p) = self.participants.get_mut(&session) {
                     p.key_id = Some(key_id);
@@ -283,8 +283,7 @@ mod tests {
         s.apply(RoomAction::PeerKey { session: 7, fingerprint: "cd34".into() });
         let p = &s.participants[&7];
         assert_eq!((p.fingerprint.as_deref(), p.key_changed.as_deref()), (Some("cd34"), None));
-        s.apply(RoomAction::Refused("unknown_session"));
-        s.apply(RoomAction::Refused("unknown_session"));
+        s.apply(RoomAction::Refused(BTreeMap::from([("unknown_session", 2)])));
         assert_eq!(s.refused["unknown_session"], 2);
         s.apply(RoomAction::Left { session: 7 });
         assert!(s.participants.is_empty());

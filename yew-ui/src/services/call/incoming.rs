@@ -98,8 +98,8 @@ pub fn drain_events(inner: &Rc<Inner>) {
                 let _ = session;
             }
             Event::Dropped { session, error: PacketError::Refused(refusal) } => {
-                *inner.refused.borrow_mut().entry(refusal.label()).or_default() += 1;
-                inner.dispatch(RoomAction::Refused(refusal.label()));
+                let counts = inner.core.borrow().refused().clone();
+                inner.dispatch(RoomAction::Refused(counts));
                 web_sys::console::warn_1(&format!("refused a key packet from session {session}: {refusal}").into());
             }
             Event::Dropped { session, error } => {

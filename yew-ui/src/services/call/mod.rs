@@ -90,9 +90,6 @@ struct Inner {
     level: RefCell<Option<LevelMeter>>,
     /// Packets the core could not use (tampered, replayed, unknown key): counted, never fatal.
     dropped: Cell<u64>,
-    /// Key packets the core refused (a session not in the room, a bad signature, a replay),
-    /// by reason: what a hostile relay would send.
-    refused: RefCell<std::collections::BTreeMap<&'static str, u64>>,
     /// Frames that arrived before their sender's key (joining races): not counted as dropped.
     before_key: Cell<u64>,
     /// `performance.now()` when the user pressed join.
@@ -146,7 +143,6 @@ impl Call {
             audio_out: RefCell::new(None),
             level: RefCell::new(None),
             dropped: Cell::new(0),
-            refused: RefCell::default(),
             before_key: Cell::new(0),
             joined_at_ms: super::js::now_ms(),
             connected_at_ms: Cell::new(0.0),

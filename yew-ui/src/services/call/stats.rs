@@ -96,7 +96,7 @@ pub fn json(inner: &Inner) -> String {
         "fingerprint": core.fingerprint().to_string(),
         "session": core.session(),
         "safety_code": core.safety_code().to_string(),
-        "refused": *inner.refused.borrow(),
+        "refused": core.refused(),
         "dropped": inner.dropped.get(),
         "before_key": inner.before_key.get(),
         "joined_at_ms": inner.joined_at_ms,
