@@ -540,12 +540,15 @@ impl<R: CryptoRngCore> PeerState<R> {
 
     /// Accepts `counter` from `session`, signed by `signer`, if it is past the last one.
     fn advance_counter(&mut self, session: u64, signer: Fingerprint, counter: u64) -> Result<(), Refusal> {
-        let last = self.counters.entry((session, signer)).or_default();
-        if counter <= *last {
-            return Err(Refusal::StaleCounter { counter, last: *last });
-        }
-        *last = counter;
+        self.check_counter(session, signer, counter)?;
+        self.counters.insert((session, signer), counter);
         Ok(())
+    }
+
+    /// Whether `counter` from `session`, signed by `signer`, is past the last one accepted.
+    fn check_counter(&self, session: u64, signer: Fingerprint, counter: u64) -> Result<(), Refusal> {
+        let last = self.counters.get(&(session, signer)).copied().unwrap_or(0);
+        if counter <= last { Err(Refusal::StaleCounter { counter, last }) } else { Ok(()) }
     }
 
     fn on_announcement(&mut self, packet: &PacketWrapper) -> Result<(), PacketError> {
@@ -605,10 +608,7 @@ impl<R: CryptoRngCore> PeerState<R> {
             }
             Err(e) => return Err(e),
         };
-        let last = self.counters.get(&(session, signer)).copied().unwrap_or(0);
-        if grant.counter <= last {
-            return Err(Refusal::StaleCounter { counter: grant.counter, last }.into());
-        }
+        self.check_counter(session, signer, grant.counter)?;
         self.ring.check(session, grant.key_id).map_err(Refusal::StaleKey)?;
         let pending = self.unwrapping.values().filter(|u| u.session == session).map(|u| u.key_id).max();
         if let Some(newest) = pending.filter(|&newest| grant.key_id <= newest) {
