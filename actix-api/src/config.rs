@@ -1,6 +1,7 @@
 //! Configuration: every option is a flag and an environment variable (`actix-api --help`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::Parser;
 use videocall_relay::cli::RelayArgs;
@@ -13,6 +14,40 @@ pub struct Config {
     /// Address to listen on for HTTP and WebSocket.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+
+    /// Address to listen on for HTTPS (the page, the API and WebSocket), so that browsers on
+    /// other computers get a secure context. The certificate: from an ACME CA with DOMAIN, the
+    /// operator's with TLS_CERT_FILE and TLS_KEY_FILE, else self-signed for this machine's names
+    /// and addresses (kept in STATE_DIR). With it, plain HTTP from other computers is redirected
+    /// here; on this machine (localhost) plain HTTP keeps working. `cargo xtask run` sets
+    /// `0.0.0.0:8443`. Unset: plain HTTP only (behind a proxy that terminates TLS, say).
+    #[arg(long, env = "HTTPS_LISTEN")]
+    pub https_listen: Option<SocketAddr>,
+
+    /// The site's domain (`meet.example.org`): a certificate for it from the ACME CA at
+    /// ACME_DIRECTORY, obtained at start-up and renewed by this server, used for HTTPS and
+    /// WebTransport. The CA checks the domain over plain HTTP (HTTP-01), so LISTEN_ADDR must be
+    /// reachable on port 80 under that name. Sets PUBLIC_URL unless given.
+    #[arg(long, env = "DOMAIN", conflicts_with = "tls_cert_file")]
+    pub domain: Option<String>,
+
+    /// The ACME CA's directory URL (default: Let's Encrypt).
+    #[arg(long, env = "ACME_DIRECTORY", default_value = crate::tls::acme::LETS_ENCRYPT)]
+    pub acme_directory: String,
+
+    /// An e-mail address the CA may write to about the certificate.
+    #[arg(long, env = "ACME_CONTACT")]
+    pub acme_contact: Option<String>,
+
+    /// A root certificate (PEM) to trust for the ACME directory, for a test CA such as Pebble.
+    /// Unset: the system's roots.
+    #[arg(long, env = "ACME_CA_FILE")]
+    pub acme_ca_file: Option<PathBuf>,
+
+    /// Where the server keeps its certificates (under `tls/`): default the directory of the
+    /// SQLite database file, else the working directory.
+    #[arg(long, env = "STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 
     /// Address of the metrics listener (GET /metrics, Prometheus text format). It is separate
     /// from LISTEN_ADDR so that a reverse proxy or Ingress in front of the site never exposes
@@ -141,11 +176,56 @@ impl Config {
             &mut self.oidc_client_secret,
             &mut self.public_url,
             &mut self.trusted_proxies,
+            &mut self.domain,
+            &mut self.acme_contact,
         ] {
             videocall_relay::cli::unset_if_empty(setting);
         }
+        if let (Some(domain), None, Some(https)) = (&self.domain, &self.public_url, self.https_listen) {
+            self.public_url = Some(match https.port() {
+                443 => format!("https://{domain}"),
+                port => format!("https://{domain}:{port}"),
+            });
+        }
         self.relay.normalize();
         self
+    }
+
+    /// Where certificates are kept: STATE_DIR, else the SQLite file's directory, else the
+    /// working directory.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        let file = self.database_url.strip_prefix("sqlite:").map(|f| f.trim_start_matches("//"));
+        match file.filter(|f| !f.starts_with(':') && !f.is_empty()).map(std::path::Path::new) {
+            Some(file) => file.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| ".".into(), PathBuf::from),
+            None => ".".into(),
+        }
+    }
+
+    /// Where the HTTPS certificate comes from; `None` without HTTPS_LISTEN.
+    pub fn site_tls(&self) -> anyhow::Result<Option<crate::tls::Source>> {
+        use crate::tls::{AcmeSettings, Source};
+        if self.https_listen.is_none() {
+            anyhow::ensure!(
+                self.domain.is_none(),
+                "DOMAIN needs HTTPS_LISTEN: the address its certificate is served on"
+            );
+            return Ok(None);
+        }
+        let dir = self.state_dir().join("tls");
+        Ok(Some(match (&self.domain, self.cert.identity_source()) {
+            (Some(domain), _) => Source::Acme(AcmeSettings {
+                domain: domain.clone(),
+                directory: self.acme_directory.clone(),
+                contact: self.acme_contact.clone(),
+                ca_file: self.acme_ca_file.clone(),
+                dir,
+            }),
+            (None, webtransport_server::IdentitySource::Files { cert, key }) => Source::Files { cert, key },
+            (None, webtransport_server::IdentitySource::SelfSigned { .. }) => Source::SelfSigned { dir },
+        }))
     }
 
     /// The defaults, listening on a free loopback port: what tests start.

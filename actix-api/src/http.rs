@@ -95,7 +95,7 @@ pub fn webtransport_url(state: &AppState, req: &HttpRequest) -> Option<String> {
     if let Some(url) = &state.config.webtransport_url {
         return Some(url.clone());
     }
-    let (port, _) = state.webtransport.as_ref()?;
+    let (port, _) = state.webtransport.get()?;
     let public_host = state.config.public_url.as_deref().and_then(|u| host_of(&url::Url::parse(u).ok()?));
     let name = match public_host {
         Some(host) => host,
@@ -128,7 +128,7 @@ async fn webtransport(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
     let certificate_hashes = match &state.config.webtransport_certificate_url {
         Some(from) => remote_hashes(&state, from).await,
         None => {
-            let hash = state.webtransport.as_ref().and_then(|(_, hash)| *hash.read());
+            let hash = state.webtransport.get().and_then(|(_, hash)| *hash.read());
             webtransport_server::certificate_hashes_json(hash)
         }
     };

@@ -10,6 +10,7 @@ mod error;
 mod http;
 mod oidc;
 mod outbound;
+pub mod tls;
 mod web_security;
 mod webapp;
 mod ws;
@@ -38,8 +39,11 @@ pub(crate) struct AppState {
     pub oidc: Option<oidc::Oidc>,
     /// For the server's own HTTP calls (a separate WebTransport relay's certificate hash).
     pub outbound: outbound::HttpClient,
-    /// The in-process WebTransport listener's port and certificate hash, when there is one.
-    pub webtransport: Option<(u16, SharedHash)>,
+    /// The in-process WebTransport listener's port and certificate hash, when there is one (set
+    /// once it listens, which is after the HTTP listeners when the certificate comes from ACME).
+    pub webtransport: std::sync::OnceLock<(u16, SharedHash)>,
+    /// The HTTPS listener's port, when there is one: plain HTTP from other computers goes there.
+    pub https_port: Option<u16>,
     /// Hashes of the inline scripts of the pages served (the web client's index.html, the
     /// diagnostics page), for their Content-Security-Policy.
     pub page_scripts: Vec<String>,
@@ -48,6 +52,10 @@ pub(crate) struct AppState {
 /// A started server.
 pub struct RunningServer {
     addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
+    site_certificate: Option<std::sync::Arc<tls::CurrentCertificate>>,
+    /// Renewal (ACME) or reloading (files) of the site certificate.
+    tls_task: Option<tokio::task::JoinHandle<()>>,
     metrics_addr: SocketAddr,
     metrics: actix_web::dev::ServerHandle,
     relay: Relay,
@@ -67,6 +75,46 @@ impl RunningServer {
         self.metrics_addr
     }
 
+    /// The HTTPS listener's address, when HTTPS_LISTEN is set.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    /// The certificate HTTPS presents now, when there is an HTTPS listener.
+    pub fn site_certificate(&self) -> Option<&tls::CurrentCertificate> {
+        self.site_certificate.as_deref()
+    }
+
+    /// What a person needs to join from this computer and from others: the addresses to open
+    /// and, for a self-signed certificate, its fingerprint to check the browser's warning against.
+    pub fn welcome(&self, public_url: Option<&str>) -> String {
+        let mut lines = Vec::new();
+        let port_suffix = |port: u16, default: u16| if port == default { String::new() } else { format!(":{port}") };
+        let local = match self.addr.ip() {
+            ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+            ip => ip,
+        };
+        lines.push(format!("open http://{}/ on this computer", SocketAddr::new(local, self.addr.port())));
+        if let (Some(https), Some(certificate)) = (self.https_addr, &self.site_certificate) {
+            let suffix = port_suffix(https.port(), 443);
+            match public_url {
+                Some(url) => lines.push(format!("open {url} anywhere")),
+                None if https.ip().is_unspecified() => {
+                    for address in tls::self_signed::network_addresses() {
+                        let host = match address {
+                            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                            v4 => v4.to_string(),
+                        };
+                        lines.push(format!("open https://{host}{suffix}/ on another computer of this network"));
+                    }
+                }
+                None => lines.push(format!("open https://{https}/ on another computer")),
+            }
+            lines.push(format!("certificate SHA-256 fingerprint {}", certificate.fingerprint()));
+        }
+        lines.iter().map(|l| format!("videocall: {l}\n")).collect()
+    }
+
     pub fn relay(&self) -> &Relay {
         &self.relay
     }
@@ -79,6 +127,9 @@ impl RunningServer {
     /// Stops accepting, closes connections, and waits for the workers to finish.
     pub async fn stop(self) {
         self.purge.abort();
+        if let Some(task) = self.tls_task {
+            task.abort();
+        }
         if let Some(webtransport) = self.webtransport {
             webtransport.stop().await;
         }
@@ -145,14 +196,18 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         prometheus_client::metrics::counter::Counter,
     >::default();
     registry.register("api_errors", "API requests answered with an error, by status", api_errors.clone());
-    let webtransport = match config.webtransport_listen {
+    let mut site_tls = config.site_tls()?.map(tls::SiteTls::load).transpose()?;
+    let https_listener = match config.https_listen {
         Some(listen) => {
-            let options = config.cert.options(listen, &config.relay);
-            Some(webtransport_server::serve(relay.clone(), tokens.clone(), options).await?)
+            let listener =
+                std::net::TcpListener::bind(listen).with_context(|| format!("binding the HTTPS listener {listen}"))?;
+            listener.set_nonblocking(true)?;
+            Some(listener)
         }
         None => None,
     };
-    let webtransport_info = webtransport.as_ref().map(|w| (w.local_addr().port(), w.shared_hash()));
+    let https_addr = https_listener.as_ref().map(std::net::TcpListener::local_addr).transpose()?;
+    let challenges = web::Data::new(tls::Challenges::default());
     let oidc = match (&config.oidc_issuer_url, &config.oidc_client_id) {
         (Some(issuer), Some(client_id)) => Some(oidc::Oidc::new(
             oidc::OidcConfig {
@@ -168,6 +223,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         _ => None,
     };
     let purge_store = store.clone();
+    let tokens_for_webtransport = tokens.clone();
     let mut page_scripts = web_security::inline_script_hashes(http::DIAGNOSTICS_PAGE);
     if let Some(root) = &config.web_root {
         webapp::check(root)?;
@@ -178,18 +234,21 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let state = web::Data::new(AppState {
         relay: relay.clone(),
         sessions: api::session::SessionKey::new(&tokens, config.session_ttl_secs),
-        tokens,
+        tokens: tokens.clone(),
         config: config.clone(),
         registry,
         store,
         limits,
         oidc,
         outbound: outbound::HttpClient::new()?,
-        webtransport: webtransport_info,
+        webtransport: std::sync::OnceLock::new(),
+        https_port: https_addr.map(|a| a.port()),
         page_scripts,
     });
 
     let web_root = config.web_root.clone();
+    let app_state = state.clone();
+    let app_challenges = challenges.clone();
     let metrics_state = state.clone();
     let metrics = HttpServer::new(move || App::new().app_data(metrics_state.clone()).configure(http::metrics_routes))
         .workers(1)
@@ -203,13 +262,16 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     tokio::spawn(metrics);
     let mut server = HttpServer::new(move || {
         App::new()
-            .app_data(state.clone())
+            .app_data(app_state.clone())
+            .app_data(app_challenges.clone())
             .app_data(web::JsonConfig::default().limit(4096).error_handler(error::json_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .wrap(actix_web::middleware::from_fn(web_security::same_site_writes))
             .wrap(actix_web::middleware::from_fn(error::count_errors(api_errors.clone())))
             .wrap(actix_web::middleware::from_fn(web_security::page_security))
             .wrap(web_security::headers())
+            .wrap(actix_web::middleware::from_fn(tls::plain_http_redirect))
+            .configure(tls::acme::routes)
             .configure(api::routes)
             .configure(oidc::routes)
             .configure(http::routes)
@@ -230,14 +292,62 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     if let Some(workers) = config.workers {
         server = server.workers(workers);
     }
-    let server = server.bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+    let mut server = server.bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let addr = server.addrs().first().copied().context("no bound address")?;
+    if let (Some(listener), Some(site)) = (https_listener, &site_tls) {
+        server =
+            server.listen_rustls_0_23(listener, tls::server_config(site.current.clone())).context("serving HTTPS")?;
+    }
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(server);
+    // With the listeners up: the ACME CA can fetch its challenge, and WebTransport can use the
+    // certificate it issued.
+    let started = async {
+        let tls_task = match site_tls.as_mut() {
+            Some(site) => site.keep_current(&challenges).await?,
+            None => None,
+        };
+        let webtransport = match config.webtransport_listen {
+            Some(listen) => {
+                let mut cert = config.cert.clone();
+                if let Some((trusted_cert, trusted_key)) = site_tls.as_ref().and_then(tls::SiteTls::trusted_files) {
+                    cert.tls_cert_file = Some(trusted_cert);
+                    cert.tls_key_file = Some(trusted_key);
+                }
+                let options = cert.options(listen, &config.relay);
+                Some(webtransport_server::serve(relay.clone(), tokens_for_webtransport, options).await?)
+            }
+            None => None,
+        };
+        anyhow::Ok((tls_task, webtransport))
+    };
+    let (tls_task, webtransport) = match started.await {
+        Ok(started) => started,
+        Err(e) => {
+            metrics_handle.stop(false).await;
+            handle.stop(false).await;
+            return Err(e);
+        }
+    };
+    if let Some(w) = &webtransport {
+        let _ = state.webtransport.set((w.local_addr().port(), w.shared_hash()));
+    }
     let purge = tokio::spawn(purge_revocations(purge_store));
-    tracing::info!(%addr, %metrics_addr, bus = relay.bus_kind(), "actix-api listening");
-    Ok(RunningServer { addr, metrics_addr, metrics: metrics_handle, relay, handle, task, webtransport, purge })
+    tracing::info!(%addr, ?https_addr, %metrics_addr, bus = relay.bus_kind(), "actix-api listening");
+    Ok(RunningServer {
+        addr,
+        https_addr,
+        site_certificate: site_tls.map(|s| s.current),
+        tls_task,
+        metrics_addr,
+        metrics: metrics_handle,
+        relay,
+        handle,
+        task,
+        webtransport,
+        purge,
+    })
 }
 
 /// Forgets, every hour, revocations of tokens that have expired anyway.

@@ -9,6 +9,8 @@ async fn main() -> Result<()> {
         println!("{}", actix_api::kiosk_token(&config, room)?);
         return Ok(());
     }
+    let public_url = config.clone().normalized().public_url;
     let server = actix_api::start(config).await?;
+    print!("{}", server.welcome(public_url.as_deref()));
     server.run_until_signal().await
 }

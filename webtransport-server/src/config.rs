@@ -11,15 +11,15 @@ use crate::{IdentitySource, WebTransportOptions};
 
 #[derive(Debug, Clone, Args)]
 pub struct CertArgs {
-    /// Certificate chain (PEM) for WebTransport. Unset: a self-signed development certificate
-    /// (ECDSA P-256, valid 13 days) whose hash browsers get from actix-api's
-    /// /api/v1/webtransport (single node) or the standalone relay's /certificate. Reloaded when
-    /// the file changes or on SIGHUP.
-    #[arg(long, env = "TLS_CERT_FILE", requires = "tls_key_file", value_parser = path_or_empty)]
+    /// Certificate chain (PEM) for WebTransport (and for actix-api's HTTPS_LISTEN). Unset: a
+    /// self-signed development certificate (ECDSA P-256, valid 13 days) whose hash browsers get
+    /// from actix-api's /api/v1/webtransport (single node) or the standalone relay's
+    /// /certificate. Reloaded when the file changes or on SIGHUP.
+    #[arg(long, alias = "tls-cert", env = "TLS_CERT_FILE", requires = "tls_key_file", value_parser = path_or_empty)]
     pub tls_cert_file: Option<PathBuf>,
 
     /// Private key (PEM) for TLS_CERT_FILE.
-    #[arg(long, env = "TLS_KEY_FILE", requires = "tls_cert_file", value_parser = path_or_empty)]
+    #[arg(long, alias = "tls-key", env = "TLS_KEY_FILE", requires = "tls_cert_file", value_parser = path_or_empty)]
     pub tls_key_file: Option<PathBuf>,
 
     /// Names the self-signed certificate is issued for, comma-separated.
