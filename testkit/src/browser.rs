@@ -9,8 +9,8 @@ use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const CHROMIUM: &str = "/usr/lib/chromium/chromium";
 
@@ -30,19 +30,47 @@ impl Drop for Chromium {
 
 pub struct Browser {
     _chromium: Chromium,
-    /// The page's DevTools connection and the last command id.
-    page: tokio::sync::Mutex<(WebSocketStream<MaybeTlsStream<TcpStream>>, u64)>,
+    /// The browser's DevTools connection, the last command id, and the page's session.
+    devtools: tokio::sync::Mutex<(WebSocketStream<TcpStream>, u64)>,
+    page_session: String,
+}
+
+/// How to start a browser beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchOptions {
+    /// Run Chromium on this host (a network namespace of the test's) rather than this one.
+    pub host: Option<crate::Host>,
+    /// More command-line switches (host resolver rules, say).
+    pub args: Vec<String>,
+    /// CA certificates (DER) the browser trusts besides the system's, as a person who installed
+    /// them would: they go into the NSS database of the browser's own home directory.
+    pub trusted_roots: Vec<Vec<u8>>,
 }
 
 impl Browser {
     /// Starts headless Chromium with a fresh profile and connects to its first page.
     pub async fn launch() -> Result<Self> {
+        Self::launch_with(LaunchOptions::default()).await
+    }
+
+    /// The same, with `options`.
+    pub async fn launch_with(options: LaunchOptions) -> Result<Self> {
         // A profile nobody used before: a stale DevToolsActivePort would point at a dead port.
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let profile = std::env::temp_dir().join(format!("chromium-profile-{}-{nanos}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
         std::fs::create_dir_all(&profile)?;
-        let process = Command::new(CHROMIUM)
+        let mut command = match &options.host {
+            Some(host) => host.command(CHROMIUM),
+            None => Command::new(CHROMIUM),
+        };
+        if !options.trusted_roots.is_empty() {
+            // Chromium reads the user's trust settings from ~/.pki/nssdb.
+            let home = profile.join("home");
+            trust_roots(&home.join(".pki/nssdb"), &options.trusted_roots)?;
+            command.env("HOME", &home);
+        }
+        let process = command
             .args([
                 "--headless=new",
                 "--no-sandbox",
@@ -60,6 +88,7 @@ impl Browser {
                 "--window-size=1280,800",
                 "--remote-debugging-port=0",
             ])
+            .args(&options.args)
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             .stdout(Stdio::null())
@@ -67,28 +96,49 @@ impl Browser {
             .spawn()
             .context("starting Chromium (apt-get install chromium)")?;
         let chromium = Chromium { process, profile };
-        let port = devtools_port(&chromium.profile).await?;
-        let targets = page_targets(port).await?;
-        let page_url = targets
+        let (port, path) = devtools_endpoint(&chromium.profile).await?;
+        let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let stream = match &options.host {
+            Some(host) => {
+                let host = host.clone();
+                let stream = tokio::task::spawn_blocking(move || host.connect(to)).await??;
+                stream.set_nonblocking(true)?;
+                TcpStream::from_std(stream)?
+            }
+            None => TcpStream::connect(to).await.context("connecting to DevTools")?,
+        };
+        let (ws, _) = tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}{path}"), stream)
+            .await
+            .context("connecting to the browser")?;
+        let mut browser =
+            Self { _chromium: chromium, devtools: tokio::sync::Mutex::new((ws, 0)), page_session: String::new() };
+        let targets = browser.send(None, "Target.getTargets", json!({})).await?;
+        let page = targets["targetInfos"]
             .as_array()
             .and_then(|t| t.iter().find(|t| t["type"] == "page"))
-            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .and_then(|t| t["targetId"].as_str())
             .context("no page target")?
             .to_owned();
-        let (ws, _) = tokio_tungstenite::connect_async(page_url).await.context("connecting to the page")?;
-        Ok(Self { _chromium: chromium, page: tokio::sync::Mutex::new((ws, 0)) })
+        let attached = browser.send(None, "Target.attachToTarget", json!({"targetId": page, "flatten": true})).await?;
+        browser.page_session = attached["sessionId"].as_str().context("no page session")?.to_owned();
+        Ok(browser)
     }
 
-    /// Sends one DevTools command and waits for its answer (events in between are skipped).
-    async fn command(&self, method: &str, params: Value) -> Result<Value> {
-        let mut page = self.page.lock().await;
-        page.1 += 1;
-        let id = page.1;
-        page.0.send(Message::Text(json!({"id": id, "method": method, "params": params}).to_string().into())).await?;
+    /// Sends one DevTools command (to the page's session, or the browser's) and waits for its
+    /// answer (events in between are skipped).
+    async fn send(&self, session: Option<&str>, method: &str, params: Value) -> Result<Value> {
+        let mut devtools = self.devtools.lock().await;
+        devtools.1 += 1;
+        let id = devtools.1;
+        let mut message = json!({"id": id, "method": method, "params": params});
+        if let Some(session) = session {
+            message["sessionId"] = json!(session);
+        }
+        devtools.0.send(Message::Text(message.to_string().into())).await?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let message =
-                tokio::time::timeout_at(deadline.into(), page.0.next()).await.context("DevTools timed out")?;
+                tokio::time::timeout_at(deadline.into(), devtools.0.next()).await.context("DevTools timed out")?;
             let Some(Ok(Message::Text(text))) = message else { continue };
             let value: Value = serde_json::from_str(&text)?;
             if value["id"] == id {
@@ -98,6 +148,11 @@ impl Browser {
                 return Ok(value["result"].clone());
             }
         }
+    }
+
+    /// A command to the page.
+    async fn command(&self, method: &str, params: Value) -> Result<Value> {
+        self.send(Some(&self.page_session), method, params).await
     }
 
     pub async fn goto(&self, url: &str) -> Result<()> {
@@ -144,29 +199,42 @@ impl Browser {
 
     /// Closes Chromium.
     pub async fn quit(self) {
-        let _ = self.command("Browser.close", json!({})).await;
+        let _ = self.send(None, "Browser.close", json!({})).await;
     }
 }
 
-/// The browser's targets, once its DevTools endpoint answers.
-async fn page_targets(port: u16) -> Result<Value> {
-    let started = Instant::now();
-    loop {
-        match reqwest::get(format!("http://127.0.0.1:{port}/json/list")).await {
-            Ok(response) => return Ok(response.json().await?),
-            Err(e) if started.elapsed() > Duration::from_secs(20) => return Err(e).context("DevTools endpoint"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
+/// A new NSS database at `db` in which `roots` are trusted to issue server certificates
+/// (`certutil`, Debian's libnss3-tools).
+fn trust_roots(db: &std::path::Path, roots: &[Vec<u8>]) -> Result<()> {
+    let certutil = crate::find_program("certutil").context("certutil is missing (apt-get install libnss3-tools)")?;
+    std::fs::create_dir_all(db)?;
+    let database = format!("sql:{}", db.display());
+    let run = |args: &[&str]| -> Result<()> {
+        let output = Command::new(&certutil).args(args).output().context("running certutil")?;
+        anyhow::ensure!(output.status.success(), "certutil {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        Ok(())
+    };
+    run(&["-N", "--empty-password", "-d", &database])?;
+    for (n, root) in roots.iter().enumerate() {
+        let file = db.join(format!("root-{n}.der"));
+        std::fs::write(&file, root)?;
+        let name = format!("test root {n}");
+        run(&["-A", "-t", "C,,", "-n", &name, "-i", &file.to_string_lossy(), "-d", &database])?;
     }
+    Ok(())
 }
 
-/// Chromium writes the port it picked to `DevToolsActivePort` in the profile.
-async fn devtools_port(profile: &std::path::Path) -> Result<u16> {
+/// Chromium writes the port it picked and the browser's DevTools path to `DevToolsActivePort`
+/// in the profile.
+async fn devtools_endpoint(profile: &std::path::Path) -> Result<(u16, String)> {
     let file = profile.join("DevToolsActivePort");
     let started = Instant::now();
     loop {
-        if let Some(port) = std::fs::read_to_string(&file).ok().and_then(|s| s.lines().next()?.parse().ok()) {
-            return Ok(port);
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let mut lines = text.lines();
+            if let (Some(Ok(port)), Some(path)) = (lines.next().map(str::parse), lines.next()) {
+                return Ok((port, path.to_owned()));
+            }
         }
         if started.elapsed() > Duration::from_secs(30) {
             bail!("Chromium did not open its DevTools port");

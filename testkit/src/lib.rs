@@ -7,12 +7,18 @@
 mod browser;
 mod lossy;
 mod nats;
+mod netns;
+mod pebble;
 mod postgres;
+mod tls;
 
-pub use browser::Browser;
+pub use browser::{Browser, LaunchOptions};
 pub use lossy::{LinkConfig, LinkCounters, LossyLink};
 pub use nats::{NatsCluster, NatsSecurity, NatsServer};
+pub use netns::{Host, TwoHosts};
+pub use pebble::Pebble;
 pub use postgres::{PostgresServer, ThrowawayDatabase, postgres_binaries};
+pub use tls::{https_client, presented_certificate, spki_sha256_base64};
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -35,6 +41,14 @@ pub fn free_port() -> u16 {
     // Binding port 0 on loopback only fails if the machine has no loopback.
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("loopback must be available to tests")
+}
+
+/// A UDP port nothing is bound to right now.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
         .map(|a| a.port())
         .expect("loopback must be available to tests")
 }

@@ -87,9 +87,16 @@ impl IdentityWatch {
     }
 }
 
-/// SHA-256 of the leaf certificate, as `serverCertificateHashes` wants it.
-pub fn certificate_hash(identity: &Identity) -> Option<[u8; 32]> {
-    identity.certificate_chain().as_slice().first().map(|c| *c.hash().as_ref())
+/// SHA-256 of the leaf certificate, as `serverCertificateHashes` wants it, for the
+/// self-signed certificate only: a certificate from files is one browsers trust (a CA's), and
+/// Chrome refuses to pin one valid longer than 14 days anyway.
+pub fn certificate_hash(source: &IdentitySource, identity: &Identity) -> Option<[u8; 32]> {
+    match source {
+        IdentitySource::SelfSigned { .. } => {
+            identity.certificate_chain().as_slice().first().map(|c| *c.hash().as_ref())
+        }
+        IdentitySource::Files { .. } => None,
+    }
 }
 
 /// The current certificate's hash, shared with whoever tells browsers about it.

@@ -125,7 +125,7 @@ pub async fn serve(relay: Relay, tokens: TokenKey, options: WebTransportOptions)
     // Stamped before loading, so files changed while loading are loaded again.
     let watch = options.identity.watch();
     let identity = options.identity.load().await?;
-    let hash: SharedHash = Arc::new(RwLock::new(cert::certificate_hash(&identity)));
+    let hash: SharedHash = Arc::new(RwLock::new(cert::certificate_hash(&options.identity, &identity)));
     let endpoint = Endpoint::server(server_config(&options, identity)?)
         .with_context(|| format!("binding WebTransport on udp {}", options.listen))?;
     let addr = endpoint.local_addr().context("reading the bound address")?;
@@ -170,7 +170,7 @@ async fn reload_identity(
         }
         let reloaded = async {
             let identity = options.identity.load().await?;
-            let new_hash = cert::certificate_hash(&identity);
+            let new_hash = cert::certificate_hash(&options.identity, &identity);
             endpoint.reload_config(server_config(&options, identity)?, false).context("applying the certificate")?;
             *hash.write() = new_hash;
             anyhow::Ok(())

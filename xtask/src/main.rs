@@ -102,24 +102,25 @@ pub fn status(cmd: &mut Command) -> Result<()> {
 fn run(args: Vec<String>) -> Result<()> {
     let web_root = web::build()?;
     status(cargo().args(["build", "--release", "--locked", "-p", "actix-api"]))?;
-    let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    // Every interface, so that other computers can join: plain HTTP for this computer, HTTPS
+    // (a self-signed certificate kept beside the database) for the others.
+    let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".into());
+    let https = std::env::var("HTTPS_LISTEN").unwrap_or_else(|_| "0.0.0.0:8443".into());
     let webtransport = std::env::var("WEBTRANSPORT_LISTEN").unwrap_or_else(|_| "[::]:4433".into());
     let database = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite:{}", target_dir().join("videocall.db").display()));
+    let metrics = std::env::var("METRICS_LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:9090".into());
     println!("\nxtask: single node (in-process bus, no NATS, SQLite in a file)");
     println!("xtask:   database {database}");
-    println!("xtask:   WebTransport on udp {webtransport} (self-signed; hash at http://{listen}/api/v1/webtransport)");
-    let metrics = std::env::var("METRICS_LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:9090".into());
-    println!("xtask:   health   http://{listen}/healthz   metrics http://{metrics}/metrics");
-    println!(
-        "xtask:   join     POST http://{listen}/api/v1/guest-tokens, then ws://{listen}/lobby/{{user}}/{{room}}?token=…"
-    );
-    println!("xtask:   load     cargo run --release -p bot -- load --server http://{listen}\n");
-    println!("xtask: open      http://{listen}/  in Chrome\n");
+    println!("xtask:   HTTP on tcp {listen}, HTTPS on tcp {https}, WebTransport on udp {webtransport}");
+    println!("xtask:   metrics  http://{metrics}/metrics");
+    println!("xtask:   load     cargo run --release -p bot -- load --server http://127.0.0.1:8080");
+    println!("xtask: the server prints the addresses to open, here and on other computers of this network\n");
     let server = target_dir().join("release/actix-api");
     status(
         Command::new(server)
             .env("LISTEN_ADDR", &listen)
+            .env("HTTPS_LISTEN", &https)
             .env("WEBTRANSPORT_LISTEN", &webtransport)
             .env("WEB_ROOT", &web_root)
             .env("DATABASE_URL", &database)
@@ -129,9 +130,15 @@ fn run(args: Vec<String>) -> Result<()> {
 
 fn test() -> Result<()> {
     let mut skipped = setup::Skipped::default();
-    // NATS for the bus and cluster tests, Chromium for the browser tests, PostgreSQL's binaries
-    // for the tests' own throwaway servers.
-    setup::ensure_commands(&[("nats-server", "nats-server"), ("chromium", "chromium")])?;
+    // NATS for the bus and cluster tests, Chromium for the browser tests, Pebble (an ACME test
+    // CA) and iproute2 (network namespaces: a second computer) for the HTTPS tests, PostgreSQL's
+    // binaries for the tests' own throwaway servers.
+    setup::ensure_commands(&[
+        ("nats-server", "nats-server"),
+        ("chromium", "chromium"),
+        ("pebble", "pebble"),
+        ("ip", "iproute2"),
+    ])?;
     setup::ensure_postgres()?;
     setup::ensure_bot_build()?;
     match setup::ensure_rustfmt() {

@@ -81,7 +81,18 @@ impl Participant {
     /// Opens the home page, types a name and the room, goes through the lobby with
     /// `transport` ("auto", "webtransport" or "websocket") and waits until connected.
     pub async fn join(http: &str, room: &str, name: &str, transport: &str) -> Self {
-        let browser = Browser::launch().await.unwrap();
+        Self::join_with(testkit::LaunchOptions::default(), http, room, name, transport).await
+    }
+
+    /// The same, in a browser started with `options` (on another host, trusting a certificate).
+    pub async fn join_with(
+        options: testkit::LaunchOptions,
+        http: &str,
+        room: &str,
+        name: &str,
+        transport: &str,
+    ) -> Self {
+        let browser = Browser::launch_with(options).await.unwrap();
         browser.goto(&format!("{http}/")).await.unwrap();
         wait(&browser, "return !!document.querySelector('#display-name')", 20).await;
         browser
