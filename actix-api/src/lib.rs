@@ -250,55 +250,63 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let app_state = state.clone();
     let app_challenges = challenges.clone();
     let metrics_state = state.clone();
-    let metrics = HttpServer::new(move || App::new().app_data(metrics_state.clone()).configure(http::metrics_routes))
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .bind(config.metrics_listen)
-        .with_context(|| format!("binding the metrics listener {}", config.metrics_listen))?;
-    let metrics_addr = metrics.addrs().first().copied().context("no bound metrics address")?;
-    let metrics = metrics.run();
+    // Built in blocks: a server under construction is not `Send`, and must not live across the
+    // awaits below.
+    let (metrics_addr, metrics) = {
+        let metrics =
+            HttpServer::new(move || App::new().app_data(metrics_state.clone()).configure(http::metrics_routes))
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .bind(config.metrics_listen)
+                .with_context(|| format!("binding the metrics listener {}", config.metrics_listen))?;
+        let metrics_addr = metrics.addrs().first().copied().context("no bound metrics address")?;
+        (metrics_addr, metrics.run())
+    };
     let metrics_handle = metrics.handle();
     tokio::spawn(metrics);
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .app_data(app_state.clone())
-            .app_data(app_challenges.clone())
-            .app_data(web::JsonConfig::default().limit(4096).error_handler(error::json_error))
-            .app_data(web::PathConfig::default().error_handler(error::path_error))
-            .wrap(actix_web::middleware::from_fn(web_security::same_site_writes))
-            .wrap(actix_web::middleware::from_fn(error::count_errors(api_errors.clone())))
-            .wrap(actix_web::middleware::from_fn(web_security::page_security))
-            .wrap(web_security::headers())
-            .wrap(actix_web::middleware::from_fn(tls::plain_http_redirect))
-            .configure(tls::acme::routes)
-            .configure(api::routes)
-            .configure(oidc::routes)
-            .configure(http::routes)
-            .configure(ws::routes)
-            .configure(|cfg| {
-                if let Some(root) = &web_root {
-                    webapp::routes(cfg, root);
-                }
-            })
-    })
-    .on_connect(|connection, _| {
-        // Small media packets must not wait for Nagle's algorithm.
-        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            let _ = tcp.set_nodelay(true);
+    let (addr, server) = {
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(app_challenges.clone())
+                .app_data(web::JsonConfig::default().limit(4096).error_handler(error::json_error))
+                .app_data(web::PathConfig::default().error_handler(error::path_error))
+                .wrap(actix_web::middleware::from_fn(web_security::same_site_writes))
+                .wrap(actix_web::middleware::from_fn(error::count_errors(api_errors.clone())))
+                .wrap(actix_web::middleware::from_fn(web_security::page_security))
+                .wrap(web_security::headers())
+                .wrap(actix_web::middleware::from_fn(tls::plain_http_redirect))
+                .configure(tls::acme::routes)
+                .configure(api::routes)
+                .configure(oidc::routes)
+                .configure(http::routes)
+                .configure(ws::routes)
+                .configure(|cfg| {
+                    if let Some(root) = &web_root {
+                        webapp::routes(cfg, root);
+                    }
+                })
+        })
+        .on_connect(|connection, _| {
+            // Small media packets must not wait for Nagle's algorithm.
+            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
+        .shutdown_timeout(5);
+        if let Some(workers) = config.workers {
+            server = server.workers(workers);
         }
-    })
-    .shutdown_timeout(5);
-    if let Some(workers) = config.workers {
-        server = server.workers(workers);
-    }
-    let mut server = server.bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
-    let addr = server.addrs().first().copied().context("no bound address")?;
-    if let (Some(listener), Some(site)) = (https_listener, &site_tls) {
-        server =
-            server.listen_rustls_0_23(listener, tls::server_config(site.current.clone())).context("serving HTTPS")?;
-    }
-    let server = server.run();
+        let mut server = server.bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        let addr = server.addrs().first().copied().context("no bound address")?;
+        if let (Some(listener), Some(site)) = (https_listener, &site_tls) {
+            server = server
+                .listen_rustls_0_23(listener, tls::server_config(site.current.clone()))
+                .context("serving HTTPS")?;
+        }
+        (addr, server.run())
+    };
     let handle = server.handle();
     let task = tokio::spawn(server);
     // With the listeners up: the ACME CA can fetch its challenge, and WebTransport can use the

@@ -111,12 +111,6 @@ async fn presented(host: Option<&Host>, addr: SocketAddr, name: &str) -> Vec<u8>
     .unwrap()
 }
 
-/// The certificate the server presented for `response`.
-fn peer_certificate(response: &reqwest::Response) -> Vec<u8> {
-    let info = response.extensions().get::<reqwest::tls::TlsInfo>().expect("TLS information");
-    info.peer_certificate().expect("a certificate").to_vec()
-}
-
 /// Resolves every name to 127.0.0.1 (the port as asked).
 #[derive(Debug)]
 struct Loopback;
@@ -312,31 +306,20 @@ async fn a_certificate_from_an_acme_ca_is_served_renewed_and_used_by_webtranspor
     let site = format!("https://{domain}:{https_port}");
     assert!(server.welcome.iter().any(|l| l.contains(&format!("open {site} anywhere"))), "{:?}", server.welcome);
 
-    // A client that trusts Pebble's root only, and knows the name.
-    let client = testkit::https_client(&issuing[..1])
-        .unwrap()
-        .resolve(domain, SocketAddr::from(([127, 0, 0, 1], https_port)))
-        .build()
-        .unwrap();
-    let health = client.get(format!("{site}/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), 200);
-    let first = peer_certificate(&health);
+    // A client that trusts Pebble's root only, asking by name.
+    let client = testkit::Https::trusting(&issuing[..1]).unwrap();
+    let at = SocketAddr::from(([127, 0, 0, 1], https_port));
+    let health = client.request(at, domain, "GET", "/healthz", None).await.unwrap();
+    assert_eq!(health.status, 200);
+    let first = health.certificate;
     assert_eq!(fingerprint(&first), server.fingerprint());
     // WebTransport: the same CA-signed certificate, so no hash to pin.
-    let info: Value = client.get(format!("{site}/api/v1/webtransport")).send().await.unwrap().json().await.unwrap();
+    let info = client.request(at, domain, "GET", "/api/v1/webtransport", None).await.unwrap().json().unwrap();
     assert_eq!(info["url"], format!("https://{domain}:{webtransport_port}/"));
     assert_eq!(info["certificate_hashes"], serde_json::json!([]));
-
     // A WebTransport client that trusts Pebble's root only opens a session by name.
-    let guest: Value = client
-        .post(format!("{site}/api/v1/guest-tokens"))
-        .json(&serde_json::json!({"room": "acme-room", "display_name": "Probe"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ask = serde_json::json!({"room": "acme-room", "display_name": "Probe"});
+    let guest = client.request(at, domain, "POST", "/api/v1/guest-tokens", Some(&ask)).await.unwrap().json().unwrap();
     let session_url = format!("https://{domain}:{webtransport_port}{}", guest["websocket_path"].as_str().unwrap());
     webtransport_session(&issuing[0], &session_url).await.unwrap();
 
@@ -356,8 +339,8 @@ async fn a_certificate_from_an_acme_ca_is_served_renewed_and_used_by_webtranspor
     // Renewed: a new certificate is served before the first one ends.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(response) = client.get(format!("{site}/healthz")).send().await
-            && peer_certificate(&response) != first
+        if let Ok(response) = client.request(at, domain, "GET", "/healthz", None).await
+            && response.certificate != first
         {
             break;
         }

@@ -18,7 +18,7 @@ pub use nats::{NatsCluster, NatsSecurity, NatsServer};
 pub use netns::{Host, TwoHosts};
 pub use pebble::Pebble;
 pub use postgres::{PostgresServer, ThrowawayDatabase, postgres_binaries};
-pub use tls::{https_client, presented_certificate, spki_sha256_base64};
+pub use tls::{Https, HttpsResponse, presented_certificate, spki_sha256_base64};
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

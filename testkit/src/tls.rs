@@ -12,21 +12,71 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// An HTTPS client (ring) that trusts `roots` only, reports the server's certificate
-/// (`reqwest::tls::TlsInfo`), and keeps no idle connection nor resumes a session: each request
-/// sees the certificate served now.
-pub fn https_client(roots: &[CertificateDer<'static>]) -> Result<reqwest::ClientBuilder> {
-    let mut store = rustls::RootCertStore::empty();
-    for root in roots {
-        store.add(root.clone())?;
+/// An HTTPS client (ring) that trusts the given roots only and resumes no session, so that
+/// each request sees, and reports, the certificate served now.
+pub struct Https {
+    config: Arc<rustls::ClientConfig>,
+}
+
+/// What came back, with the certificate the server presented.
+pub struct HttpsResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub certificate: Vec<u8>,
+}
+
+impl HttpsResponse {
+    pub fn json(&self) -> Result<serde_json::Value> {
+        serde_json::from_slice(&self.body).context("the body is not JSON")
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    // A resumed session presents no certificate (the client reports the stored one).
-    config.resumption = rustls::client::Resumption::disabled();
-    Ok(reqwest::Client::builder().tls_backend_preconfigured(config).tls_info(true).pool_max_idle_per_host(0))
+}
+
+impl Https {
+    pub fn trusting(roots: &[CertificateDer<'static>]) -> Result<Self> {
+        let mut store = rustls::RootCertStore::empty();
+        for root in roots {
+            store.add(root.clone())?;
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(store)
+            .with_no_client_auth();
+        // A resumed session presents no certificate.
+        config.resumption = rustls::client::Resumption::disabled();
+        Ok(Self { config: Arc::new(config) })
+    }
+
+    /// `method path` (with a JSON body, if any) to the server at `addr` under the name `name`,
+    /// over a new connection.
+    pub async fn request(
+        &self,
+        addr: std::net::SocketAddr,
+        name: &str,
+        method: &str,
+        path: &str,
+        json: Option<&serde_json::Value>,
+    ) -> Result<HttpsResponse> {
+        use http_body_util::BodyExt as _;
+        let server_name = ServerName::try_from(name.to_owned()).context("server name")?;
+        let tcp = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        let tls = tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(server_name, tcp)
+            .await
+            .with_context(|| format!("TLS with {name} at {addr}"))?;
+        let certificate =
+            tls.get_ref().1.peer_certificates().and_then(|c| c.first()).context("no certificate")?.to_vec();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+        tokio::spawn(connection);
+        let body = json.map(|j| j.to_string()).unwrap_or_default();
+        let mut request = hyper::Request::builder().method(method).uri(path).header("host", name);
+        if json.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let response = sender.send_request(request.body(http_body_util::Full::new(bytes::Bytes::from(body)))?).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes().to_vec();
+        Ok(HttpsResponse { status, body, certificate })
+    }
 }
 
 /// The leaf certificate (DER) a TLS server presents on `stream` for `server_name`, read

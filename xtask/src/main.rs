@@ -131,12 +131,14 @@ fn run(args: Vec<String>) -> Result<()> {
 fn test() -> Result<()> {
     let mut skipped = setup::Skipped::default();
     // NATS for the bus and cluster tests, Chromium for the browser tests, Pebble (an ACME test
-    // CA) and iproute2 (network namespaces: a second computer) for the HTTPS tests, PostgreSQL's
-    // binaries for the tests' own throwaway servers.
+    // CA), certutil (a test CA in a browser's trust store) and iproute2 (network namespaces: a
+    // second computer) for the HTTPS tests, PostgreSQL's binaries for the tests' own throwaway
+    // servers.
     setup::ensure_commands(&[
         ("nats-server", "nats-server"),
         ("chromium", "chromium"),
         ("pebble", "pebble"),
+        ("certutil", "libnss3-tools"),
         ("ip", "iproute2"),
     ])?;
     setup::ensure_postgres()?;
