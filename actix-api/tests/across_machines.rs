@@ -173,6 +173,47 @@ async fn the_self_signed_certificate_printed_is_the_one_served_and_a_restart_kee
     let _ = std::fs::remove_dir_all(&state);
 }
 
+/// A certificate and key (PEM) for `localhost`, self-signed.
+fn certificate_files(dir: &Path) -> Vec<u8> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap();
+    // Written beside and renamed into place, as certificate tools do.
+    for (name, text) in [("key.pem", key.serialize_pem()), ("cert.pem", cert.pem())] {
+        std::fs::write(dir.join(format!("{name}.new")), text).unwrap();
+        std::fs::rename(dir.join(format!("{name}.new")), dir.join(name)).unwrap();
+    }
+    cert.der().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_certificate_files_are_served_and_reloaded_when_they_change() {
+    let dir = temporary_dir("operator-files");
+    let first = certificate_files(&dir);
+    let server = Server::start(
+        None,
+        &[
+            ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+            ("HTTPS_LISTEN", "127.0.0.1:0".to_owned()),
+            ("DATABASE_URL", "sqlite::memory:".to_owned()),
+            ("TLS_CERT_FILE", dir.join("cert.pem").display().to_string()),
+            ("TLS_KEY_FILE", dir.join("key.pem").display().to_string()),
+        ],
+    );
+    let at = SocketAddr::from(([127, 0, 0, 1], https_port(&server.welcome)));
+    assert_eq!(presented(None, at, "localhost").await, first);
+    assert_eq!(server.fingerprint(), fingerprint(&first));
+    // Renewed by the operator's tooling: served without a restart.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = certificate_files(&dir);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while presented(None, at, "localhost").await != second {
+        assert!(Instant::now() < deadline, "the new certificate was not served");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Waits until a remote peer is decoded and heard, as in the one-machine call test.
 fn receiving(peer: &Value) -> bool {
     peer["frames_decoded"].as_u64().unwrap_or(0) >= 60
