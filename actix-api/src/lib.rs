@@ -80,11 +80,6 @@ impl RunningServer {
         self.https_addr
     }
 
-    /// The certificate HTTPS presents now, when there is an HTTPS listener.
-    pub fn site_certificate(&self) -> Option<&tls::CurrentCertificate> {
-        self.site_certificate.as_deref()
-    }
-
     /// What a person needs to join from this computer and from others: the addresses to open
     /// and, for a self-signed certificate, its fingerprint to check the browser's warning against.
     pub fn welcome(&self, public_url: Option<&str>) -> String {
@@ -288,12 +283,8 @@ pub async fn start(config: Config) -> Result<RunningServer> {
                     }
                 })
         })
-        .on_connect(|connection, _| {
-            // Small media packets must not wait for Nagle's algorithm.
-            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = tcp.set_nodelay(true);
-            }
-        })
+        // Small media packets must not wait for Nagle's algorithm (on the HTTPS listener too).
+        .tcp_nodelay(true)
         .shutdown_timeout(5);
         if let Some(workers) = config.workers {
             server = server.workers(workers);
