@@ -103,9 +103,14 @@ fn run(args: Vec<String>) -> Result<()> {
     let web_root = web::build()?;
     status(cargo().args(["build", "--release", "--locked", "-p", "actix-api"]))?;
     // Every interface, so that other computers can join: plain HTTP for this computer, HTTPS
-    // (a self-signed certificate kept beside the database) for the others.
-    let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".into());
-    let https = std::env::var("HTTPS_LISTEN").unwrap_or_else(|_| "0.0.0.0:8443".into());
+    // (a self-signed certificate kept beside the database) for the others. With a domain, the
+    // standard ports: the CA checks the name on port 80, and links carry no port on 443.
+    let domain = std::env::var_os("DOMAIN").is_some_and(|d| !d.is_empty())
+        || args.iter().any(|a| a == "--domain" || a.starts_with("--domain="));
+    let (http_default, https_default) =
+        if domain { ("0.0.0.0:80", "0.0.0.0:443") } else { ("0.0.0.0:8080", "0.0.0.0:8443") };
+    let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| http_default.into());
+    let https = std::env::var("HTTPS_LISTEN").unwrap_or_else(|_| https_default.into());
     let webtransport = std::env::var("WEBTRANSPORT_LISTEN").unwrap_or_else(|_| "[::]:4433".into());
     let database = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite:{}", target_dir().join("videocall.db").display()));
@@ -114,7 +119,8 @@ fn run(args: Vec<String>) -> Result<()> {
     println!("xtask:   database {database}");
     println!("xtask:   HTTP on tcp {listen}, HTTPS on tcp {https}, WebTransport on udp {webtransport}");
     println!("xtask:   metrics  http://{metrics}/metrics");
-    println!("xtask:   load     cargo run --release -p bot -- load --server http://127.0.0.1:8080");
+    let port = listen.rsplit(':').next().unwrap_or("8080");
+    println!("xtask:   load     cargo run --release -p bot -- load --server http://127.0.0.1:{port}");
     println!("xtask: the server prints the addresses to open, here and on other computers of this network\n");
     let server = target_dir().join("release/actix-api");
     status(
