@@ -99,13 +99,15 @@ pub fn webtransport_url(state: &AppState, req: &HttpRequest) -> Option<String> {
     let public_host = state.config.public_url.as_deref().and_then(|u| host_of(&url::Url::parse(u).ok()?));
     let name = match public_host {
         Some(host) => host,
-        None => {
-            let host = req.headers().get(actix_web::http::header::HOST)?.to_str().ok()?;
-            // The name the browser addressed, without its port; kept only if it parses as one.
-            host_of(&url::Url::parse(&format!("http://{host}/")).ok()?)?
-        }
+        None => addressed_name(req.headers().get(actix_web::http::header::HOST)?.to_str().ok()?)?,
     };
     Some(format!("https://{name}:{port}/"))
+}
+
+/// The name a `Host` header addressed, without its port, as it goes back into a URL; `None`
+/// unless it parses as one.
+pub(crate) fn addressed_name(host: &str) -> Option<String> {
+    host_of(&url::Url::parse(&format!("http://{host}/")).ok()?)
 }
 
 /// A URL's host as it goes back into a URL (IPv6 in brackets).

@@ -45,11 +45,7 @@ fn https_location(host: Option<&str>, public_url: Option<&str>, port: u16, path:
     if let Some(public) = public_url.filter(|u| u.starts_with("https://")) {
         return Some(format!("{}{path}", public.trim_end_matches('/')));
     }
-    let addressed = url::Url::parse(&format!("http://{}/", host?)).ok()?;
-    let name = match addressed.host()? {
-        url::Host::Ipv6(a) => format!("[{a}]"),
-        other => other.to_string(),
-    };
+    let name = crate::http::addressed_name(host?)?;
     Some(match port {
         443 => format!("https://{name}{path}"),
         port => format!("https://{name}:{port}{path}"),
