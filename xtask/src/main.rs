@@ -3,6 +3,7 @@
 mod bench;
 mod bench_bot;
 mod bench_client;
+mod compose;
 mod dist;
 mod selfhost;
 mod setup;
@@ -49,6 +50,15 @@ enum Task {
     /// Lint the Dockerfile, validate docker-compose.yaml, and lint, render, validate and check
     /// the wiring of the helm chart, offline (part of `test`).
     SelfhostCheck,
+    /// docker-compose.yaml brought up with podman from images built from the Dockerfile (the
+    /// base images it names made from Debian's packages where they cannot be pulled), and calls
+    /// held through it (part of `test`).
+    ComposeTest {
+        /// Build the images from source in the Dockerfile's build stage (the default packages
+        /// the release build `cargo xtask dist` makes here).
+        #[arg(long)]
+        from_source: bool,
+    },
     /// Start the server(s) and run the standard load scenarios, printing figures.
     Bench(bench::BenchArgs),
     /// The web client in headless Chromium: join time and glass-to-glass latency, printed.
@@ -66,6 +76,7 @@ fn main() -> Result<()> {
         Task::VmTest => vm::prerequisites().and_then(|()| vm::run()),
         Task::Dist { out } => dist::build(&out.unwrap_or_else(|| target_dir().join("dist"))).map(drop),
         Task::SelfhostCheck => selfhost::run(),
+        Task::ComposeTest { from_source } => compose::run(from_source),
         Task::Bench(args) => bench::run(args),
         Task::BenchClient(args) => bench_client::run(args),
         Task::BenchBot(args) => bench_bot::run(args),
@@ -161,6 +172,10 @@ fn test() -> Result<()> {
     selfhost::check(&target_dir().join("debug"))?;
     // The container images' build step, run here so a broken one fails CI.
     dist::build(&target_dir().join("dist"))?;
+    match compose::prerequisites() {
+        Ok(tool) => compose::test(&tool, false)?,
+        Err(e) => skipped.skip("the docker-compose test", e)?,
+    }
     match vm::prerequisites() {
         Ok(()) => vm::run()?,
         Err(e) => skipped.skip("the V4L2 VM test", e)?,

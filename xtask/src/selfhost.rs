@@ -5,10 +5,10 @@
 //! for wiring against the real server binaries (`helm/ci/check.py`). The Python tools are
 //! installed, at pinned versions, into a virtual environment under the target directory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::{cargo, root, setup, status, target_dir};
 
@@ -20,23 +20,9 @@ const TOOLS: [&str; 5] = [
     "PyYAML==6.0.3",
 ];
 
-/// The virtual environment with the tools; made (and the tools installed) when missing.
-fn tools() -> Result<PathBuf> {
-    let venv = target_dir().join("selfhost-venv");
-    let marker = venv.join(format!("installed-{}", TOOLS.join(",")));
-    if marker.is_file() {
-        return Ok(venv);
-    }
-    setup::ensure_packages(&["python3-venv"])?;
-    status(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    status(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check"]).args(TOOLS))?;
-    std::fs::write(&marker, b"").with_context(|| format!("writing {}", marker.display()))?;
-    Ok(venv)
-}
-
 /// Checks with the server binaries in `bin` (a cargo profile directory).
 pub fn check(bin: &Path) -> Result<()> {
-    let venv = tools()?;
+    let venv = setup::python_tools("selfhost-venv", &TOOLS)?;
     let tool = |name: &str| {
         let mut cmd = Command::new(venv.join("bin").join(name));
         cmd.current_dir(root());

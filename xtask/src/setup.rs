@@ -123,6 +123,21 @@ pub fn ensure_rustfmt() -> Result<()> {
     if works() { Ok(()) } else { bail!("`cargo fmt` is missing: rustup component add rustfmt") }
 }
 
+/// A Python virtual environment under the target directory named `name`, with `tools` (pinned
+/// PyPI requirements) installed; made and installed when missing. Returns its directory.
+pub fn python_tools(name: &str, tools: &[&str]) -> Result<PathBuf> {
+    let venv = target_dir().join(name);
+    let marker = venv.join(format!("installed-{}", tools.join(",")));
+    if marker.is_file() {
+        return Ok(venv);
+    }
+    ensure_packages(&["python3-venv"])?;
+    status(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    status(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check"]).args(tools))?;
+    std::fs::write(&marker, b"").with_context(|| format!("writing {}", marker.display()))?;
+    Ok(venv)
+}
+
 /// Makes sure PostgreSQL's server binaries are there for the tests' throwaway servers.
 pub fn ensure_postgres() -> Result<()> {
     if testkit::postgres_binaries().is_ok() { Ok(()) } else { apt_install(&["postgresql"]) }
