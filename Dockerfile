@@ -6,7 +6,8 @@
 # The build stage runs `cargo xtask dist`, the same command CI runs outside Docker. Where that
 # release build is already made (`cargo xtask dist` puts it in target/dist), pass
 # `--build-arg DIST=prebuilt` to put it in the images instead of building again in a container;
-# `cargo xtask compose-test` does.
+# `cargo xtask compose-test` does. (Podman 4's buildah skips stages by the build arguments it is
+# given, not by this default: with it, pass `--build-arg DIST=build` to build from source.)
 ARG DIST=build
 
 FROM rust:1.95-bookworm AS build

@@ -42,8 +42,9 @@ fn work_dir() -> PathBuf {
 
 /// What must be installed; the podman-compose executable.
 pub fn prerequisites() -> Result<PathBuf> {
-    // netavark and aardvark-dns: the compose network, where services find each other by name.
-    setup::ensure_packages(&["podman", "runc", "netavark", "aardvark-dns", "debootstrap"])?;
+    // netavark, aardvark-dns and iptables: the compose network, where services find each other
+    // by name, and the published ports.
+    setup::ensure_packages(&["podman", "runc", "netavark", "aardvark-dns", "iptables", "debootstrap"])?;
     setup::ensure_commands(&[("chromium", "chromium")])?;
     let venv = setup::python_tools("compose-venv", &COMPOSE_TOOL)?;
     Ok(venv.join("bin/podman-compose"))
@@ -288,16 +289,20 @@ pub fn test(compose: &Path, from_source: bool) -> Result<()> {
 
     let mut build = Command::new(compose);
     podman_env(&mut build, &conf);
-    build.current_dir(root()).args(["-f", "docker-compose.yaml", "--env-file"]).arg(&env_file).args([
-        "--profile",
-        "demo",
-        "build",
-    ]);
+    // One image at a time: the services share the Dockerfile's build stage, which the first
+    // build leaves in the cache for the others (at once, each would compile everything).
+    build
+        .current_dir(root())
+        .args(["--parallel", "1", "-f", "docker-compose.yaml", "--env-file"])
+        .arg(&env_file)
+        .args(["--profile", "demo", "build"]);
     if !from_source {
         // The release build goes where the Dockerfile's `prebuilt` stage takes it from.
         dist::build(&root().join("target/dist"))?;
-        build.args(["--build-arg", "DIST=prebuilt"]);
     }
+    // Named even when it is the default: buildah (podman 4.3) decides which stages to skip from
+    // the build arguments given, not the ARG's default, and would skip the build stage.
+    build.args(["--build-arg", if from_source { "DIST=build" } else { "DIST=prebuilt" }]);
     let started = Instant::now();
     status(&mut build)?;
     let build_time = started.elapsed();
@@ -311,7 +316,8 @@ pub fn test(compose: &Path, from_source: bool) -> Result<()> {
     let mut test = cargo();
     podman_env(&mut test, &conf);
     status(
-        test.args(["test", "--locked", "-p", "actix-api", "--test", "compose", "--", "--ignored", "--nocapture"])
+        // `--workspace`, as `cargo xtask test` builds the tests: the same features, nothing rebuilt.
+        test.args(["test", "--workspace", "--locked", "--test", "compose", "--", "--ignored", "--nocapture"])
             .env("PODMAN_COMPOSE", compose)
             .env("COMPOSE_SETTINGS", &env_file),
     )
