@@ -113,15 +113,9 @@ impl Stack {
         }
     }
 
-    /// Whether both relays say they are ready (bus and database).
-    fn relays_ready(&self) -> bool {
-        let ready = |service: &str, port: u16| {
-            Command::new("podman")
-                .args(["exec", &self.container(service), "curl", "-fsS", &format!("http://127.0.0.1:{port}/readyz")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        ready("actix-api", 8080) && ready("webtransport-server", 4434)
+    /// The two relays' containers and the port of their `/readyz`, looked up once for polling.
+    fn relays(&self) -> [(String, u16); 2] {
+        [(self.container("actix-api"), 8080), (self.container("webtransport-server"), 4434)]
     }
 
     /// One value from the composed PostgreSQL.
@@ -130,6 +124,16 @@ impl Stack {
             podman(&["exec", &self.container("postgres"), "psql", "-U", "videocall", "-d", "videocall", "-tAc", query]);
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
+}
+
+/// Whether both relays say they are ready (bus and database).
+fn relays_ready(relays: &[(String, u16)]) -> bool {
+    relays.iter().all(|(container, port)| {
+        Command::new("podman")
+            .args(["exec", container, "curl", "-fsS", &format!("http://127.0.0.1:{port}/readyz")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
 }
 
 impl Drop for Stack {
@@ -156,7 +160,7 @@ async fn the_compose_file_runs_a_call() {
     let stack = Stack::up();
     stack.wait_healthy(&["nats", "postgres", "actix-api", "webtransport-server"], HEALTHY_WITHIN);
     println!("compose: up and every health check passing in {:.1} s", started.elapsed().as_secs_f64());
-    assert!(stack.relays_ready(), "healthy but not ready");
+    assert!(relays_ready(&stack.relays()), "healthy but not ready");
 
     // Two people, one on each relay: NATS carries the room between them.
     let ada = Participant::join(&stack.http, "compose", "Ada", "websocket").await;
@@ -197,15 +201,16 @@ async fn the_compose_file_runs_a_call() {
 
     // NATS killed and started again: both relays ready again soon after.
     let nats = stack.container("nats");
+    let relays = stack.relays();
     podman(&["kill", &nats]);
     let down = Instant::now();
-    while stack.relays_ready() {
+    while relays_ready(&relays) {
         assert!(down.elapsed() < Duration::from_secs(10), "the relays never noticed NATS was gone");
         std::thread::sleep(Duration::from_millis(200));
     }
     podman(&["start", &nats]);
     let restarted = Instant::now();
-    while !stack.relays_ready() {
+    while !relays_ready(&relays) {
         assert!(
             restarted.elapsed() < READY_AFTER_NATS,
             "the relays were not ready within {READY_AFTER_NATS:?} of NATS"
