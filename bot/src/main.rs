@@ -1,12 +1,16 @@
 //! `bot`: the native client. `bot camera` publishes a camera into a room; `bot devices` lists
 //! cameras and encoders; `bot watch` checks a room's video; `bot load` runs synthetic
 //! participants against a relay and measures what the relay delivers; `bot flood` misbehaves
-//! over WebTransport on purpose.
+//! over WebTransport on purpose; `bot record` records a room as a participant everyone sees;
+//! `bot snapshot` writes a JPEG of a participant's camera.
 
 mod camera;
 mod devices;
 mod flood;
 mod load;
+mod picture;
+mod record;
+mod snapshot;
 mod watch;
 
 use anyhow::Result;
@@ -41,6 +45,11 @@ enum Command {
     /// WebTransport sessions that begin packets on every stream they can open and never
     /// finish them: shows a relay's memory stays bounded and it closes them.
     Flood(flood::FloodArgs),
+    /// Joins as "Recorder" (shown to everyone, holding keys like anyone) and writes each
+    /// participant's camera, microphone and screen, as sent, to fragmented MP4 files.
+    Record(record::RecordArgs),
+    /// Joins, asks a participant's camera for a keyframe and writes it as a JPEG.
+    Snapshot(snapshot::SnapshotArgs),
 }
 
 #[tokio::main]
@@ -57,5 +66,7 @@ async fn main() -> Result<()> {
         Command::EncodeBench(args) => camera::run_encode_bench(args),
         Command::Load(args) => load::run(args).await,
         Command::Flood(args) => flood::run(args).await,
+        Command::Record(args) => record::run(args).await,
+        Command::Snapshot(args) => snapshot::run(args).await,
     }
 }

@@ -8,12 +8,14 @@
 //!   received from others, forward-only, with a grace period when a sender rotates.
 //! - [`packets`]: those keys and frames as `PacketWrapper`s: signed identity announcements,
 //!   signed wrapped media keys addressed to one session, sealed media.
+//! - [`messages`]: keyframe requests, heartbeat answers and chat lines, built one way.
 //! - [`peers`]: one participant's key exchange state against a relay it does not trust: packets
 //!   in, packets out, private-key work out and back, events.
 //!
 //! Builds for native targets and `wasm32-unknown-unknown`.
 
 pub mod crypto;
+pub mod messages;
 pub mod packets;
 pub mod peers;
 pub mod tunables;

@@ -150,9 +150,10 @@ fn test() -> Result<()> {
     // NATS for the bus and cluster tests, Chromium for the browser tests, Pebble (an ACME test
     // CA), certutil (a test CA in a browser's trust store) and iproute2 (network namespaces: a
     // second computer) for the HTTPS tests, PostgreSQL's binaries for the tests' own throwaway
-    // servers.
+    // servers, ffmpeg (ffprobe too) to judge the recordings.
     setup::ensure_commands(&[
         ("nats-server", "nats-server"),
+        ("ffprobe", "ffmpeg"),
         ("chromium", "chromium"),
         ("pebble", "pebble"),
         ("certutil", "libnss3-tools"),

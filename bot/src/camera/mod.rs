@@ -36,13 +36,22 @@ use crate::load::link::{self, LinkSender, Transport};
 pub use bench::{EncodeBenchArgs, run as run_encode_bench};
 use coded::Codec;
 use encode::EncoderChoice;
-pub use session::connect;
-use session::{OutFrame, Session, wall_ms};
+use session::{OutFrame, Session};
+pub use session::{connect, wall_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TransportArg {
     Websocket,
     Webtransport,
+}
+
+impl From<TransportArg> for Transport {
+    fn from(arg: TransportArg) -> Self {
+        match arg {
+            TransportArg::Websocket => Transport::Websocket,
+            TransportArg::Webtransport => Transport::Webtransport,
+        }
+    }
 }
 
 /// A capture format to insist on.
@@ -178,10 +187,7 @@ async fn drain(
 
 pub async fn run(args: CameraArgs) -> Result<()> {
     link::check_server(&args.server)?;
-    let transport = match args.transport {
-        TransportArg::Websocket => Transport::Websocket,
-        TransportArg::Webtransport => Transport::Webtransport,
-    };
+    let transport = Transport::from(args.transport);
     let shared = Arc::new(capture::Shared::default());
     shared.force_key.store(true, Ordering::Relaxed);
     let (frames_tx, mut frames) = mpsc::channel::<OutFrame>(OUT_QUEUE);
@@ -317,4 +323,21 @@ fn summary(counters: &Counters, drained: usize, cpu: f64) {
         counters.latency.max() as f64 / 1000.0,
         cpu * 1000.0 / counters.sent.max(1) as f64,
     );
+}
+
+/// The test pattern encoded in software, `frames` frames at 30 fps with a keyframe every
+/// `keyframe_every`: (Annex B access unit, keyframe). What the recorder's and snapshots' tests
+/// feed in.
+#[cfg(test)]
+pub fn encoded_test_pattern(width: usize, height: usize, frames: usize, keyframe_every: usize) -> Vec<(Vec<u8>, bool)> {
+    use encode::VideoEncoder as _;
+    let mut pattern = pattern::TestPattern::new(width, height);
+    let mut encoder = encode::SoftwareH264::new(1_000_000, 30.0, 1).expect("OpenH264 starts");
+    (0..frames)
+        .filter_map(|i| {
+            let frame = pattern.next_frame();
+            let encoded = encoder.encode(&frame, i % keyframe_every == 0, i as u64 * 33_333).expect("encodes")?;
+            Some((encoded.data, encoded.keyframe))
+        })
+        .collect()
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use protobuf::{Message as _, MessageField};
 use rand_core::OsRng;
 use videocall_client::crypto::LocalIdentity;
+use videocall_client::messages;
 use videocall_client::packets::PacketError;
 use videocall_client::peers::{Event, PeerState};
 use videocall_types::{HeartbeatMetadata, MediaPacket, MediaType, PacketWrapper, VideoMetadata};
@@ -102,15 +103,11 @@ impl Session {
         match media.media_type.enum_value() {
             Ok(MediaType::KEYFRAME_REQUEST) => self.force_key.store(true, Ordering::Relaxed),
             // Answer heartbeats so the viewer learns its round trip to us.
-            Ok(MediaType::HEARTBEAT) if media.heartbeat_metadata.echo_timestamp == 0.0 => {
-                let mut answer = MediaPacket::new();
-                answer.media_type = MediaType::HEARTBEAT.into();
-                let mut meta = HeartbeatMetadata::new();
-                meta.echo_timestamp = media.timestamp;
-                answer.heartbeat_metadata = MessageField::some(meta);
-                let _ = self.core.seal_to(&answer, false, session);
+            _ => {
+                if let Some(answer) = messages::heartbeat_answer(media, 0) {
+                    let _ = self.core.seal_to(&answer, false, session);
+                }
             }
-            _ => {}
         }
     }
 
