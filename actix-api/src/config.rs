@@ -66,6 +66,28 @@ pub struct Config {
     #[arg(long, env = "ROOM_TOKEN_TTL_SECS", default_value_t = 300)]
     pub room_token_ttl_secs: u64,
 
+    /// The recorder the host starts (`bot`, run as `bot record` and `bot snapshot`): a path, or a
+    /// name looked up beside this server's binary, then on PATH.
+    #[arg(long, env = "RECORDER_BIN", default_value = "bot")]
+    pub recorder_bin: PathBuf,
+
+    /// Where recordings are kept, a directory per meeting (default: STATE_DIR/recordings).
+    #[arg(long, env = "RECORDINGS_DIR")]
+    pub recordings_dir: Option<PathBuf>,
+
+    /// Recordings older than this many days are deleted, checked hourly (0: kept for ever).
+    #[arg(long, env = "RECORDINGS_RETENTION_DAYS", default_value_t = 0)]
+    pub recordings_retention_days: u64,
+
+    /// Free space (MiB) recording keeps where recordings go: below it recording does not start,
+    /// and a recorder stops (its files ended properly) with a notice to the room.
+    #[arg(long, env = "RECORDINGS_MIN_FREE_MB", default_value_t = 512)]
+    pub recordings_min_free_mb: u64,
+
+    /// How long a recording's download link works, seconds.
+    #[arg(long, env = "RECORDING_LINK_TTL_SECS", default_value_t = 3600)]
+    pub recording_link_ttl_secs: u64,
+
     /// Lifetime of a session cookie (guest or signed in), in seconds (default 7 days).
     #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 7 * 24 * 3600)]
     pub session_ttl_secs: u64,
@@ -202,6 +224,11 @@ impl Config {
             Some(file) => file.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| ".".into(), PathBuf::from),
             None => ".".into(),
         }
+    }
+
+    /// Where recordings go: RECORDINGS_DIR, else STATE_DIR/recordings.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.recordings_dir.clone().unwrap_or_else(|| self.state_dir().join("recordings"))
     }
 
     /// Where the HTTPS certificate comes from; `None` without HTTPS_LISTEN.

@@ -16,6 +16,7 @@ mod webapp;
 mod ws;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, Result};
@@ -44,6 +45,10 @@ pub(crate) struct AppState {
     pub webtransport: std::sync::OnceLock<(u16, SharedHash)>,
     /// The HTTPS listener's port, when there is one: plain HTTP from other computers goes there.
     pub https_port: Option<u16>,
+    /// The plain HTTP listener's address (set once it listens): where the recorder joins.
+    pub http_addr: std::sync::OnceLock<SocketAddr>,
+    /// The recorders the hosts started.
+    pub recorders: api::recording::Recorders,
     /// Hashes of the inline scripts of the pages served (the web client's index.html, the
     /// diagnostics page), for their Content-Security-Policy.
     pub page_scripts: Vec<String>,
@@ -238,6 +243,8 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         outbound: outbound::HttpClient::new()?,
         webtransport: std::sync::OnceLock::new(),
         https_port: https_addr.map(|a| a.port()),
+        http_addr: std::sync::OnceLock::new(),
+        recorders: api::recording::Recorders::default(),
         page_scripts,
     });
 
@@ -291,6 +298,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         }
         let mut server = server.bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
         let addr = server.addrs().first().copied().context("no bound address")?;
+        let _ = state.http_addr.set(addr);
         if let (Some(listener), Some(site)) = (https_listener, &site_tls) {
             server = server
                 .listen_rustls_0_23(listener, tls::server_config(site.current.clone()))
@@ -332,7 +340,9 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     if let Some(w) = &webtransport {
         let _ = state.webtransport.set((w.local_addr().port(), w.shared_hash()));
     }
-    let purge = tokio::spawn(purge_revocations(purge_store));
+    let retention = (config.recordings_retention_days > 0)
+        .then(|| (config.recordings_dir(), std::time::Duration::from_secs(config.recordings_retention_days * 86_400)));
+    let purge = tokio::spawn(hourly(purge_store, retention));
     tracing::info!(%addr, ?https_addr, %metrics_addr, bus = relay.bus_kind(), "actix-api listening");
     Ok(RunningServer {
         addr,
@@ -349,8 +359,9 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     })
 }
 
-/// Forgets, every hour, revocations of tokens that have expired anyway.
-async fn purge_revocations(store: Store) {
+/// Every hour: forgets revocations of tokens that have expired anyway, and deletes recordings
+/// older than the retention period (when there is one: `(directory, period)`).
+async fn hourly(store: Store, retention: Option<(PathBuf, std::time::Duration)>) {
     let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         hourly.tick().await;
@@ -358,6 +369,13 @@ async fn purge_revocations(store: Store) {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired revocations forgotten"),
             Err(e) => tracing::warn!(error = %e, "purging expired revocations failed"),
+        }
+        if let Some((dir, period)) = &retention {
+            let (dir, period) = (dir.clone(), *period);
+            match tokio::task::spawn_blocking(move || api::recording::apply_retention(&dir, period)).await {
+                Ok(0) | Err(_) => {}
+                Ok(n) => tracing::info!(deleted = n, "recordings past their retention deleted"),
+            }
         }
     }
 }

@@ -37,6 +37,10 @@ pub struct SnapshotArgs {
     out: PathBuf,
     #[arg(long, default_value = "Snapshot")]
     name: String,
+    /// A room token the server issued, as its API answers it (JSON): the server passes one to
+    /// a recorder it starts. Without it, a guest token is asked for.
+    #[arg(long, env = "BOT_ROOM_TOKEN", hide_env_values = true)]
+    room_token: Option<String>,
     #[arg(long, value_enum, default_value_t = TransportArg::Websocket)]
     transport: TransportArg,
     /// Give up (exit 1) after this many seconds.
@@ -48,8 +52,15 @@ pub async fn run(args: SnapshotArgs) -> Result<()> {
     link::check_server(&args.server)?;
     let identity = tokio::task::spawn_blocking(|| LocalIdentity::generate(&mut OsRng)).await??;
     let http = reqwest::Client::new();
-    let (user, room, mut sender, mut receiver) =
-        crate::camera::connect(&http, &args.server, &args.room, &args.name, args.transport.into()).await?;
+    let (user, room, mut sender, mut receiver) = crate::camera::connect_with(
+        &http,
+        &args.server,
+        &args.room,
+        &args.name,
+        args.transport.into(),
+        args.room_token.as_deref(),
+    )
+    .await?;
     let mut core = PeerState::new(OsRng, identity.public().clone());
     core.restart(&user, &room);
     let started = Instant::now();

@@ -2,10 +2,12 @@
 //!
 //! Nothing here is a mock: [`NatsServer`] runs the `nats-server` binary, [`PostgresServer`] a
 //! throwaway PostgreSQL server of the test's own, [`Browser`] runs headless Chromium over the
-//! DevTools protocol, [`LossyLink`] is a real UDP path with delay and loss.
+//! DevTools protocol, [`LossyLink`] is a real UDP path with delay and loss, [`media`] asks
+//! Debian's ffmpeg about media files.
 
 mod browser;
 mod lossy;
+pub mod media;
 mod nats;
 mod netns;
 mod pebble;

@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::error::ApiError;
 
 /// The meeting, if the caller hosts it and it goes on.
-async fn hosted(req: &HttpRequest, state: &AppState, id: &str) -> ApiResult<Meeting> {
+pub(super) async fn hosted(req: &HttpRequest, state: &AppState, id: &str) -> ApiResult<Meeting> {
     let user = session::require(req, state).await?;
     let meeting = find(state, id).await?;
     if meeting.host_id != user.id {

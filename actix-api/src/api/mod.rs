@@ -22,6 +22,7 @@ pub mod kiosk;
 mod meetings;
 pub mod password;
 pub mod ratelimit;
+pub mod recording;
 pub mod session;
 pub mod signed;
 
@@ -48,7 +49,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/meetings/{id}/leave", web::post().to(meetings::leave))
         .route("/api/v1/meetings/{id}/end", web::post().to(host::end))
         .route("/api/v1/meetings/{id}/participants", web::get().to(host::participants))
+        // Before `{action}`: a matching path does not fall through to a later route.
+        .route("/api/v1/meetings/{id}/participants/{user}/snapshot", web::get().to(recording::snapshot))
         .route("/api/v1/meetings/{id}/participants/{user}/{action}", web::post().to(host::act))
+        .route("/api/v1/meetings/{id}/recording", web::post().to(recording::start))
+        .route("/api/v1/meetings/{id}/recording", web::get().to(recording::status))
+        .route("/api/v1/meetings/{id}/recording", web::delete().to(recording::stop))
+        .route("/api/v1/meetings/{id}/recordings", web::get().to(recording::list))
+        .route("/api/v1/recordings/{id}/{file}", web::get().to(recording::download))
         .route("/api/v1/kiosk/{room}", web::get().to(kiosk::check));
 }
 

@@ -37,7 +37,7 @@ pub use bench::{EncodeBenchArgs, run as run_encode_bench};
 use coded::Codec;
 use encode::EncoderChoice;
 use session::{OutFrame, Session};
-pub use session::{connect, wall_ms};
+pub use session::{connect, connect_with, wall_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TransportArg {
@@ -111,6 +111,10 @@ pub struct CameraArgs {
     /// Luma noise (±) on the test pattern, as a real sensor adds (for benchmarks).
     #[arg(long, default_value_t = 0)]
     noise: u8,
+    /// A room token as the server's API answers it (JSON), for a meeting (meetings issue no
+    /// guest tokens): used for every connection, so reconnecting works while it is valid.
+    #[arg(long, env = "BOT_ROOM_TOKEN", hide_env_values = true)]
+    room_token: Option<String>,
     #[arg(long, value_enum, default_value_t = TransportArg::Websocket)]
     transport: TransportArg,
     /// Stop after this many seconds (default: run until interrupted).
@@ -229,17 +233,25 @@ pub async fn run(args: CameraArgs) -> Result<()> {
     let mut counters = Counters::new()?;
     let encoder_name = opened.encoder.split(" (").next().unwrap_or_default().to_owned();
     loop {
-        let (user, room, mut sender, mut receiver) =
-            match session::connect(&http, &args.server, &args.room, &args.name, transport).await {
-                Ok(link) => link,
-                Err(e) if attempt == 0 => return Err(e.context(format!("joining {} at {}", args.room, args.server))),
-                Err(e) => {
-                    eprintln!("\nbot camera: reconnecting: {e:#}");
-                    tokio::time::sleep(Duration::from_millis(BACKOFF_MS[attempt.min(BACKOFF_MS.len() - 1)])).await;
-                    attempt += 1;
-                    continue;
-                }
-            };
+        let (user, room, mut sender, mut receiver) = match session::connect_with(
+            &http,
+            &args.server,
+            &args.room,
+            &args.name,
+            transport,
+            args.room_token.as_deref(),
+        )
+        .await
+        {
+            Ok(link) => link,
+            Err(e) if attempt == 0 => return Err(e.context(format!("joining {} at {}", args.room, args.server))),
+            Err(e) => {
+                eprintln!("\nbot camera: reconnecting: {e:#}");
+                tokio::time::sleep(Duration::from_millis(BACKOFF_MS[attempt.min(BACKOFF_MS.len() - 1)])).await;
+                attempt += 1;
+                continue;
+            }
+        };
         session.restart(&user, &room);
         if let Err(e) = session.flush(&mut sender).await {
             eprintln!("\nbot camera: connection lost while joining ({e:#}); reconnecting");

@@ -16,7 +16,7 @@ use videocall_client::peers::{Event, PeerState};
 use videocall_types::{HeartbeatMetadata, MediaPacket, MediaType, PacketWrapper, VideoMetadata};
 
 use crate::load::link::{LinkReceiver, LinkSender, Transport, WebTransportInfo};
-use crate::load::participant::guest_token;
+use crate::load::participant::{GuestToken, guest_token};
 
 /// One encoded frame on its way out.
 pub struct OutFrame {
@@ -148,8 +148,9 @@ impl Session {
     }
 }
 
-/// Joins `room` with a fresh guest token (every (re)connection gets one): the user id the
-/// relay will stamp, the room as it names it, and the link.
+/// Joins `room` with a fresh guest token (every (re)connection gets one), or with `given`, a
+/// room token the server issued (what it passes a recorder it starts: meetings issue no guest
+/// tokens): the user id the relay will stamp, the room as it names it, and the link.
 pub async fn connect(
     http: &reqwest::Client,
     server: &str,
@@ -157,7 +158,21 @@ pub async fn connect(
     name: &str,
     transport: Transport,
 ) -> Result<(String, String, LinkSender, LinkReceiver)> {
-    let token = guest_token(http, server, room, name).await?;
+    connect_with(http, server, room, name, transport, None).await
+}
+
+pub async fn connect_with(
+    http: &reqwest::Client,
+    server: &str,
+    room: &str,
+    name: &str,
+    transport: Transport,
+    given: Option<&str>,
+) -> Result<(String, String, LinkSender, LinkReceiver)> {
+    let token: GuestToken = match given {
+        Some(json) => serde_json::from_str(json).context("reading the room token given (BOT_ROOM_TOKEN)")?,
+        None => guest_token(http, server, room, name).await?,
+    };
     let info = match transport {
         Transport::Webtransport => Some(WebTransportInfo::fetch(http, server).await?),
         Transport::Websocket => None,

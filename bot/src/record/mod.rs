@@ -58,6 +58,10 @@ pub struct RecordArgs {
     /// or stops (every file ended properly) with a notice to the room.
     #[arg(long, env = "RECORD_MIN_FREE_MB", default_value_t = 512)]
     min_free_mb: u64,
+    /// A room token the server issued, as its API answers it (JSON): the server passes one to
+    /// a recorder it starts. Without it, a guest token is asked for.
+    #[arg(long, env = "BOT_ROOM_TOKEN", hide_env_values = true)]
+    room_token: Option<String>,
     #[arg(long, value_enum, default_value_t = TransportArg::Websocket)]
     transport: TransportArg,
     /// Stop after this many seconds (default: until SIGTERM or Ctrl-C).
@@ -80,9 +84,9 @@ struct OnDisk {
     good: u64,
 }
 
-/// Why recording stopped early.
+/// Why recording stopped early: the disk ran low, or a file could not be written.
 enum Stop {
-    DiskFull(String),
+    Storage(String),
 }
 
 struct Files {
@@ -116,7 +120,7 @@ impl Files {
             }
             Err(e) => {
                 let _ = disk.file.set_len(disk.good);
-                Err(Stop::DiskFull(format!("writing {}: {e}", disk.path.display())))
+                Err(Stop::Storage(format!("writing {}: {e}", disk.path.display())))
             }
         }
     }
@@ -135,7 +139,7 @@ impl Files {
                         let _ = self.sidecar(&path, &summary);
                         self.open.insert(file, OnDisk { file: handle, path, good: 0 });
                     }
-                    Err(e) => return Err(Stop::DiskFull(format!("creating {}: {e}", path.display()))),
+                    Err(e) => return Err(Stop::Storage(format!("creating {}: {e}", path.display()))),
                 }
             }
             Action::Append { file, bytes, summary } => {
@@ -196,7 +200,7 @@ pub async fn run(args: RecordArgs) -> Result<()> {
     let identity = tokio::task::spawn_blocking(|| LocalIdentity::generate(&mut OsRng)).await??;
     let http = reqwest::Client::new();
     let (user, room_name, mut sender, mut receiver) =
-        crate::camera::connect(&http, &args.server, &args.room, &args.name, transport)
+        crate::camera::connect_with(&http, &args.server, &args.room, &args.name, transport, args.room_token.as_deref())
             .await
             .with_context(|| format!("joining {} at {}", args.room, args.server))?;
     let mut core = PeerState::new(OsRng, identity.public().clone());
@@ -225,7 +229,11 @@ pub async fn run(args: RecordArgs) -> Result<()> {
                     disk_checked = tokio::time::Instant::now();
                     let free = free_bytes(&args.out)?;
                     if free < min_free {
-                        stop = Some(Stop::DiskFull(format!("{} MiB free, less than {} MiB", free / 1024 / 1024, args.min_free_mb)));
+                        stop = Some(Stop::Storage(format!(
+                            "the disk is nearly full ({} MiB free, less than {} MiB)",
+                            free / 1024 / 1024,
+                            args.min_free_mb
+                        )));
                     }
                 }
             }
@@ -272,16 +280,16 @@ pub async fn run(args: RecordArgs) -> Result<()> {
             stop.get_or_insert(e);
         }
     }
-    if let Some(Stop::DiskFull(why)) = &stop {
-        let _ = core.seal(&messages::chat(&format!("Recording stopped: the disk is full ({why})")), false);
+    if let Some(Stop::Storage(why)) = &stop {
+        let _ = core.seal(&messages::chat(&format!("Recording stopped: {why}")), false);
     }
     let _ = flush(&mut core, &mut sender).await;
     link::close(sender, receiver).await;
     let total: u64 = files.written.iter().map(|f| f.bytes).sum();
     eprintln!("bot record: {} file(s), {total} bytes in {}", files.written.len(), args.out.display());
     match stop {
-        Some(Stop::DiskFull(why)) => {
-            bail!("recording stopped: the disk is full ({why}); every file written so far plays")
+        Some(Stop::Storage(why)) => {
+            bail!("recording stopped: {why}; every file written so far plays")
         }
         None => {
             eprintln!("bot record: {ended}");

@@ -507,6 +507,7 @@ pub(crate) mod tests {
     use std::process::Command;
 
     use shiguredo_mp4::demux::{Input, Mp4FileDemuxer};
+    use testkit::media;
 
     use super::*;
     use crate::camera::encoded_test_pattern;
@@ -524,45 +525,6 @@ pub(crate) mod tests {
     fn program(name: &str) -> PathBuf {
         testkit::find_program(name)
             .unwrap_or_else(|| panic!("{name} is missing: `cargo xtask test` installs it (Debian's ffmpeg)"))
-    }
-
-    /// What ffprobe says of `path`: its streams and format, as JSON.
-    pub fn ffprobe(path: &Path) -> serde_json::Value {
-        let out = Command::new(program("ffprobe"))
-            .args(["-v", "error", "-show_streams", "-show_format", "-of", "json"])
-            .arg(path)
-            .output()
-            .expect("ffprobe runs");
-        assert!(out.status.success(), "ffprobe {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).expect("ffprobe's JSON")
-    }
-
-    /// ffmpeg decodes every frame of `path` and says nothing (no error, no warning).
-    pub fn decodes_cleanly(path: &Path) {
-        let out = Command::new(program("ffmpeg"))
-            .args(["-nostdin", "-v", "error", "-i"])
-            .arg(path)
-            .args(["-f", "null", "-"])
-            .output()
-            .expect("ffmpeg runs");
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && said.trim().is_empty(), "ffmpeg decoding {}: {said}", path.display());
-    }
-
-    /// The RMS level (dB) of `path`'s audio, from ffmpeg's `astats`.
-    pub fn audio_rms_db(path: &Path) -> f64 {
-        let out = Command::new(program("ffmpeg"))
-            .args(["-nostdin", "-v", "info", "-i"])
-            .arg(path)
-            .args(["-vn", "-af", "astats=measure_perchannel=none", "-f", "null", "-"])
-            .output()
-            .expect("ffmpeg runs");
-        let said = String::from_utf8_lossy(&out.stderr);
-        said.lines()
-            .filter_map(|l| l.split("RMS level dB:").nth(1))
-            .filter_map(|v| v.trim().parse::<f64>().ok())
-            .next_back()
-            .unwrap_or_else(|| panic!("no RMS level in ffmpeg's astats: {said}"))
     }
 
     /// `seconds` of a 440 Hz tone as Opus packets (ffmpeg encodes, then we take the packets
@@ -601,7 +563,15 @@ pub(crate) mod tests {
     }
 
     fn duration(probe: &serde_json::Value) -> f64 {
-        probe["format"]["duration"].as_str().and_then(|d| d.parse().ok()).expect("a duration")
+        media::duration_seconds(probe).unwrap()
+    }
+
+    fn ffprobe(path: &Path) -> serde_json::Value {
+        media::ffprobe(path).unwrap()
+    }
+
+    fn decodes_cleanly(path: &Path) {
+        media::decodes_cleanly(path).unwrap()
     }
 
     #[test]
@@ -648,7 +618,7 @@ pub(crate) mod tests {
         let seconds = duration(&probe);
         assert!((4.5..5.5).contains(&seconds), "5 s recorded, ffprobe says {seconds} s");
         decodes_cleanly(&path);
-        let level = audio_rms_db(&path);
+        let level = media::audio_rms_db(&path).unwrap();
         assert!(level > -30.0, "the tone is heard: RMS {level} dB");
         let _ = std::fs::remove_dir_all(&dir);
     }

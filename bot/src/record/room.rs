@@ -233,21 +233,24 @@ impl RoomRecorder {
             return Ok(());
         }
         if let Some(open) = &mut state.file {
-            match open.muxer.push_audio(now_ms, &packet)? {
-                Ok(Some(bytes)) => {
-                    refresh(open);
-                    self.actions.push(Action::Append { file: open.id, bytes, summary: open.summary.clone() });
+            // Audio alone rotates at any packet; with video, at the video's keyframe.
+            let rotate_now =
+                !open.muxer.has_video() && now_ms.saturating_sub(open.muxer.started_ms()) >= self.rotate_ms;
+            if !rotate_now {
+                match open.muxer.push_audio(now_ms, &packet)? {
+                    Ok(Some(bytes)) => {
+                        refresh(open);
+                        self.actions.push(Action::Append { file: open.id, bytes, summary: open.summary.clone() });
+                    }
+                    Ok(None) => {}
+                    // A video file without audio: the microphone came on later. The next
+                    // keyframe starts a file with both.
+                    Err(_) => state.rotate = true,
                 }
-                Ok(None) => {}
-                // A video file without audio: the microphone came on later. The next keyframe
-                // starts a file with both.
-                Err(_) => state.rotate = true,
-            }
-            if !open.muxer.has_video() && now_ms.saturating_sub(open.muxer.started_ms()) >= self.rotate_ms {
-                let open = state.file.take().expect("just matched");
-                self.actions.push(close(open));
-            } else {
                 return Ok(());
+            }
+            if let Some(open) = state.file.take() {
+                self.actions.push(close(open));
             }
         }
         // Audio alone starts a file; a camera that comes on joins it within its first
