@@ -156,6 +156,9 @@ async fn remote_hashes(state: &AppState, from: &str) -> serde_json::Value {
 struct GuestTokenRequest {
     room: String,
     display_name: String,
+    /// The guest records the room (`bot record`): everyone is shown it.
+    #[serde(default)]
+    recorder: bool,
 }
 
 /// A token for a guest: a random user id, the display name and room asked for. Rooms that are
@@ -185,6 +188,6 @@ async fn guest_token(
     }
     let suffix: u64 = rand::random();
     let user = UserId::parse(&format!("guest-{suffix:016x}")).map_err(|e| bad_request("bad_user_id", e))?;
-    let grant = RoomToken { user, room, name, expires_at: 0, id: RoomToken::fresh_id() };
+    let grant = RoomToken { user, room, name, expires_at: 0, id: RoomToken::fresh_id(), recorder: body.recorder };
     Ok(HttpResponse::Created().json(crate::api::issue_room_token(&state, grant)?))
 }

@@ -71,6 +71,7 @@ fn token(secret: &str, user: &str, room: &str, expires_at: u64) -> String {
         name: DisplayName::parse("Mallory").unwrap(),
         expires_at,
         id: RoomToken::fresh_id(),
+        recorder: false,
     };
     TokenKey::from_secret(secret.as_bytes()).unwrap().issue(&grant, 0).unwrap()
 }

@@ -174,6 +174,7 @@ async fn meeting_flow(http: &str) {
         name: videocall_types::DisplayName::parse("H").unwrap(),
         expires_at: 1_000,
         id: RoomToken::fresh_id(),
+        recorder: false,
     };
     let expired = key.issue(&grant, 900).unwrap();
     let (status, body) =

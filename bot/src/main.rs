@@ -48,6 +48,9 @@ enum Command {
     /// Joins as "Recorder" (shown to everyone, holding keys like anyone) and writes each
     /// participant's camera, microphone and screen, as sent, to fragmented MP4 files.
     Record(record::RecordArgs),
+    /// What recording costs per participant: 720p30 H.264 and audio opened, muxed and written
+    /// by the recorder's own code; prints CPU and memory per participant.
+    RecordBench(record::RecordBenchArgs),
     /// Joins, asks a participant's camera for a keyframe and writes it as a JPEG.
     Snapshot(snapshot::SnapshotArgs),
 }
@@ -67,6 +70,7 @@ async fn main() -> Result<()> {
         Command::Load(args) => load::run(args).await,
         Command::Flood(args) => flood::run(args).await,
         Command::Record(args) => record::run(args).await,
+        Command::RecordBench(args) => record::run_bench(args),
         Command::Snapshot(args) => snapshot::run(args).await,
     }
 }

@@ -59,6 +59,7 @@ pub async fn run(args: SnapshotArgs) -> Result<()> {
         &args.name,
         args.transport.into(),
         args.room_token.as_deref(),
+        false,
     )
     .await?;
     let mut core = PeerState::new(OsRng, identity.public().clone());

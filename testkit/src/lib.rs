@@ -6,6 +6,7 @@
 //! Debian's ffmpeg about media files.
 
 mod browser;
+mod disk;
 mod lossy;
 pub mod media;
 mod nats;
@@ -15,6 +16,7 @@ mod postgres;
 mod tls;
 
 pub use browser::{Browser, LaunchOptions};
+pub use disk::SmallDisk;
 pub use lossy::{LinkConfig, LinkCounters, LossyLink};
 pub use nats::{NatsCluster, NatsSecurity, NatsServer};
 pub use netns::{Host, TwoHosts};

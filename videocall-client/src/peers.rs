@@ -46,6 +46,8 @@ use crate::tunables::{HELD_WHILE_UNWRAPPING, MAX_RATCHET_STEPS, MAX_REMEMBERED_D
 pub struct Peer {
     pub user: String,
     pub display_name: String,
+    /// Presence says this session records the room (its token was a recorder's).
+    pub recorder: bool,
     /// The identity shown for this person: the first announced, or a change the user accepted.
     pub identity: Option<PeerIdentity>,
     /// A different identity announced for this session since: an alarm until accepted.
@@ -55,8 +57,8 @@ pub struct Peer {
 }
 
 impl Peer {
-    fn new(user: String, display_name: String) -> Self {
-        Self { user, display_name, identity: None, changed: None, given_epoch: None }
+    fn new(user: String, display_name: String, recorder: bool) -> Self {
+        Self { user, display_name, recorder, identity: None, changed: None, given_epoch: None }
     }
 }
 
@@ -495,7 +497,7 @@ impl<R: CryptoRngCore> PeerState<R> {
         if session == 0 || Some(session) == self.session || self.peers.contains_key(&session) {
             return Ok(false);
         }
-        let mut peer = Peer::new(p.user_id, p.display_name);
+        let mut peer = Peer::new(p.user_id, p.display_name, p.recorder);
         let remembered = self.departed.remove(&session);
         if let Some(identity) = &remembered {
             self.events.push_back(Event::PeerKey { session, fingerprint: identity.fingerprint() });

@@ -119,6 +119,7 @@ mod tests {
             name: DisplayName::parse("N").unwrap(),
             expires_at,
             id: RoomToken::fresh_id(),
+            recorder: false,
         };
         key().issue(&grant, 0).unwrap()
     }

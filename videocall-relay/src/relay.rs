@@ -335,7 +335,7 @@ impl Relay {
 
     async fn join_unchecked(&self, token: &RoomToken, seat: Seat) -> Result<SessionHandle, JoinFailure> {
         let session = SessionId::random();
-        let member = Member { session, user: token.user.clone(), name: token.name.clone() };
+        let member = Member { session, user: token.user.clone(), name: token.name.clone(), recorder: token.recorder };
         let signal = Arc::new(SessionSignal::default());
         let (slot, publishes) = loop {
             let slot = self.slot(&token.room)?;

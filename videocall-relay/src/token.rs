@@ -36,6 +36,8 @@ pub struct RoomToken {
     /// The token's own id (`jti`): a token opens one session, and the relays remember which
     /// ids have ([`crate::Revocations::claim`]).
     pub id: String,
+    /// The holder records the room: presence tells everyone, and every page shows it.
+    pub recorder: bool,
 }
 
 impl RoomToken {
@@ -53,6 +55,9 @@ struct Claims {
     exp: u64,
     iat: u64,
     jti: String,
+    /// A recorder's token (absent: not one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    rec: bool,
 }
 
 /// The shared secret, ready to issue and verify tokens.
@@ -100,6 +105,7 @@ impl TokenKey {
             exp: token.expires_at,
             iat: now,
             jti: token.id.clone(),
+            rec: token.recorder,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|_| TokenError::Signing)
     }
@@ -127,6 +133,7 @@ impl TokenKey {
             name: DisplayName::parse(&claims.name)?,
             expires_at: claims.exp,
             id: claims.jti,
+            recorder: claims.rec,
         })
     }
 }
@@ -148,6 +155,7 @@ mod tests {
             name: DisplayName::parse("Ada").unwrap(),
             expires_at,
             id: "0123456789abcdef0123456789abcdef".into(),
+            recorder: false,
         }
     }
 
@@ -184,8 +192,19 @@ mod tests {
             exp: NOW + 9,
             iat: NOW,
             jti: "x".into(),
+            rec: false,
         };
         let token = jsonwebtoken::encode(&Header::default(), &claims, &k.encoding).unwrap();
         assert!(matches!(k.verify(&token, NOW), Err(TokenError::InvalidClaims(_))));
+    }
+
+    #[test]
+    fn a_recorder_is_said_by_the_token_and_only_by_it() {
+        let k = key("0123456789abcdef0123456789abcdef");
+        let mut recorder = grant(NOW + 60);
+        recorder.recorder = true;
+        assert!(k.verify(&k.issue(&recorder, NOW).unwrap(), NOW).unwrap().recorder);
+        let plain = k.issue(&grant(NOW + 60), NOW).unwrap();
+        assert!(!k.verify(&plain, NOW).unwrap().recorder);
     }
 }

@@ -44,6 +44,7 @@ async fn serve_files(dir: &Path) -> (WebTransportHandle, String) {
         name: DisplayName::parse("Ada").unwrap(),
         expires_at: u64::MAX / 2,
         id: RoomToken::fresh_id(),
+        recorder: false,
     };
     let url = format!(
         "https://127.0.0.1:{}/lobby/ada/reload?token={}",

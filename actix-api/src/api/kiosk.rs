@@ -97,6 +97,7 @@ mod tests {
                     name: videocall_types::DisplayName::parse("A").unwrap(),
                     expires_at: NOW + 60,
                     id: videocall_relay::RoomToken::fresh_id(),
+                    recorder: false,
                 },
                 NOW,
             )

@@ -192,6 +192,7 @@ fn token_for(state: &AppState, meeting: &Meeting, participant: &Participant) -> 
         name: DisplayName::parse(&participant.display_name).map_err(|e| super::internal("display_name", e))?,
         expires_at: 0,
         id: RoomToken::fresh_id(),
+        recorder: false,
     };
     issue_room_token(state, grant)
 }

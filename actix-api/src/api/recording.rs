@@ -90,13 +90,15 @@ fn own_url(state: &AppState) -> ApiResult<String> {
     Ok(format!("http://{ip}:{}", addr.port()))
 }
 
-/// A room token for a process of the server's own in `meeting` (the recorder, a snapshot).
-fn own_token(state: &AppState, meeting: &str, who: &str, name: &str) -> ApiResult<String> {
+/// A room token for a process of the server's own in `meeting`: the recorder (`recorder`:
+/// everyone is shown it records), a snapshot taker.
+fn own_token(state: &AppState, meeting: &str, who: &str, name: &str, recorder: bool) -> ApiResult<String> {
     let room = RoomId::parse(meeting).map_err(|e| internal("room_id", e))?;
     let suffix: u64 = rand::random();
     let user = UserId::parse(&format!("{who}-{suffix:016x}")).map_err(|e| internal("user_id", e))?;
     let name = DisplayName::parse(name).map_err(|e| internal("display_name", e))?;
-    let view = issue_room_token(state, RoomToken { user, room, name, expires_at: 0, id: RoomToken::fresh_id() })?;
+    let grant = RoomToken { user, room, name, expires_at: 0, id: RoomToken::fresh_id(), recorder };
+    let view = issue_room_token(state, grant)?;
     serde_json::to_string(&view).map_err(|e| internal("token_json", e))
 }
 
@@ -126,7 +128,7 @@ pub async fn start(req: HttpRequest, state: web::Data<AppState>, id: web::Path<S
             format!("{free} MiB free where recordings go, less than the {wanted} MiB recording keeps free"),
         ));
     }
-    let token = own_token(&state, &meeting.id, "recorder", RECORDER_NAME)?;
+    let token = own_token(&state, &meeting.id, "recorder", RECORDER_NAME, true)?;
     let child = Command::new(recorder_binary(&state))
         .args(["record", "--server", &own_url(&state)?, "--room", &meeting.id, "--name", RECORDER_NAME])
         .arg("--out")
@@ -313,7 +315,7 @@ pub async fn snapshot(
             ApiError::new(StatusCode::NOT_FOUND, "participant_not_found", format!("{user:?} is not in this meeting"))
         })?;
     let out = tempfile_path(&meeting.id);
-    let token = own_token(&state, &meeting.id, "snapshot", SNAPSHOT_NAME)?;
+    let token = own_token(&state, &meeting.id, "snapshot", SNAPSHOT_NAME, false)?;
     let run = Command::new(recorder_binary(&state))
         .args(["snapshot", "--server", &own_url(&state)?, "--room", &meeting.id, "--name", SNAPSHOT_NAME])
         .args(["--participant", &participant.user_id, "--timeout", &SNAPSHOT_TIMEOUT_SECS.to_string()])

@@ -151,8 +151,12 @@ impl Participant {
     }
 }
 
+/// Waits for `script` to return true; failing, says what the page showed.
 pub async fn wait(browser: &Browser, script: &str, seconds: u64) {
-    browser.wait_for(script, Duration::from_secs(seconds), |v| v == &Value::Bool(true)).await.unwrap();
+    if let Err(e) = browser.wait_for(script, Duration::from_secs(seconds), |v| v == &Value::Bool(true)).await {
+        let shown = browser.eval("return location.pathname + ': ' + document.body.innerText.slice(0, 800)").await;
+        panic!("{e:#}\nthe page: {}", shown.map(|v| v.to_string()).unwrap_or_else(|e| format!("unreadable: {e:#}")));
+    }
 }
 
 /// Clicks the element `selector` names.

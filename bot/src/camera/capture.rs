@@ -149,6 +149,10 @@ struct Worker {
     /// (width, height) the encoder was opened for.
     encoding: (usize, usize),
     started: Instant,
+    /// `started` on the wall clock, milliseconds.
+    started_ms: f64,
+    /// The last frame's timestamp: each is later than the one before.
+    last_timestamp_us: Option<u64>,
     /// Capture time by encoder timestamp, for frames an encoder returns late.
     in_flight: std::collections::VecDeque<(u64, f64)>,
 }
@@ -182,14 +186,17 @@ impl Worker {
         }
     }
 
-    fn encode(&mut self, frame: &I420Frame, capture_ms: f64) -> Result<bool> {
+    /// `shutter_us`: when the frame was taken, microseconds since the stream began: what
+    /// receivers and recordings space frames by.
+    fn encode(&mut self, frame: &I420Frame, capture_ms: f64, shutter_us: u64) -> Result<bool> {
         let size = (frame.width, frame.height);
         if size != self.encoding {
             // The camera came back at another size: the encoder starts again.
             self.encoder = self.config.open_encoder(size)?;
             self.encoding = size;
         }
-        let timestamp_us = self.started.elapsed().as_micros() as u64;
+        let timestamp_us = self.last_timestamp_us.map_or(shutter_us, |last| shutter_us.max(last + 1));
+        self.last_timestamp_us = Some(timestamp_us);
         self.in_flight.push_back((timestamp_us, capture_ms));
         let key = self.shared.force_key.swap(false, Ordering::Relaxed);
         match self.encoder.encode(frame, key, timestamp_us).context("encoding")? {
@@ -224,7 +231,14 @@ impl Worker {
                 }
             };
             self.shared.captured.fetch_add(1, Ordering::Relaxed);
-            if !self.encode(&frame, capture_ms)? {
+            // A camera's frames are timed by the driver's timestamps; the pattern's by the tick
+            // it was drawn for, so a late wake-up on a busy machine does not bunch them.
+            let shutter_us = if source.paced() {
+                ((capture_ms - self.started_ms).max(0.0) * 1000.0) as u64
+            } else {
+                next.saturating_duration_since(self.started).as_micros() as u64
+            };
+            if !self.encode(&frame, capture_ms, shutter_us)? {
                 return Ok(());
             }
             if source.paced() {
@@ -271,6 +285,8 @@ pub fn spawn(config: Config, shared: Arc<Shared>, out: mpsc::Sender<OutFrame>) -
                     encoder,
                     encoding: size,
                     started: Instant::now(),
+                    started_ms: wall_ms(),
+                    last_timestamp_us: None,
                     in_flight: Default::default(),
                 };
                 Ok((source, worker, opened))

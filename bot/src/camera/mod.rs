@@ -13,10 +13,10 @@
 mod bench;
 mod capture;
 pub mod coded;
-mod encode;
+pub mod encode;
 mod frame;
 pub mod m2m;
-mod pattern;
+pub mod pattern;
 mod session;
 mod v4l2;
 
@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use videocall_client::crypto::LocalIdentity;
 
 use crate::load::link::{self, LinkSender, Transport};
-pub use bench::{EncodeBenchArgs, run as run_encode_bench};
+pub use bench::{EncodeBenchArgs, run as run_encode_bench, thread_cpu_seconds};
 use coded::Codec;
 use encode::EncoderChoice;
 use session::{OutFrame, Session};
@@ -240,6 +240,7 @@ pub async fn run(args: CameraArgs) -> Result<()> {
             &args.name,
             transport,
             args.room_token.as_deref(),
+            false,
         )
         .await
         {

@@ -16,7 +16,7 @@ use videocall_client::peers::{Event, PeerState};
 use videocall_types::{HeartbeatMetadata, MediaPacket, MediaType, PacketWrapper, VideoMetadata};
 
 use crate::load::link::{LinkReceiver, LinkSender, Transport, WebTransportInfo};
-use crate::load::participant::{GuestToken, guest_token};
+use crate::load::participant::{GuestToken, guest_token_as};
 
 /// One encoded frame on its way out.
 pub struct OutFrame {
@@ -158,9 +158,11 @@ pub async fn connect(
     name: &str,
     transport: Transport,
 ) -> Result<(String, String, LinkSender, LinkReceiver)> {
-    connect_with(http, server, room, name, transport, None).await
+    connect_with(http, server, room, name, transport, None, false).await
 }
 
+/// `recorder`: the guest token asked for says its holder records (a given token says what
+/// the server put in it).
 pub async fn connect_with(
     http: &reqwest::Client,
     server: &str,
@@ -168,10 +170,11 @@ pub async fn connect_with(
     name: &str,
     transport: Transport,
     given: Option<&str>,
+    recorder: bool,
 ) -> Result<(String, String, LinkSender, LinkReceiver)> {
     let token: GuestToken = match given {
         Some(json) => serde_json::from_str(json).context("reading the room token given (BOT_ROOM_TOKEN)")?,
-        None => guest_token(http, server, room, name).await?,
+        None => guest_token_as(http, server, room, name, recorder).await?,
     };
     let info = match transport {
         Transport::Webtransport => Some(WebTransportInfo::fetch(http, server).await?),

@@ -54,9 +54,20 @@ pub struct GuestToken {
 
 /// Asks `server` for a guest token for `room_name`.
 pub async fn guest_token(http: &reqwest::Client, server: &str, room_name: &str, name: &str) -> Result<GuestToken> {
+    guest_token_as(http, server, room_name, name, false).await
+}
+
+/// A guest token; `recorder`: one that tells everyone in the room its holder records.
+pub async fn guest_token_as(
+    http: &reqwest::Client,
+    server: &str,
+    room_name: &str,
+    name: &str,
+    recorder: bool,
+) -> Result<GuestToken> {
     let response = http
         .post(format!("{server}/api/v1/guest-tokens"))
-        .json(&serde_json::json!({"room": room_name, "display_name": name}))
+        .json(&serde_json::json!({"room": room_name, "display_name": name, "recorder": recorder}))
         .send()
         .await
         .with_context(|| format!("requesting a guest token from {server}"))?;

@@ -10,8 +10,11 @@
 //!   when to ask for keyframes (no I/O, time passed in).
 //! - here: the adapter: the link, the files, the disk, signals.
 
+mod bench;
 pub mod mux;
 pub mod room;
+
+pub use bench::{RecordBenchArgs, run as run_bench};
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -199,10 +202,17 @@ pub async fn run(args: RecordArgs) -> Result<()> {
     let transport = Transport::from(args.transport);
     let identity = tokio::task::spawn_blocking(|| LocalIdentity::generate(&mut OsRng)).await??;
     let http = reqwest::Client::new();
-    let (user, room_name, mut sender, mut receiver) =
-        crate::camera::connect_with(&http, &args.server, &args.room, &args.name, transport, args.room_token.as_deref())
-            .await
-            .with_context(|| format!("joining {} at {}", args.room, args.server))?;
+    let (user, room_name, mut sender, mut receiver) = crate::camera::connect_with(
+        &http,
+        &args.server,
+        &args.room,
+        &args.name,
+        transport,
+        args.room_token.as_deref(),
+        true,
+    )
+    .await
+    .with_context(|| format!("joining {} at {}", args.room, args.server))?;
     let mut core = PeerState::new(OsRng, identity.public().clone());
     core.restart(&user, &room_name);
     eprintln!("bot record: in room {} as {} ({user}), key fingerprint {}", args.room, args.name, core.fingerprint());

@@ -31,6 +31,10 @@ pub const FRAGMENT_MS: u64 = 1_000;
 /// How long a file waits for its tracks before writing its header: a participant's audio and
 /// first keyframe arrive within a few hundred milliseconds of each other after the keys.
 const FIRST_FRAGMENT_MS: u64 = 1_000;
+/// How long the header waits for a sample of each of its tracks (a camera that sent its
+/// keyframe and then stalled): after it, a track with nothing to give is left out of the file,
+/// and its next keyframe starts the next file.
+const TRACKS_WAIT_MS: u64 = 5_000;
 /// A sender timestamp may drift from arrival spacing by this much before arrival spacing is
 /// used instead (network jitter is tens of milliseconds; a broken clock is seconds).
 pub const MAX_CLOCK_DISAGREEMENT_MS: f64 = 2_000.0;
@@ -425,6 +429,22 @@ impl FileMuxer {
         if now_ms.saturating_sub(self.fragment_ms) < wait || self.ready.is_empty() {
             return Ok(None);
         }
+        if !self.header_written {
+            // The header lists the tracks the muxer has seen a sample of: each track gives
+            // one before it is written, or is left out.
+            let gave = |kind: TrackKind| self.ready.iter().any(|r| r.kind == kind);
+            let (video, audio) = (gave(TrackKind::Video), gave(TrackKind::Audio));
+            let missing = (self.video.is_some() && !video) || (self.audio.is_some() && !audio);
+            if missing && now_ms.saturating_sub(self.started_ms) < TRACKS_WAIT_MS {
+                return Ok(None);
+            }
+            if !video {
+                (self.video, self.codec) = (None, None);
+            }
+            if !audio {
+                self.audio = None;
+            }
+        }
         self.fragment_ms = now_ms;
         self.fragment().map(Some)
     }
@@ -667,6 +687,34 @@ pub(crate) mod tests {
         assert_eq!(file.push_video(100, &video(&deltas[1].0, false, 1)).unwrap(), Err(Refused::NeedKeyframe));
         assert_eq!(file.push_video(200, &video(&deltas[0].0, true, 0)).unwrap(), Ok(None));
         assert!(file.has_video() && file.has_audio());
+    }
+
+    #[test]
+    fn a_camera_that_stalls_after_its_keyframe_still_gets_its_track() {
+        let frames = encoded_test_pattern(320, 240, 60, 60);
+        let tone = opus_tone(4);
+        let dir = scratch("stall");
+        let path = dir.join("stall.mp4");
+        let mut file = FileMuxer::with_video(0, &video(&frames[0].0, true, 0)).unwrap();
+        let mut out = Vec::new();
+        // 1.5 s of audio alone after the keyframe, then the camera goes on.
+        for (data, ts, dur) in tone.iter().take_while(|(_, ts, _)| *ts < 1_500_000.0) {
+            let packet = AudioIn { data, timestamp_us: *ts, duration_us: Some(*dur), channels: 1 };
+            out.extend(file.push_audio((*ts / 1000.0) as u64, &packet).unwrap().unwrap().unwrap_or_default());
+        }
+        for (i, (data, key)) in frames.iter().enumerate().skip(1) {
+            let mut frame = video(data, *key, i);
+            frame.timestamp_us += 1_500_000.0;
+            out.extend(file.push_video(1_500 + i as u64 * 33, &frame).unwrap().unwrap().unwrap_or_default());
+        }
+        out.extend(file.finish().unwrap());
+        std::fs::write(&path, &out).unwrap();
+        let probe = ffprobe(&path);
+        let codecs: Vec<_> =
+            probe["streams"].as_array().unwrap().iter().map(|s| s["codec_name"].as_str().unwrap()).collect();
+        assert_eq!(codecs, ["h264", "opus"], "{probe}");
+        decodes_cleanly(&path);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub struct Member {
     pub session: SessionId,
     pub user: UserId,
     pub name: DisplayName,
+    /// The token was a recorder's.
+    pub recorder: bool,
 }
 
 impl Member {
@@ -24,6 +26,7 @@ impl Member {
             session_id: self.session.get(),
             user_id: self.user.to_string(),
             display_name: self.name.to_string(),
+            recorder: self.recorder,
             ..Default::default()
         }
     }
@@ -33,6 +36,7 @@ impl Member {
             session: SessionId::new(p.session_id)?,
             user: UserId::parse(&p.user_id).ok()?,
             name: DisplayName::parse(&p.display_name).ok()?,
+            recorder: p.recorder,
         })
     }
 }

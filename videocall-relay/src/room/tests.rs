@@ -19,6 +19,7 @@ fn member(session: u64, user: &str) -> Member {
         session: sid(session),
         user: UserId::parse(user).unwrap(),
         name: DisplayName::parse(&format!("Name of {user}")).unwrap(),
+        recorder: false,
     }
 }
 

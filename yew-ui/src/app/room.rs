@@ -277,6 +277,9 @@ fn CallView(props: &CallViewProps) -> Html {
             <header>
                 <h1>{ &state.room }</h1>
                 <ConnectionStatus connection={state.connection.clone()} />
+                if state.recording() {
+                    <span class="recording-badge" id="recording-badge" title="A recorder is in this room: it holds the keys like anyone here and saves what is sent">{"● Recording"}</span>
+                }
                 if let Some(notice) = &state.notice { <p class="notice" id="notice">{ notice }</p> }
             </header>
             <div class="stage">

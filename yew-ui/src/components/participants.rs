@@ -51,6 +51,7 @@ pub fn ParticipantList(props: &ParticipantListProps) -> Html {
                         <div class="who">
                             { &p.display_name }
                             if props.host.as_deref() == Some(p.user.as_str()) { <span class="badge host">{"host"}</span> }
+                            if p.recorder { <span class="badge recorder">{"recording"}</span> }
                             if !p.audio_on { <span class="badge muted">{"muted"}</span> }
                         </div>
                         <code class="fingerprint">{ p.fingerprint.clone().unwrap_or_else(|| "waiting for key…".into()) }</code>

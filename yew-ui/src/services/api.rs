@@ -172,6 +172,37 @@ pub async fn host_action(id: &str, user: &str, action: &str) -> Result<(), Failu
     call::<serde_json::Value>("POST", &path, None, &[200, 202, 204]).await.map(|_| ())
 }
 
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RecordingView {
+    pub file: String,
+    pub participant: String,
+    pub duration_ms: u64,
+    pub bytes: u64,
+    /// A download link that expires.
+    pub url: String,
+}
+
+#[derive(Deserialize)]
+struct RecordingState {
+    recording: bool,
+}
+
+/// Whether the meeting is being recorded (host only).
+pub async fn recording(id: &str) -> Result<bool, Failure> {
+    let (_, state): (u16, RecordingState) =
+        call("GET", &format!("/api/v1/meetings/{id}/recording"), None, &[200]).await?;
+    Ok(state.recording)
+}
+
+pub async fn start_recording(id: &str) -> Result<(), Failure> {
+    call::<serde_json::Value>("POST", &format!("/api/v1/meetings/{id}/recording"), None, &[201]).await.map(|_| ())
+}
+
+/// Stops recording: the meeting's files, with download links.
+pub async fn stop_recording(id: &str) -> Result<Vec<RecordingView>, Failure> {
+    Ok(call("DELETE", &format!("/api/v1/meetings/{id}/recording"), None, &[200]).await?.1)
+}
+
 pub async fn end_meeting(id: &str) -> Result<(), Failure> {
     call::<serde_json::Value>("POST", &format!("/api/v1/meetings/{id}/end"), None, &[204]).await.map(|_| ())
 }

@@ -46,6 +46,8 @@ pub enum Connection {
 pub struct Participant {
     pub user: String,
     pub display_name: String,
+    /// They record the room (presence says so: their token was a recorder's).
+    pub recorder: bool,
     pub fingerprint: Option<String>,
     /// A different key announced for them since (the fingerprint): an alarm until accepted.
     pub key_changed: Option<String>,
@@ -110,6 +112,7 @@ pub enum RoomAction {
         session: u64,
         user: String,
         display_name: String,
+        recorder: bool,
     },
     Left {
         session: u64,
@@ -164,6 +167,11 @@ pub enum RoomAction {
 const CHAT_HISTORY: usize = 500;
 
 impl RoomState {
+    /// Someone in the room records it: every page says so while they are here.
+    pub fn recording(&self) -> bool {
+        self.participants.values().any(|p| p.recorder)
+    }
+
     pub fn new(room: &str, me: Me) -> Self {
         Self {
             room: room.to_owned(),
@@ -184,10 +192,11 @@ impl RoomState {
                 self.me.fingerprint = fingerprint;
             }
             RoomAction::Connection(c) => self.connection = c,
-            RoomAction::Joined { session, user, display_name } => {
+            RoomAction::Joined { session, user, display_name, recorder } => {
                 let entry = self.participants.entry(session).or_insert_with(|| Participant {
                     user: user.clone(),
                     display_name: String::new(),
+                    recorder,
                     fingerprint: None,
                     key_changed: None,
                     key_id: None,
@@ -264,9 +273,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_room_shows_recording_while_a_recorder_is_in_it() {
+        let mut s = RoomState::new("r", Me::default());
+        s.apply(RoomAction::Joined { session: 1, user: "guest-1".into(), display_name: "Ada".into(), recorder: false });
+        assert!(!s.recording());
+        s.apply(RoomAction::Joined {
+            session: 2,
+            user: "recorder-1".into(),
+            display_name: "Recorder".into(),
+            recorder: true,
+        });
+        assert!(s.recording());
+        s.apply(RoomAction::Left { session: 2 });
+        assert!(!s.recording(), "the recorder left");
+    }
+
+    #[test]
     fn participants_come_with_keys_and_go() {
         let mut s = RoomState::new("r", Me::default());
-        s.apply(RoomAction::Joined { session: 7, user: "guest-1".into(), display_name: "Ada".into() });
+        s.apply(RoomAction::Joined { session: 7, user: "guest-1".into(), display_name: "Ada".into(), recorder: false });
         s.apply(RoomAction::PeerKey { session: 7, fingerprint: "ab12".into() });
         s.apply(RoomAction::PeerMediaKey { session: 7, key_id: 3 });
         s.apply(RoomAction::PeerMedia { session: 7, audio_on: false, video_on: true, screen_on: true });
@@ -292,7 +317,12 @@ mod tests {
     #[test]
     fn a_nameless_participant_shows_its_user_id_and_chat_is_bounded() {
         let mut s = RoomState::new("r", Me { display_name: "Me".into(), ..Me::default() });
-        s.apply(RoomAction::Joined { session: 1, user: "guest-2".into(), display_name: String::new() });
+        s.apply(RoomAction::Joined {
+            session: 1,
+            user: "guest-2".into(),
+            display_name: String::new(),
+            recorder: false,
+        });
         assert_eq!(s.participants[&1].display_name, "guest-2");
         for i in 0..(CHAT_HISTORY + 10) {
             s.apply(RoomAction::Chat(ChatLine { session: 1, name: "x".into(), text: i.to_string() }));

@@ -52,14 +52,14 @@ pub fn drain_events(inner: &Rc<Inner>) {
         match event {
             Event::Welcomed { .. } => {}
             Event::Joined { session } => {
-                let (user, display_name) = inner
+                let (user, display_name, recorder) = inner
                     .core
                     .borrow()
                     .peers()
                     .get(&session)
-                    .map(|p| (p.user.clone(), p.display_name.clone()))
+                    .map(|p| (p.user.clone(), p.display_name.clone(), p.recorder))
                     .unwrap_or_default();
-                inner.dispatch(RoomAction::Joined { session, user, display_name });
+                inner.dispatch(RoomAction::Joined { session, user, display_name, recorder });
             }
             Event::Left { session } => {
                 inner.peers.borrow_mut().remove(&session);
