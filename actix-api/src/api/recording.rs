@@ -347,3 +347,29 @@ fn tempfile_path(meeting: &str) -> PathBuf {
     let n: u64 = rand::random();
     std::env::temp_dir().join(format!("snapshot-{meeting}-{n:016x}.jpg"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    #[test]
+    fn recordings_past_retention_go_with_their_listings_and_the_rest_stay() {
+        let dir = std::env::temp_dir().join(format!("retention-{}", std::process::id()));
+        let meeting = dir.join("abc-defg-hij");
+        std::fs::create_dir_all(&meeting).unwrap();
+        let day = Duration::from_secs(86_400);
+        for (name, age) in [("old.mp4", 10 * day), ("new.mp4", day)] {
+            let file = std::fs::File::create(meeting.join(name)).unwrap();
+            file.set_modified(SystemTime::now() - age).unwrap();
+            std::fs::write(meeting.join(name).with_extension("mp4.json"), b"{}").unwrap();
+        }
+        assert_eq!(apply_retention(&dir, 7 * day), 1);
+        let left: Vec<_> = std::fs::read_dir(&meeting).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(meeting.join("new.mp4").exists() && meeting.join("new.mp4.json").exists());
+        assert_eq!(apply_retention(&dir, 7 * day), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

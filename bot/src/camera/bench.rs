@@ -41,7 +41,7 @@ pub fn cpu_seconds(stat: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-pub fn thread_cpu_seconds() -> f64 {
+fn thread_cpu_seconds() -> f64 {
     cpu_seconds("/proc/thread-self/stat")
 }
 

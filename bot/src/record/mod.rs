@@ -96,6 +96,8 @@ struct Files {
     dir: PathBuf,
     open: HashMap<FileId, OnDisk>,
     written: Vec<FileSummary>,
+    /// Says nothing of each file opened and ended (the benchmark).
+    quiet: bool,
 }
 
 impl Files {
@@ -135,10 +137,12 @@ impl Files {
                 let opened = OpenOptions::new().create_new(true).write(true).open(&path);
                 match opened {
                     Ok(handle) => {
-                        eprintln!(
-                            "bot record: {} ({}, session {}) → {name}",
-                            summary.participant, summary.user_id, summary.session
-                        );
+                        if !self.quiet {
+                            eprintln!(
+                                "bot record: {} ({}, session {}) → {name}",
+                                summary.participant, summary.user_id, summary.session
+                            );
+                        }
                         let _ = self.sidecar(&path, &summary);
                         self.open.insert(file, OnDisk { file: handle, path, good: 0 });
                     }
@@ -158,12 +162,14 @@ impl Files {
                 let result = self.append(file, &bytes);
                 if let Some(disk) = self.open.remove(&file) {
                     let _ = self.sidecar(&disk.path, &summary);
-                    eprintln!(
-                        "bot record: {} ended: {:.1} s, {} bytes",
-                        summary.file,
-                        summary.duration_ms as f64 / 1000.0,
-                        summary.bytes
-                    );
+                    if !self.quiet {
+                        eprintln!(
+                            "bot record: {} ended: {:.1} s, {} bytes",
+                            summary.file,
+                            summary.duration_ms as f64 / 1000.0,
+                            summary.bytes
+                        );
+                    }
                     self.written.push(summary);
                 }
                 result?;
@@ -218,7 +224,7 @@ pub async fn run(args: RecordArgs) -> Result<()> {
     eprintln!("bot record: in room {} as {} ({user}), key fingerprint {}", args.room, args.name, core.fingerprint());
     eprintln!("bot record: writing to {}", args.out.display());
     let mut room = RoomRecorder::new(args.rotate_minutes.max(1) * 60_000);
-    let mut files = Files { dir: args.out.clone(), open: HashMap::new(), written: Vec::new() };
+    let mut files = Files { dir: args.out.clone(), open: HashMap::new(), written: Vec::new(), quiet: false };
     let started = std::time::Instant::now();
     let deadline = args.duration.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut terminate = signal(SignalKind::terminate())?;

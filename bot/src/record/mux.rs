@@ -578,6 +578,67 @@ pub(crate) mod tests {
         packets
     }
 
+    /// `frames` frames of ffmpeg's test source encoded by libvpx (`vp8` or `vp9`), read out of
+    /// its IVF file: (frame, keyframe).
+    fn libvpx_frames(codec: &str, frames: usize) -> Vec<(Vec<u8>, bool)> {
+        let dir = scratch(codec);
+        let file = dir.join("out.ivf");
+        let encoder = if codec == "vp8" { "libvpx" } else { "libvpx-vp9" };
+        let status = Command::new(program("ffmpeg"))
+            .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"])
+            .args(["-frames:v", &frames.to_string(), "-c:v", encoder, "-g", "30", "-b:v", "300k", "-f", "ivf"])
+            .arg(&file)
+            .status()
+            .expect("ffmpeg runs");
+        assert!(status.success());
+        let bytes = std::fs::read(&file).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        // IVF: a 32-byte file header, then per frame a 12-byte header (4-byte size, 8-byte pts).
+        let mut at = usize::from(u16::from_le_bytes([bytes[6], bytes[7]]));
+        let mut out = Vec::new();
+        while at + 12 <= bytes.len() {
+            let size = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            let frame = bytes[at + 12..at + 12 + size].to_vec();
+            // VP8: bit 0 of the first byte is 0 on a keyframe. VP9 (profile 0): the frame
+            // marker, profile, show-existing and then frame_type 0 on a keyframe.
+            let key = if codec == "vp8" { frame[0] & 1 == 0 } else { frame[0] & 0b0000_0100 == 0 };
+            out.push((frame, key));
+            at += 12 + size;
+        }
+        out
+    }
+
+    #[test]
+    fn vp8_and_vp9_are_recorded_as_sent() {
+        for (codec, name) in [(VideoCodec::Vp8, "vp8"), (VideoCodec::Vp9, "vp9")] {
+            let frames = libvpx_frames(name, 90);
+            assert!(frames[0].1 && !frames[1].1, "{name}: keyframes read from the stream");
+            let dir = scratch(name);
+            let path = dir.join("vp.mp4");
+            let at = |i: usize| VideoIn {
+                codec,
+                keyframe: frames[i].1,
+                data: &frames[i].0,
+                timestamp_us: i as f64 * 33_333.3,
+                width: 320,
+                height: 240,
+            };
+            let mut file = FileMuxer::with_video(0, &at(0)).unwrap();
+            let mut out = Vec::new();
+            for i in 1..frames.len() {
+                out.extend(file.push_video(i as u64 * 33, &at(i)).unwrap().unwrap().unwrap_or_default());
+            }
+            out.extend(file.finish().unwrap());
+            std::fs::write(&path, &out).unwrap();
+            let probe = ffprobe(&path);
+            let stream = &probe["streams"][0];
+            assert_eq!((stream["codec_name"].as_str(), stream["width"].as_u64()), (Some(name), Some(320)), "{probe}");
+            assert!((2.7..3.3).contains(&duration(&probe)), "{name}: {probe}");
+            decodes_cleanly(&path);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
     fn video<'a>(data: &'a [u8], keyframe: bool, i: usize) -> VideoIn<'a> {
         VideoIn { codec: VideoCodec::H264, keyframe, data, timestamp_us: i as f64 * 33_333.3, width: 320, height: 240 }
     }
