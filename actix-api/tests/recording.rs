@@ -212,8 +212,23 @@ async fn a_camera_is_recorded_into_files_players_open_and_snapshotted() {
         Err(e) => panic!("a small disk is needed in CI: {e:#}"),
     }
 
+    // The server goes away mid-recording: every file is ended properly, and the recorder says
+    // it did not stop by choice (exit 1).
+    let out = scratch("lost");
+    let recorder = record(&http, room, &out, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while recordings(&out).first().is_none_or(|(path, _)| std::fs::metadata(path).unwrap().len() < 100_000) {
+        assert!(Instant::now() < deadline, "nothing recorded");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     drop(camera);
     server.stop().await;
+    let (code, stderr) = wait(recorder, Duration::from_secs(30));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("recording stopped: the"), "{stderr}");
+    let files = recordings(&out);
+    assert!(files.iter().all(|(_, listing)| listing["complete"] == true), "{files:?}");
+    media::decodes_cleanly(&files[0].0).unwrap();
 }
 
 /// A server whose host records through the API: the recorder is this workspace's `bot`.

@@ -30,12 +30,15 @@ pub fn duration_seconds(probe: &serde_json::Value) -> Result<f64> {
 }
 
 /// Decodes every frame of `path` with ffmpeg: an error when it fails or says anything (it
-/// reports each broken frame at the `error` level).
+/// reports each broken frame at the `error` level). Each frame keeps its own timestamp
+/// (`-fps_mode passthrough`, the demuxer's time base): by default ffmpeg re-times a variable
+/// frame rate, as every real-time sender's is, to the average rate on the way to the null
+/// muxer, and reports two frames landing on one tick of it as an error of its own.
 pub fn decodes_cleanly(path: &Path) -> Result<()> {
     let out = Command::new(program("ffmpeg")?)
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(path)
-        .args(["-f", "null", "-"])
+        .args(["-fps_mode", "passthrough", "-enc_time_base", "-1", "-f", "null", "-"])
         .output()
         .context("running ffmpeg")?;
     let said = String::from_utf8_lossy(&out.stderr);

@@ -232,18 +232,22 @@ pub async fn run(args: RecordArgs) -> Result<()> {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut disk_checked = tokio::time::Instant::now();
     let mut stop: Option<Stop> = None;
-    let ended = loop {
-        flush(&mut core, &mut sender).await?;
+    // Why the loop ended, and whether that is a failure (the connection lost) or was asked for.
+    let (ended, lost) = loop {
+        if let Err(e) = flush(&mut core, &mut sender).await {
+            break (format!("sending to the relay failed: {e:#}"), true);
+        }
         let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            _ = terminate.recv() => break "stopped (SIGTERM)".to_owned(),
-            _ = interrupt.recv() => break "stopped (interrupted)".to_owned(),
-            _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => break "stopped (--duration)".to_owned(),
+            _ = terminate.recv() => break ("stopped (SIGTERM)".to_owned(), false),
+            _ = interrupt.recv() => break ("stopped (interrupted)".to_owned(), false),
+            _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => break ("stopped (--duration)".to_owned(), false),
             _ = tick.tick() => {
                 room.tick(wall_ms() as u64);
                 if disk_checked.elapsed() >= DISK_CHECK {
                     disk_checked = tokio::time::Instant::now();
-                    let free = free_bytes(&args.out)?;
+                    // Unreadable (the directory gone, say): the next write says what is wrong.
+                    let free = free_bytes(&args.out).unwrap_or(u64::MAX);
                     if free < min_free {
                         stop = Some(Stop::Storage(format!(
                             "the disk is nearly full ({} MiB free, less than {} MiB)",
@@ -256,8 +260,8 @@ pub async fn run(args: RecordArgs) -> Result<()> {
             packet = receiver.recv() => {
                 let bytes = match packet {
                     Some(Ok(bytes)) => bytes,
-                    Some(Err(e)) => break format!("the connection failed: {e:#}"),
-                    None => break "the relay closed the connection".to_owned(),
+                    Some(Err(e)) => break (format!("the connection failed: {e:#}"), true),
+                    None => break ("the relay closed the connection".to_owned(), true),
                 };
                 let Ok(packet) = PacketWrapper::parse_from_bytes(&bytes) else { continue };
                 let now = started.elapsed().as_millis() as u64;
@@ -287,7 +291,7 @@ pub async fn run(args: RecordArgs) -> Result<()> {
             }
         }
         if stop.is_some() {
-            break String::new();
+            break (String::new(), false);
         }
     };
     room.finish();
@@ -307,6 +311,8 @@ pub async fn run(args: RecordArgs) -> Result<()> {
         Some(Stop::Storage(why)) => {
             bail!("recording stopped: {why}; every file written so far plays")
         }
+        // Every file was ended properly, but the recording did not end when asked.
+        None if lost => bail!("recording stopped: {ended}; every file written so far plays"),
         None => {
             eprintln!("bot record: {ended}");
             Ok(())
