@@ -246,6 +246,11 @@ pub async fn run(args: CameraArgs) -> Result<()> {
         {
             Ok(link) => link,
             Err(e) if attempt == 0 => return Err(e.context(format!("joining {} at {}", args.room, args.server))),
+            // Out of time (or interrupted) while the server is away: stop, do not retry for ever.
+            Err(e) if stop_now() => {
+                shared.stop.store(true, Ordering::Relaxed);
+                return Err(e.context("stopping while reconnecting"));
+            }
             Err(e) => {
                 eprintln!("\nbot camera: reconnecting: {e:#}");
                 tokio::time::sleep(Duration::from_millis(BACKOFF_MS[attempt.min(BACKOFF_MS.len() - 1)])).await;
