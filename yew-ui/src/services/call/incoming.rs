@@ -2,11 +2,11 @@
 
 use std::rc::Rc;
 
-use protobuf::MessageField;
 use videocall_client::crypto::OpenError;
+use videocall_client::messages;
 use videocall_client::packets::PacketError;
 use videocall_client::peers::Event;
-use videocall_types::{HeartbeatMetadata, MediaPacket, MediaType};
+use videocall_types::{MediaPacket, MediaType};
 
 use super::Inner;
 use crate::services::js;
@@ -166,10 +166,7 @@ fn on_video(inner: &Rc<Inner>, session: u64, screen: bool, media: &MediaPacket) 
     if decoded == Decoded::NeedKeyframe && now - peer.last_key_request[index] > KEYFRAME_REQUEST_INTERVAL_MS {
         peer.last_key_request[index] = now;
         drop(peers);
-        let mut request = MediaPacket::new();
-        request.media_type = MediaType::KEYFRAME_REQUEST.into();
-        request.frame_type = if screen { "screen" } else { "video" }.into();
-        super::outgoing::seal_to(inner, &request, session);
+        super::outgoing::seal_to(inner, &messages::keyframe_request(screen), session);
     }
 }
 
@@ -213,11 +210,7 @@ fn on_heartbeat(inner: &Rc<Inner>, session: u64, media: &MediaPacket) {
         }
         peer.loss.take_permille()
     };
-    let mut answer = MediaPacket::new();
-    answer.media_type = MediaType::HEARTBEAT.into();
-    let mut meta = HeartbeatMetadata::new();
-    meta.echo_timestamp = media.timestamp;
-    meta.loss_permille = loss_permille;
-    answer.heartbeat_metadata = MessageField::some(meta);
-    super::outgoing::seal_to(inner, &answer, session);
+    if let Some(answer) = messages::heartbeat_answer(media, loss_permille) {
+        super::outgoing::seal_to(inner, &answer, session);
+    }
 }

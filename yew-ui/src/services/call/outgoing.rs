@@ -157,10 +157,7 @@ pub fn send_chat(inner: &Rc<Inner>, text: &str) {
     if text.is_empty() {
         return;
     }
-    let mut media = MediaPacket::new();
-    media.media_type = MediaType::CHAT.into();
-    media.data = text.as_bytes().to_vec();
-    seal_to(inner, &media, 0);
+    seal_to(inner, &videocall_client::messages::chat(text), 0);
     let name = inner.display_name.clone();
     inner.dispatch(RoomAction::Chat(ChatLine { session: 0, name, text: text.to_owned() }));
 }
