@@ -34,14 +34,17 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/videocall --create-home videocall \
-    && install -d -o 10001 -g 10001 /var/lib/videocall/nats-tls
+    && install -d -o 10001 -g 10001 /var/lib/videocall/nats-tls /var/lib/videocall/recordings
 WORKDIR /var/lib/videocall
 USER 10001:10001
 
 FROM runtime AS actix-api
 COPY --from=dist /dist/bin/actix-api /usr/local/bin/actix-api
 COPY --from=dist /dist/web /usr/share/videocall/web
+# The recorder a host starts (`bot record`, found beside the server: RECORDER_BIN's default).
+COPY --from=dist /dist/bin/bot /usr/local/bin/bot
 ENV LISTEN_ADDR=0.0.0.0:8080 \
+    RECORDINGS_DIR=/var/lib/videocall/recordings \
     WEB_ROOT=/usr/share/videocall/web \
     DATABASE_URL=sqlite:/var/lib/videocall/videocall.db
 EXPOSE 8080
