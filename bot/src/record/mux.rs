@@ -483,12 +483,13 @@ impl FileMuxer {
         Ok(out)
     }
 
-    /// The end of the file: the held samples (with their tracks' last durations), and the
-    /// random-access index. Nothing when no sample was ever ready.
+    /// The end of the file: the held samples (an audio packet's own length, a video frame the
+    /// one before it), and the random-access index. Nothing when no sample was ever ready.
     pub fn finish(&mut self) -> Result<Vec<u8>, MuxError> {
         for track in [&mut self.video, &mut self.audio].into_iter().flatten() {
             if let Some(held) = track.held.take() {
-                let duration = track.last_duration;
+                // An Opus packet says how long it lasts; a video frame lasts as the one before.
+                let duration = held.own.unwrap_or(track.last_duration);
                 self.ready.push(give(track, held, duration));
             }
         }
