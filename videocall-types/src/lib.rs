@@ -6,9 +6,11 @@
 //!   subjects, so nothing that could change a subject's meaning gets through.
 //! - [`limits`]: size limits shared by clients and relays.
 //! - [`framing`]: how packets are delimited on WebTransport streams.
+//! - [`close`]: why a relay ends a session, and its close code.
 //!
 //! Builds for native targets and `wasm32-unknown-unknown`.
 
+pub mod close;
 pub mod framing;
 pub mod ids;
 pub mod limits;
@@ -18,6 +20,7 @@ pub mod protos {
     include!(concat!(env!("OUT_DIR"), "/protos/mod.rs"));
 }
 
+pub use close::CloseReason;
 pub use ids::{DisplayName, IdError, RoomId, UserId};
 pub use protos::videocall::{
     AesPacket, AudioMetadata, ConnectionPacket, EncryptedMedia, HeartbeatMetadata, MediaPacket, MediaType, MemberList,

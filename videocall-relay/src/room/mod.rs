@@ -51,56 +51,8 @@ impl Default for RoomConfig {
     }
 }
 
-/// Why the relay ends a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client went away or asked to leave.
-    Left,
-    /// The same user joined the room again; the newer session wins.
-    Replaced,
-    /// Nothing heard within the heartbeat timeout.
-    TimedOut,
-    /// The receiver could not keep up even with packets that must not be dropped.
-    TooSlow,
-    /// The host removed this user from the meeting.
-    Removed,
-    /// The host ended the meeting for everyone.
-    Ended,
-    /// The session sent more than its budget, or filled its share of someone's queue.
-    Flooding,
-}
-
-impl CloseReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Left => "left",
-            Self::Replaced => "replaced by a newer connection",
-            Self::TimedOut => "timed out",
-            Self::TooSlow => "too slow to keep up",
-            Self::Removed => "removed by the host",
-            Self::Ended => "the meeting has ended",
-            Self::Flooding => "sending too fast",
-        }
-    }
-
-    /// The close code both transports use (WebSocket close code, WebTransport session code).
-    pub fn close_code(self) -> u16 {
-        match self {
-            Self::Left => 1000,
-            Self::Replaced => 4000,
-            Self::TimedOut => 4001,
-            Self::TooSlow => 4002,
-            Self::Removed => 4003,
-            Self::Ended => 4004,
-            Self::Flooding => 4005,
-        }
-    }
-
-    /// True when the client should not reconnect: the host's decision stands.
-    pub fn is_final(self) -> bool {
-        matches!(self, Self::Replaced | Self::Removed | Self::Ended)
-    }
-}
+/// Why the relay ends a session: defined with the wire protocol, clients read it too.
+pub use videocall_types::CloseReason;
 
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]

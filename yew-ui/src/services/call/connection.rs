@@ -4,18 +4,13 @@
 
 use std::rc::{Rc, Weak};
 
+use videocall_types::CloseReason;
 use wasm_bindgen_futures::spawn_local;
 
 use super::Inner;
 use crate::services::transport::{self, Incoming, Target};
 use crate::services::{api, js};
 use crate::types::room::{Connection, RoomAction};
-
-/// The relay replaced this session with a newer one of the same user: do not fight it.
-const CLOSE_REPLACED: u32 = 4000;
-/// The host removed us, or ended the meeting: the decision stands.
-const CLOSE_REMOVED: u32 = 4003;
-const CLOSE_ENDED: u32 = 4004;
 
 /// Why there is no connection target.
 enum NoTarget {
@@ -145,12 +140,15 @@ fn on_incoming(weak: &Weak<Inner>, generation: u32, incoming: Incoming) {
         }
         Incoming::Closed { code, reason } => {
             inner.transport.borrow_mut().take();
-            let final_reason = match code {
-                CLOSE_REPLACED => Some("This room was opened in another tab"),
-                CLOSE_REMOVED => Some("The host removed you from this meeting"),
-                CLOSE_ENDED => Some("The host ended the meeting for everyone"),
-                _ => None,
-            };
+            // Replaced by a newer session of ours, removed, the meeting ended: the decision
+            // stands, no reconnecting.
+            let final_reason =
+                u16::try_from(code).ok().and_then(CloseReason::from_code).filter(|r| r.is_final()).map(|r| match r {
+                    CloseReason::Replaced => "This room was opened in another tab",
+                    CloseReason::Removed => "The host removed you from this meeting",
+                    CloseReason::Ended => "The host ended the meeting for everyone",
+                    other => other.as_str(),
+                });
             if let Some(reason) = final_reason {
                 inner.dispatch(RoomAction::Connection(Connection::Closed { reason: reason.into() }));
                 return;
