@@ -14,7 +14,7 @@ use videocall_client::messages;
 use videocall_client::peers::{Event, PeerState};
 use videocall_types::{MediaType, PacketWrapper};
 
-use crate::camera::TransportArg;
+use crate::camera::JoinArgs;
 use crate::load::link;
 use crate::picture::{self, JPEG_QUALITY};
 use crate::record::mux::VideoCodec;
@@ -24,10 +24,8 @@ const ASK_AGAIN: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
-    #[arg(long, env = "BOT_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    #[arg(long, env = "BOT_ROOM")]
-    room: String,
+    #[command(flatten)]
+    join: JoinArgs,
     /// Whose camera: a display name, user id or session number (default: the first camera
     /// that sends a keyframe).
     #[arg(long)]
@@ -37,31 +35,16 @@ pub struct SnapshotArgs {
     out: PathBuf,
     #[arg(long, default_value = "Snapshot")]
     name: String,
-    /// A room token the server issued, as its API answers it (JSON): the server passes one to
-    /// a recorder it starts. Without it, a guest token is asked for.
-    #[arg(long, env = "BOT_ROOM_TOKEN", hide_env_values = true)]
-    room_token: Option<String>,
-    #[arg(long, value_enum, default_value_t = TransportArg::Websocket)]
-    transport: TransportArg,
     /// Give up (exit 1) after this many seconds.
     #[arg(long, default_value_t = 20)]
     timeout: u64,
 }
 
 pub async fn run(args: SnapshotArgs) -> Result<()> {
-    link::check_server(&args.server)?;
+    link::check_server(&args.join.server)?;
     let identity = tokio::task::spawn_blocking(|| LocalIdentity::generate(&mut OsRng)).await??;
     let http = reqwest::Client::new();
-    let (user, room, mut sender, mut receiver) = crate::camera::connect_with(
-        &http,
-        &args.server,
-        &args.room,
-        &args.name,
-        args.transport.into(),
-        args.room_token.as_deref(),
-        false,
-    )
-    .await?;
+    let (user, room, mut sender, mut receiver) = args.join.connect(&http, &args.name, false).await?;
     let mut core = PeerState::new(OsRng, identity.public().clone());
     core.restart(&user, &room);
     let started = Instant::now();

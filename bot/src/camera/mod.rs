@@ -36,8 +36,8 @@ use crate::load::link::{self, LinkSender, Transport};
 pub use bench::{EncodeBenchArgs, run as run_encode_bench};
 use coded::Codec;
 use encode::EncoderChoice;
+pub use session::{JoinArgs, connect, wall_ms};
 use session::{OutFrame, Session};
-pub use session::{connect, connect_with, wall_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TransportArg {
@@ -76,12 +76,8 @@ impl FormatArg {
 
 #[derive(Debug, Args)]
 pub struct CameraArgs {
-    /// The server's HTTP base URL.
-    #[arg(long, env = "BOT_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    /// Room to join.
-    #[arg(long, env = "BOT_ROOM")]
-    room: String,
+    #[command(flatten)]
+    join: JoinArgs,
     /// Display name.
     #[arg(long, env = "BOT_NAME", default_value = "Camera bot")]
     name: String,
@@ -111,12 +107,6 @@ pub struct CameraArgs {
     /// Luma noise (±) on the test pattern, as a real sensor adds (for benchmarks).
     #[arg(long, default_value_t = 0)]
     noise: u8,
-    /// A room token as the server's API answers it (JSON), for a meeting (meetings issue no
-    /// guest tokens): used for every connection, so reconnecting works while it is valid.
-    #[arg(long, env = "BOT_ROOM_TOKEN", hide_env_values = true)]
-    room_token: Option<String>,
-    #[arg(long, value_enum, default_value_t = TransportArg::Websocket)]
-    transport: TransportArg,
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long)]
     duration: Option<u64>,
@@ -190,8 +180,8 @@ async fn drain(
 }
 
 pub async fn run(args: CameraArgs) -> Result<()> {
-    link::check_server(&args.server)?;
-    let transport = Transport::from(args.transport);
+    link::check_server(&args.join.server)?;
+    let transport = Transport::from(args.join.transport);
     let shared = Arc::new(capture::Shared::default());
     shared.force_key.store(true, Ordering::Relaxed);
     let (frames_tx, mut frames) = mpsc::channel::<OutFrame>(OUT_QUEUE);
@@ -233,19 +223,11 @@ pub async fn run(args: CameraArgs) -> Result<()> {
     let mut counters = Counters::new()?;
     let encoder_name = opened.encoder.split(" (").next().unwrap_or_default().to_owned();
     loop {
-        let (user, room, mut sender, mut receiver) = match session::connect_with(
-            &http,
-            &args.server,
-            &args.room,
-            &args.name,
-            transport,
-            args.room_token.as_deref(),
-            false,
-        )
-        .await
-        {
+        let (user, room, mut sender, mut receiver) = match args.join.connect(&http, &args.name, false).await {
             Ok(link) => link,
-            Err(e) if attempt == 0 => return Err(e.context(format!("joining {} at {}", args.room, args.server))),
+            Err(e) if attempt == 0 => {
+                return Err(e.context(format!("joining {} at {}", args.join.room, args.join.server)));
+            }
             // Out of time (or interrupted) while the server is away: stop, do not retry for ever.
             Err(e) if stop_now() => {
                 shared.stop.store(true, Ordering::Relaxed);
@@ -265,7 +247,7 @@ pub async fn run(args: CameraArgs) -> Result<()> {
             continue;
         }
         shared.force_key.store(true, Ordering::Relaxed);
-        eprintln!("bot camera: in room {} as {user} ({encoder_name}, {})", args.room, opened.codec);
+        eprintln!("bot camera: in room {} as {user} ({encoder_name}, {})", args.join.room, opened.codec);
         // Frames encoded while we were away are stale: start from the next one.
         while frames.try_recv().is_ok() {}
         let mut heartbeat = tokio::time::interval(Duration::from_secs(1));

@@ -161,6 +161,38 @@ pub async fn connect(
     connect_with(http, server, room, name, transport, None, false).await
 }
 
+/// Where and how a bot joins: what `bot camera`, `bot record` and `bot snapshot` share.
+#[derive(Debug, clap::Args)]
+pub struct JoinArgs {
+    /// The server's HTTP base URL.
+    #[arg(long, env = "BOT_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// The room.
+    #[arg(long, env = "BOT_ROOM")]
+    pub room: String,
+    /// A room token as the server's API answers it (JSON), for a meeting (meetings issue no
+    /// guest tokens; the server passes one to a recorder it starts): used for every connection.
+    /// Without it, a guest token is asked for each time.
+    #[arg(long, env = "BOT_ROOM_TOKEN", hide_env_values = true)]
+    pub room_token: Option<String>,
+    /// WebSocket, or WebTransport (where the server's `/api/v1/webtransport` says).
+    #[arg(long, value_enum, default_value_t = super::TransportArg::Websocket)]
+    pub transport: super::TransportArg,
+}
+
+impl JoinArgs {
+    /// Joins as `name` (`recorder`: a guest token that says its holder records).
+    pub async fn connect(
+        &self,
+        http: &reqwest::Client,
+        name: &str,
+        recorder: bool,
+    ) -> Result<(String, String, LinkSender, LinkReceiver)> {
+        let transport = self.transport.into();
+        connect_with(http, &self.server, &self.room, name, transport, self.room_token.as_deref(), recorder).await
+    }
+}
+
 /// `recorder`: the guest token asked for says its holder records (a given token says what
 /// the server put in it).
 pub async fn connect_with(

@@ -32,9 +32,8 @@ use videocall_client::messages;
 use videocall_client::peers::{Event, PeerState};
 use videocall_types::PacketWrapper;
 
-use crate::camera::TransportArg;
-use crate::camera::wall_ms;
-use crate::load::link::{self, LinkSender, Transport};
+use crate::camera::{JoinArgs, wall_ms};
+use crate::load::link::{self, LinkSender};
 use room::{Action, FileId, FileSummary, RoomRecorder};
 
 /// How often the free space is looked at while recording.
@@ -42,12 +41,8 @@ const DISK_CHECK: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
-    /// The server's HTTP base URL.
-    #[arg(long, env = "BOT_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    /// Room to record.
-    #[arg(long, env = "BOT_ROOM")]
-    room: String,
+    #[command(flatten)]
+    join: JoinArgs,
     /// Directory the recordings go to (created if missing).
     #[arg(long, env = "RECORD_OUT")]
     out: PathBuf,
@@ -61,12 +56,6 @@ pub struct RecordArgs {
     /// or stops (every file ended properly) with a notice to the room.
     #[arg(long, env = "RECORD_MIN_FREE_MB", default_value_t = 512)]
     min_free_mb: u64,
-    /// A room token the server issued, as its API answers it (JSON): the server passes one to
-    /// a recorder it starts. Without it, a guest token is asked for.
-    #[arg(long, env = "BOT_ROOM_TOKEN", hide_env_values = true)]
-    room_token: Option<String>,
-    #[arg(long, value_enum, default_value_t = TransportArg::Websocket)]
-    transport: TransportArg,
     /// Stop after this many seconds (default: until SIGTERM or Ctrl-C).
     #[arg(long)]
     duration: Option<u64>,
@@ -193,7 +182,7 @@ async fn flush(core: &mut PeerState<OsRng>, sender: &mut LinkSender) -> Result<(
 }
 
 pub async fn run(args: RecordArgs) -> Result<()> {
-    link::check_server(&args.server)?;
+    link::check_server(&args.join.server)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let min_free = args.min_free_mb * 1024 * 1024;
     let free = free_bytes(&args.out)?;
@@ -205,23 +194,21 @@ pub async fn run(args: RecordArgs) -> Result<()> {
             args.min_free_mb
         );
     }
-    let transport = Transport::from(args.transport);
     let identity = tokio::task::spawn_blocking(|| LocalIdentity::generate(&mut OsRng)).await??;
     let http = reqwest::Client::new();
-    let (user, room_name, mut sender, mut receiver) = crate::camera::connect_with(
-        &http,
-        &args.server,
-        &args.room,
-        &args.name,
-        transport,
-        args.room_token.as_deref(),
-        true,
-    )
-    .await
-    .with_context(|| format!("joining {} at {}", args.room, args.server))?;
+    let (user, room_name, mut sender, mut receiver) = args
+        .join
+        .connect(&http, &args.name, true)
+        .await
+        .with_context(|| format!("joining {} at {}", args.join.room, args.join.server))?;
     let mut core = PeerState::new(OsRng, identity.public().clone());
     core.restart(&user, &room_name);
-    eprintln!("bot record: in room {} as {} ({user}), key fingerprint {}", args.room, args.name, core.fingerprint());
+    eprintln!(
+        "bot record: in room {} as {} ({user}), key fingerprint {}",
+        args.join.room,
+        args.name,
+        core.fingerprint()
+    );
     eprintln!("bot record: writing to {}", args.out.display());
     let mut room = RoomRecorder::new(args.rotate_minutes.max(1) * 60_000);
     let mut files = Files { dir: args.out.clone(), open: HashMap::new(), written: Vec::new(), quiet: false };
