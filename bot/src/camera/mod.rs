@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use videocall_client::crypto::LocalIdentity;
 
 use crate::load::link::{self, LinkSender, Transport};
-pub use bench::{EncodeBenchArgs, run as run_encode_bench};
+pub use bench::{EncodeBenchArgs, run as run_encode_bench, thread_cpu_seconds};
 use coded::Codec;
 use encode::EncoderChoice;
 pub use session::{JoinArgs, connect, wall_ms};

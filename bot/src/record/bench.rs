@@ -22,6 +22,7 @@ use super::Files;
 use super::room::RoomRecorder;
 use crate::camera::encode::{SoftwareH264, VideoEncoder as _};
 use crate::camera::pattern::TestPattern;
+use crate::camera::thread_cpu_seconds;
 
 #[derive(Debug, Args)]
 pub struct RecordBenchArgs {
@@ -46,12 +47,6 @@ pub struct RecordBenchArgs {
 /// Bytes of one Opus packet at 32 kb/s and 20 ms: what a browser's microphone sends.
 const AUDIO_PACKET_BYTES: usize = 80;
 const FPS: u64 = 30;
-
-/// This thread's CPU time, seconds, to the nanosecond (a packet takes microseconds).
-fn thread_cpu_seconds() -> f64 {
-    use nix::time::{ClockId, clock_gettime};
-    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
-}
 
 fn vm_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
