@@ -159,6 +159,16 @@ impl Browser {
         self.command("Page.navigate", json!({"url": url})).await.map(drop)
     }
 
+    /// Chrome's own counters of the page's main thread (DevTools `Performance.getMetrics`):
+    /// `TaskDuration` (seconds busy with any task), `ScriptDuration` (running script),
+    /// `LayoutDuration`, `Timestamp` (seconds on the same clock), and more.
+    pub async fn performance_metrics(&self) -> Result<std::collections::BTreeMap<String, f64>> {
+        self.command("Performance.enable", json!({})).await?;
+        let answer = self.command("Performance.getMetrics", json!({})).await?;
+        let metrics = answer["metrics"].as_array().context("no metrics")?;
+        Ok(metrics.iter().filter_map(|m| Some((m["name"].as_str()?.to_owned(), m["value"].as_f64()?))).collect())
+    }
+
     /// Runs `script` (a function body; `return` gives the value) in the page.
     pub async fn eval(&self, script: &str) -> Result<Value> {
         let expression = format!("(() => {{ {script} }})()");

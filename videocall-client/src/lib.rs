@@ -11,9 +11,13 @@
 //! - [`messages`]: keyframe requests, heartbeat answers and chat lines, built one way.
 //! - [`peers`]: one participant's key exchange state against a relay it does not trust: packets
 //!   in, packets out, private-key work out and back, events.
+//! - [`call`]: the call engine over it, what the web client and the bot both run: the
+//!   connection's life (backoff, final closes, leaving), media packets in and out as bytes,
+//!   heartbeats and their answers, keyframe requests, the bitrate ladder.
 //!
 //! Builds for native targets and `wasm32-unknown-unknown`.
 
+pub mod call;
 pub mod crypto;
 pub mod messages;
 pub mod packets;

@@ -3,7 +3,14 @@
 //! without a click; the benchmark issues them with `actix-api --issue-kiosk-token`):
 //! - join time: from the second page starting to load to its first remote frame drawn;
 //! - glass-to-glass latency: the capture wall-clock time carried in each frame's metadata
-//!   against the wall-clock time the receiver draws it (same machine, same clock), both ways.
+//!   against the wall-clock time the receiver draws it (same machine, same clock), both ways;
+//! - the page's main thread: the share of each second it was busy (Chrome's own
+//!   `Performance.getMetrics`: `TaskDuration` for any task, `ScriptDuration` for script).
+//!
+//! With `--participants 6`, four native participants (`bot camera` at the same size, real
+//! H.264 through the call engine) join the two pages. `--senders 2,5,8` adds the receiving
+//! scenario: one page, sending its own 640x360 camera, with N `bot camera`s at 640x360 30 fps:
+//! its main thread and the frames it decodes per peer.
 
 use std::time::{Duration, Instant};
 
@@ -24,8 +31,14 @@ pub struct ClientBenchArgs {
     #[arg(long, default_value_t = 3)]
     warmup: u64,
     /// Camera sizes.
-    #[arg(long, value_delimiter = ',', default_values_t = ["640x480".to_string(), "1280x720".to_string()])]
+    #[arg(long, value_delimiter = ',', default_values_t = ["640x360".to_string(), "1280x720".to_string()])]
     resolution: Vec<String>,
+    /// People in the room per case: two pages, and native cameras for the rest.
+    #[arg(long, value_delimiter = ',', default_values_t = [2usize, 6])]
+    participants: Vec<usize>,
+    /// The receiving scenario: one page with this many native 640x360 senders (none: skipped).
+    #[arg(long, value_delimiter = ',', default_values_t = [2usize, 5, 8])]
+    senders: Vec<usize>,
     /// Put this video codec first (avc1.42e028, vp8, vp09.00.10.08); default: the client's choice.
     #[arg(long)]
     codec: Option<String>,
@@ -37,6 +50,10 @@ pub struct ClientBenchArgs {
 struct Case {
     transport: String,
     resolution: String,
+    participants: usize,
+    /// Main-thread busy share of the two pages, per cent: any task, script.
+    main_busy: f64,
+    script_busy: f64,
     join_ms: f64,
     /// The same from the HTML's arrival: without the browser's own start-up.
     join_from_html_ms: f64,
@@ -55,22 +72,30 @@ struct Case {
 
 pub fn run(args: ClientBenchArgs) -> Result<()> {
     let web_root = web::build()?;
-    status(cargo().args(["build", "--release", "--locked", "-p", "actix-api"]))?;
+    status(cargo().args(["build", "--release", "--locked", "-p", "actix-api", "-p", "bot"]))?;
     let root = web_root.to_string_lossy().into_owned();
     let (server, http, _) = start_server_with(None, &[("WEB_ROOT", &root), ("TOKEN_SECRET", KIOSK_SECRET)])?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut cases = Vec::new();
-    for transport in &args.transport {
-        for resolution in &args.resolution {
-            println!("xtask: bench-client {transport} {resolution}: {} s", args.duration);
-            cases.push(runtime.block_on(run_case(&http, transport, resolution, &args))?);
+    for &participants in &args.participants {
+        for transport in &args.transport {
+            for resolution in &args.resolution {
+                println!("xtask: bench-client {transport} {resolution}, {participants} people: {} s", args.duration);
+                cases.push(runtime.block_on(run_case(&http, transport, resolution, participants, &args))?);
+            }
         }
+    }
+    let mut receiving = Vec::new();
+    for &n in &args.senders {
+        println!("xtask: bench-client: one page receiving {n} native 640x360 senders: {} s", args.duration);
+        receiving.push(runtime.block_on(run_senders(&http, n, &args))?);
     }
     let relay = usage(server.0.id())?;
     println!("\nmachine: {}", machine());
     println!(
-        "{:<13} {:>12} {:>9} {:>8} {:>9} {:>11} {:>9} {:>11} {:>7} {:>7} {:>7} {:>8} {:>6} {:>9} {:>9}",
+        "{:<13} {:>6} {:>12} {:>9} {:>8} {:>9} {:>11} {:>9} {:>11} {:>7} {:>7} {:>7} {:>8} {:>6} {:>9} {:>9} {:>7} {:>8}",
         "transport",
+        "people",
         "codec",
         "camera",
         "join ms",
@@ -84,13 +109,16 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
         "samples",
         "fps",
         "enc p50/95",
-        "arr p50/95"
+        "arr p50/95",
+        "main %",
+        "script %"
     );
     for c in &cases {
         let (p50, p95, max) = percentiles(&c.latency);
         println!(
-            "{:<13} {:>12} {:>9} {:>8.0} {:>9.0} {:>11.0} {:>9.0} {:>11.0} {:>7.1} {:>7.1} {:>7.1} {:>8} {:>6.1} {:>10} {:>10}",
+            "{:<13} {:>6} {:>12} {:>9} {:>8.0} {:>9.0} {:>11.0} {:>9.0} {:>11.0} {:>7.1} {:>7.1} {:>7.1} {:>8} {:>6.1} {:>10} {:>10} {:>7.1} {:>8.1}",
             c.transport,
+            c.participants,
             c.codec,
             c.resolution,
             c.join_ms,
@@ -104,9 +132,24 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
             c.latency.len(),
             c.fps,
             p50_95(&c.encode),
-            p50_95(&c.arrival)
+            p50_95(&c.arrival),
+            c.main_busy,
+            c.script_busy
         );
     }
+    if !receiving.is_empty() {
+        println!("\none page (its own 640x360 camera) receiving N native 640x360 30 fps senders:");
+        println!("{:>7} {:>7} {:>8} {:>16}", "senders", "main %", "script %", "fps per peer min/mean");
+        for r in &receiving {
+            println!(
+                "{:>7} {:>7.1} {:>8.1} {:>9.1}/{:.1}",
+                r.senders, r.main_busy, r.script_busy, r.fps_min, r.fps_mean
+            );
+        }
+    }
+    println!(
+        "main %, script %: the page's main thread, share of each second busy (Chrome's TaskDuration, ScriptDuration)"
+    );
     println!("join ms: from the page starting to load to the first remote frame drawn; → columns: from the join");
     println!("relay: {:.1} CPU s, peak {:.1} MB", relay.cpu_seconds, relay.peak_rss_mb);
     drop(server);
@@ -129,17 +172,101 @@ fn percentiles(samples: &[f64]) -> (f64, f64, f64) {
     (at(0.5), at(0.95), sorted[sorted.len() - 1])
 }
 
+/// The figures of the peer called `name` on a page.
+fn peer<'a>(stats: &'a Value, name: &str) -> &'a Value {
+    stats["peers"].as_array().and_then(|p| p.iter().find(|p| p["name"] == name)).unwrap_or(&Value::Null)
+}
+
+/// Chrome's busy counters of a page's main thread: (timestamp, task, script), seconds.
+async fn busy(browser: &Browser) -> Result<(f64, f64, f64)> {
+    let m = browser.performance_metrics().await?;
+    let get = |k: &str| m.get(k).copied().unwrap_or(f64::NAN);
+    Ok((get("Timestamp"), get("TaskDuration"), get("ScriptDuration")))
+}
+
+/// Per cent of the time between two [`busy`] readings: (any task, script).
+fn busy_share(before: (f64, f64, f64), after: (f64, f64, f64)) -> (f64, f64) {
+    let span = (after.0 - before.0).max(1e-9);
+    (100.0 * (after.1 - before.1) / span, 100.0 * (after.2 - before.2) / span)
+}
+
+/// `bot camera`s sending `width`x`height` at 30 fps into `room` (killed when dropped).
+fn cameras(http: &str, room: &str, n: usize, resolution: &str) -> Result<Vec<testkit::KillOnDrop>> {
+    let (width, height) = resolution.split_once('x').context("a resolution is WIDTHxHEIGHT")?;
+    (0..n)
+        .map(|i| {
+            let child = std::process::Command::new(crate::target_dir().join("release/bot"))
+                .args(["camera", "--server", http, "--room", room, "--name", &format!("Camera {}", i + 1)])
+                .args(["--width", width, "--height", height, "--fps", "30", "--noise", "6", "--bitrate", "600000"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("starting bot camera")?;
+            Ok(testkit::KillOnDrop(child))
+        })
+        .collect()
+}
+
+struct Receiving {
+    senders: usize,
+    main_busy: f64,
+    script_busy: f64,
+    fps_min: f64,
+    fps_mean: f64,
+}
+
+/// One page, its own 640x360 camera on, receiving `n` native 640x360 cameras.
+async fn run_senders(http: &str, n: usize, args: &ClientBenchArgs) -> Result<Receiving> {
+    let room = format!("bench-senders-{n}");
+    let kiosk = kiosk_token(&room)?;
+    let ada = Browser::launch().await?;
+    ada.goto(&format!("{http}/room/{room}?name=Ada&kiosk={kiosk}&resolution=640x360")).await?;
+    let _cameras = cameras(http, &room, n, "640x360")?;
+    let started = Instant::now();
+    loop {
+        let s = stats(&ada).await;
+        let drawing =
+            s["peers"].as_array().map_or(0, |p| p.iter().filter(|p| p["frames_decoded"].as_u64() > Some(0)).count());
+        if drawing >= n {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the page decodes {drawing} of {n} senders after 30 s: {s}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let frames = |s: &Value| -> Vec<u64> {
+        s["peers"].as_array().map_or(vec![], |p| p.iter().map(|p| p["frames_decoded"].as_u64().unwrap_or(0)).collect())
+    };
+    let (before, t0) = (frames(&stats(&ada).await), busy(&ada).await?);
+    let clock = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    let (after, t1) = (frames(&stats(&ada).await), busy(&ada).await?);
+    let elapsed = clock.elapsed().as_secs_f64();
+    let fps: Vec<f64> = after.iter().zip(&before).map(|(a, b)| (a - b) as f64 / elapsed).collect();
+    let (main_busy, script_busy) = busy_share(t0, t1);
+    ada.quit().await;
+    Ok(Receiving {
+        senders: n,
+        main_busy,
+        script_busy,
+        fps_min: fps.iter().copied().fold(f64::INFINITY, f64::min),
+        fps_mean: fps.iter().sum::<f64>() / fps.len().max(1) as f64,
+    })
+}
+
 async fn stats(browser: &Browser) -> Value {
     let text = browser.eval("return window.videocallStats ? window.videocallStats() : '{}'").await.unwrap_or_default();
     serde_json::from_str(text.as_str().unwrap_or("{}")).unwrap_or(Value::Null)
 }
 
-/// Waits until the page's first peer has drawn a frame; returns the page's stats.
-async fn first_frame(browser: &Browser, limit: Duration) -> Result<Value> {
+/// Waits until the page has drawn a frame of `from`; returns the page's stats.
+async fn first_frame(browser: &Browser, from: &str, limit: Duration) -> Result<Value> {
     let started = Instant::now();
     loop {
         let s = stats(browser).await;
-        if s["peers"][0]["first_frame_ms"].as_f64().is_some() {
+        if peer(&s, from)["first_frame_ms"].as_f64().is_some() {
             return Ok(s);
         }
         if started.elapsed() > limit {
@@ -166,8 +293,14 @@ fn kiosk_token(room: &str) -> Result<String> {
     Ok(String::from_utf8(output.stdout)?.trim().to_owned())
 }
 
-async fn run_case(http: &str, transport: &str, resolution: &str, args: &ClientBenchArgs) -> Result<Case> {
-    let room = format!("bench-{transport}-{resolution}");
+async fn run_case(
+    http: &str,
+    transport: &str,
+    resolution: &str,
+    participants: usize,
+    args: &ClientBenchArgs,
+) -> Result<Case> {
+    let room = format!("bench-{transport}-{resolution}-{participants}");
     let codec = args.codec.as_deref().map(|c| format!("&codec={c}")).unwrap_or_default();
     let kiosk = kiosk_token(&room)?;
     let link = |name: &str| {
@@ -182,10 +315,11 @@ async fn run_case(http: &str, transport: &str, resolution: &str, args: &ClientBe
     )
     .await
     .context("the first participant never connected")?;
+    let _cameras = cameras(http, &room, participants.saturating_sub(2), resolution)?;
     let bob = Browser::launch().await?;
     bob.goto(&link("Bob")).await?;
-    let joined = first_frame(&bob, Duration::from_secs(20)).await?;
-    let join_ms = joined["peers"][0]["first_frame_ms"].as_f64().unwrap_or(f64::NAN);
+    let joined = first_frame(&bob, "Ada", Duration::from_secs(20)).await?;
+    let join_ms = peer(&joined, "Ada")["first_frame_ms"].as_f64().unwrap_or(f64::NAN);
     let marks = bob
         .eval("return performance.getEntriesByType('mark').map(m => m.name.replace('videocall:', '') + ' ' + Math.round(m.startTime)).join(', ')")
         .await
@@ -201,29 +335,34 @@ async fn run_case(http: &str, transport: &str, resolution: &str, args: &ClientBe
     let join_from_html_ms = join_ms - response_end.as_f64().unwrap_or(f64::NAN);
     let clicked = joined["joined_at_ms"].as_f64().unwrap_or(f64::NAN);
     let click_to_connected_ms = joined["connected_at_ms"].as_f64().unwrap_or(f64::NAN) - clicked;
-    let click_to_key_ms = joined["peers"][0]["key_at_ms"].as_f64().unwrap_or(f64::NAN) - clicked;
+    let click_to_key_ms = peer(&joined, "Ada")["key_at_ms"].as_f64().unwrap_or(f64::NAN) - clicked;
     let click_to_frame_ms = join_ms - clicked;
-    first_frame(&ada, Duration::from_secs(20)).await?;
+    first_frame(&ada, "Bob", Duration::from_secs(20)).await?;
 
     // Samples from after the warm-up only.
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let pages = [(&ada, "Bob"), (&bob, "Ada")];
     let mut skip = Vec::new();
-    for b in [&ada, &bob] {
-        skip.push(stats(b).await["peers"][0]["latency_ms"].as_array().map_or(0, Vec::len));
+    for (b, other) in pages {
+        skip.push(peer(&stats(b).await, other)["latency_ms"].as_array().map_or(0, Vec::len));
     }
-    let before: Vec<u64> = [stats(&ada).await, stats(&bob).await]
-        .iter()
-        .map(|s| s["peers"][0]["frames_decoded"].as_u64().unwrap_or(0))
-        .collect();
+    let mut before = Vec::new();
+    for (b, other) in pages {
+        before.push(peer(&stats(b).await, other)["frames_decoded"].as_u64().unwrap_or(0));
+    }
+    let busy_before = [busy(&ada).await?, busy(&bob).await?];
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
     let elapsed = started.elapsed().as_secs_f64();
+    let busy_after = [busy(&ada).await?, busy(&bob).await?];
+    let shares: Vec<(f64, f64)> = busy_before.iter().zip(&busy_after).map(|(b, a)| busy_share(*b, *a)).collect();
     let mut latency = Vec::new();
     let (mut arrival, mut encode) = (Vec::new(), Vec::new());
     let mut decoded = 0;
-    for (i, b) in [&ada, &bob].into_iter().enumerate() {
+    for (i, (b, other)) in pages.into_iter().enumerate() {
         let s = stats(b).await;
-        let samples = s["peers"][0]["latency_ms"].as_array().cloned().unwrap_or_default();
+        let from = peer(&s, other);
+        let samples = from["latency_ms"].as_array().cloned().unwrap_or_default();
         latency.extend(samples.iter().skip(skip[i]).filter_map(Value::as_f64));
         let recent = |v: &Value| {
             v.as_array()
@@ -235,15 +374,18 @@ async fn run_case(http: &str, transport: &str, resolution: &str, args: &ClientBe
                 .filter_map(|x| x.as_f64())
                 .collect::<Vec<_>>()
         };
-        arrival.extend(recent(&s["peers"][0]["arrival_ms"]));
+        arrival.extend(recent(&from["arrival_ms"]));
         encode.extend(recent(&s["encode_ms"]));
-        decoded += s["peers"][0]["frames_decoded"].as_u64().unwrap_or(0) - before[i];
+        decoded += from["frames_decoded"].as_u64().unwrap_or(0).saturating_sub(before[i]);
     }
     ada.quit().await;
     bob.quit().await;
     Ok(Case {
         transport: transport.to_owned(),
         resolution: resolution.to_owned(),
+        participants,
+        main_busy: shares.iter().map(|s| s.0).sum::<f64>() / 2.0,
+        script_busy: shares.iter().map(|s| s.1).sum::<f64>() / 2.0,
         join_ms,
         join_from_html_ms,
         click_to_connected_ms,

@@ -114,8 +114,6 @@ pub struct CameraArgs {
 
 /// Encoded frames waiting for the network: beyond this the newest is dropped at the encoder.
 const OUT_QUEUE: usize = 8;
-/// Backoff after a lost connection: 0.5 s doubling to 8 s.
-const BACKOFF_MS: [u64; 5] = [500, 1_000, 2_000, 4_000, 8_000];
 /// How long the encoder's last frames may take to go out when stopping.
 const DRAIN: Duration = Duration::from_secs(3);
 
@@ -203,7 +201,7 @@ pub async fn run(args: CameraArgs) -> Result<()> {
     let identity = tokio::task::spawn_blocking(|| LocalIdentity::generate(&mut OsRng))
         .await?
         .context("generating the identity key")?;
-    let mut session = Session::new(identity, &opened.codec, shared.force_key.clone());
+    let mut session = Session::new(identity, &args.name, &opened.codec, shared.force_key.clone());
     // CPU from here on is the camera's, not the one-off RSA key.
     let cpu_before = cpu_seconds();
     eprintln!("bot camera: key fingerprint {}", session.fingerprint());
@@ -219,38 +217,36 @@ pub async fn run(args: CameraArgs) -> Result<()> {
     let http = reqwest::Client::new();
     let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs(s));
     let stop_now = || interrupted.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d);
-    let mut attempt = 0usize;
+    let mut first = true;
     let mut counters = Counters::new()?;
     let encoder_name = opened.encoder.split(" (").next().unwrap_or_default().to_owned();
     loop {
+        // The call engine says when: at once, then after its backoff.
+        let generation = tokio::select! {
+            g = session.next_attempt() => g,
+            _ = wait_until(&stop_now) => {
+                shared.stop.store(true, Ordering::Relaxed);
+                bail!("stopping while reconnecting");
+            }
+        };
         let (user, room, mut sender, mut receiver) = match args.join.connect(&http, &args.name, false).await {
             Ok(link) => link,
-            Err(e) if attempt == 0 => {
+            Err(e) if first => {
                 return Err(e.context(format!("joining {} at {}", args.join.room, args.join.server)));
-            }
-            // Out of time (or interrupted) while the server is away: stop, do not retry for ever.
-            Err(e) if stop_now() => {
-                shared.stop.store(true, Ordering::Relaxed);
-                return Err(e.context("stopping while reconnecting"));
             }
             Err(e) => {
                 eprintln!("\nbot camera: reconnecting: {e:#}");
-                tokio::time::sleep(Duration::from_millis(BACKOFF_MS[attempt.min(BACKOFF_MS.len() - 1)])).await;
-                attempt += 1;
+                session.connect_failed(generation, format!("{e:#}"));
                 continue;
             }
         };
-        session.restart(&user, &room);
-        if let Err(e) = session.flush(&mut sender).await {
-            eprintln!("\nbot camera: connection lost while joining ({e:#}); reconnecting");
-            tokio::time::sleep(Duration::from_millis(BACKOFF_MS[0])).await;
-            continue;
-        }
+        first = false;
+        session.connected(generation, transport, &user, &room);
         shared.force_key.store(true, Ordering::Relaxed);
         eprintln!("bot camera: in room {} as {user} ({encoder_name}, {})", args.join.room, opened.codec);
         // Frames encoded while we were away are stale: start from the next one.
         while frames.try_recv().is_ok() {}
-        let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+        let mut timers = tokio::time::interval(Duration::from_millis(100));
         let mut status_at = Instant::now();
         let mut last = (shared.captured.load(Ordering::Relaxed), counters.sent, counters.bytes);
         let lost = loop {
@@ -266,7 +262,7 @@ pub async fn run(args: CameraArgs) -> Result<()> {
             }
             tokio::select! {
                 packet = receiver.recv() => match packet {
-                    Some(Ok(bytes)) => session.handle(&bytes),
+                    Some(Ok(bytes)) => session.handle(generation, &bytes),
                     Some(Err(e)) => break format!("{e:#}"),
                     None => break "the relay closed the connection".to_owned(),
                 },
@@ -279,21 +275,23 @@ pub async fn run(args: CameraArgs) -> Result<()> {
                         break format!("{e:#}");
                     }
                 }
-                _ = heartbeat.tick() => {
-                    session.heartbeat(shared.camera_on.load(Ordering::Relaxed))?;
-                    let captured = shared.captured.load(Ordering::Relaxed);
-                    let secs = status_at.elapsed().as_secs_f64().max(0.001);
-                    let (p50, p95) = counters.window();
-                    eprint!(
-                        "\rbot camera: captured {:.1} fps, sent {:.1} fps, {:.0} kb/s, capture to send p50 {p50:.1} / p95 {p95:.1} ms, {encoder_name}, {} peer(s), connected over {transport:?}   ",
-                        (captured - last.0) as f64 / secs,
-                        (counters.sent - last.1) as f64 / secs,
-                        (counters.bytes - last.2) as f64 * 8.0 / secs / 1000.0,
-                        session.peers(),
-                    );
-                    let _ = std::io::stderr().flush();
-                    last = (captured, counters.sent, counters.bytes);
-                    status_at = Instant::now();
+                _ = timers.tick() => {
+                    session.tick(shared.camera_on.load(Ordering::Relaxed));
+                    if status_at.elapsed() >= Duration::from_secs(1) {
+                        let captured = shared.captured.load(Ordering::Relaxed);
+                        let secs = status_at.elapsed().as_secs_f64().max(0.001);
+                        let (p50, p95) = counters.window();
+                        eprint!(
+                            "\rbot camera: captured {:.1} fps, sent {:.1} fps, {:.0} kb/s, capture to send p50 {p50:.1} / p95 {p95:.1} ms, {encoder_name}, {} peer(s), connected over {transport:?}   ",
+                            (captured - last.0) as f64 / secs,
+                            (counters.sent - last.1) as f64 / secs,
+                            (counters.bytes - last.2) as f64 * 8.0 / secs / 1000.0,
+                            session.peers(),
+                        );
+                        let _ = std::io::stderr().flush();
+                        last = (captured, counters.sent, counters.bytes);
+                        status_at = Instant::now();
+                    }
                 }
             }
             if let Err(e) = session.flush(&mut sender).await {
@@ -302,8 +300,14 @@ pub async fn run(args: CameraArgs) -> Result<()> {
         };
         eprintln!("\nbot camera: connection lost ({lost}); reconnecting");
         drop((sender, receiver));
-        tokio::time::sleep(Duration::from_millis(BACKOFF_MS[0])).await;
-        attempt = 1;
+        session.lost(generation, &lost);
+    }
+}
+
+/// Resolves once `stop_now` says so (checked ten times a second).
+async fn wait_until(stop_now: &impl Fn() -> bool) {
+    while !stop_now() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

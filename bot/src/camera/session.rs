@@ -1,19 +1,17 @@
-//! The bot in a room: the same end-to-end encryption as the browser (`videocall-client`'s
-//! `PeerState`), over the same links as `bot load`. Packets in, sealed frames out, keyframe
-//! requests and newcomers answered with a keyframe, heartbeats so viewers see the camera is on.
+//! The bot in a room: the same call engine as the browser (`videocall-client`'s `Engine`: end-to-end
+//! encryption, heartbeats and their answers, keyframe requests, reconnecting with backoff),
+//! over the same links as `bot load`. Packets in, sealed frames out, keyframe requests and
+//! newcomers answered with a keyframe.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use protobuf::{Message as _, MessageField};
 use rand_core::OsRng;
+use videocall_client::Millis;
+use videocall_client::call::{EncodedVideo, Engine, Failure, MediaState, Output, TransportKind, Update, VideoStream};
 use videocall_client::crypto::LocalIdentity;
-use videocall_client::messages;
-use videocall_client::packets::PacketError;
-use videocall_client::peers::{Event, PeerState};
-use videocall_types::{HeartbeatMetadata, MediaPacket, MediaType, PacketWrapper, VideoMetadata};
 
 use crate::load::link::{LinkReceiver, LinkSender, Transport, WebTransportInfo};
 use crate::load::participant::{GuestToken, guest_token_as};
@@ -36,113 +34,133 @@ pub fn wall_ms() -> f64 {
 
 pub struct Session {
     identity: LocalIdentity,
-    core: PeerState<OsRng>,
+    engine: Engine<OsRng>,
     codec: String,
-    sequence: u64,
     started: Instant,
+    /// The attempt the engine asked for last.
+    generation: Option<u32>,
     /// Set to ask the encoder for a keyframe.
     pub force_key: Arc<AtomicBool>,
-    pub dropped: u64,
 }
 
 impl Session {
-    pub fn new(identity: LocalIdentity, codec: &str, force_key: Arc<AtomicBool>) -> Self {
-        let core = PeerState::new(OsRng, identity.public().clone());
-        Self { identity, core, codec: codec.to_owned(), sequence: 0, started: Instant::now(), force_key, dropped: 0 }
+    /// A camera called `name`, microphone off.
+    pub fn new(identity: LocalIdentity, name: &str, codec: &str, force_key: Arc<AtomicBool>) -> Self {
+        let media = MediaState { audio_on: false, video_on: true, screen_on: false };
+        let engine = Engine::new(OsRng, identity.public().clone(), name, media);
+        Self { identity, engine, codec: codec.to_owned(), started: Instant::now(), generation: None, force_key }
     }
 
     pub fn peers(&self) -> usize {
-        self.core.peers().len()
+        self.engine.core().peers().len()
     }
 
     pub fn fingerprint(&self) -> String {
-        self.core.fingerprint().to_string()
+        self.engine.core().fingerprint().to_string()
     }
 
-    fn now(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+    fn now(&self) -> Millis {
+        self.started.elapsed().as_millis() as Millis
     }
 
-    /// Before each connection: the token's user id (bound into every frame) and room (bound
-    /// into every signature), a new key, nobody known yet.
-    pub fn restart(&mut self, user: &str, room: &str) {
-        self.core.restart(user, room);
-        while self.core.poll_event().is_some() {}
-    }
-
-    /// A packet from the relay.
-    pub fn handle(&mut self, bytes: &[u8]) {
-        let Ok(packet) = PacketWrapper::parse_from_bytes(bytes) else {
-            self.dropped += 1;
-            return;
-        };
-        let now = self.now();
-        self.core.handle_packet(now, packet);
-        self.core.work_locally(&self.identity, now);
-        while let Some(event) = self.core.poll_event() {
-            match event {
-                // Someone new will need a keyframe once they hold our key.
-                Event::PeerKey { .. } => self.force_key.store(true, Ordering::Relaxed),
-                // Nobody is here to compare fingerprints again: a changed key is never accepted.
-                Event::KeyChanged { session, fingerprint } => {
-                    tracing::warn!(session, %fingerprint, "a participant's key changed; it gets nothing from us");
-                }
-                Event::Media { session, media, .. } => self.on_media(session, &media),
-                Event::Dropped { session, error } => {
-                    if let PacketError::Refused(refusal) = &error {
-                        tracing::warn!(session, %refusal, "refused a key packet");
-                    }
-                    self.dropped += 1;
-                }
-                _ => {}
+    /// Waits until the engine asks for a connection attempt (at once the first time, after its
+    /// backoff later); returns the attempt's generation.
+    pub async fn next_attempt(&mut self) -> u32 {
+        if self.generation.is_none() {
+            self.engine.start(self.now());
+        }
+        loop {
+            self.drain();
+            if let Some(generation) = self.generation.take() {
+                return generation;
             }
+            let wake = self.engine.poll_timeout().unwrap_or(self.now() + 1_000);
+            let delay = wake.saturating_sub(self.now());
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            self.engine.handle_timeout(self.now());
         }
     }
 
-    fn on_media(&mut self, session: u64, media: &MediaPacket) {
-        match media.media_type.enum_value() {
-            Ok(MediaType::KEYFRAME_REQUEST) => self.force_key.store(true, Ordering::Relaxed),
-            // Answer heartbeats so the viewer learns its round trip to us.
-            _ => {
-                if let Some(answer) = messages::heartbeat_answer(media, 0) {
-                    let _ = self.core.seal_to(&answer, false, session);
+    /// Attempt `generation` is in, with a token for `user` in `room` (bound into every frame
+    /// and signature): a new session, a new key, nobody known yet.
+    pub fn connected(&mut self, generation: u32, transport: Transport, user: &str, room: &str) {
+        let kind = match transport {
+            Transport::Webtransport => TransportKind::WebTransport,
+            Transport::Websocket => TransportKind::WebSocket,
+        };
+        self.engine.connected_as(self.now(), generation, kind, user, room);
+        self.drain();
+    }
+
+    pub fn connect_failed(&mut self, generation: u32, reason: String) {
+        self.engine.connect_failed(self.now(), generation, Failure::Retry(reason));
+        self.drain();
+    }
+
+    /// The connection of `generation` was lost.
+    pub fn lost(&mut self, generation: u32, reason: &str) {
+        self.engine.closed(self.now(), generation, 0, reason);
+        self.drain();
+    }
+
+    /// Bytes from the relay on the connection of `generation`.
+    pub fn handle(&mut self, generation: u32, bytes: &[u8]) {
+        let now = self.now();
+        self.engine.handle_bytes(now, generation, bytes);
+        self.engine.work_locally(&self.identity, now);
+        self.drain();
+    }
+
+    /// Once in a while (heartbeats are due once a second): the engine's timers, and whether
+    /// the camera is on.
+    pub fn tick(&mut self, camera_on: bool) {
+        let now = self.now();
+        if self.engine.media().video_on != camera_on {
+            self.engine.set_video(now, camera_on);
+        }
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle_timeout(now);
+        }
+        self.drain();
+    }
+
+    /// What the engine asks of us: keyframes, and who to warn about.
+    fn drain(&mut self) {
+        while let Some(output) = self.engine.poll_output() {
+            match output {
+                Output::Connect { generation } => self.generation = Some(generation),
+                Output::Keyframe(VideoStream::Camera) => self.force_key.store(true, Ordering::Relaxed),
+                // Nobody is here to compare fingerprints again: a changed key is never accepted.
+                Output::Show(Update::KeyChanged { session, fingerprint }) => {
+                    tracing::warn!(session, %fingerprint, "a participant's key changed; it gets nothing from us");
                 }
+                Output::Show(Update::Refused(counts)) => tracing::warn!(?counts, "refused key packets"),
+                Output::Show(Update::Notice(notice)) => tracing::info!(%notice),
+                // The bot watches nobody, has no microphone, a fixed bitrate and no screen.
+                _ => {}
             }
         }
     }
 
     /// Seals an encoded frame for the room.
     pub fn send_frame(&mut self, frame: OutFrame) -> Result<()> {
-        self.sequence += 1;
-        let mut media = MediaPacket::new();
-        media.media_type = MediaType::VIDEO.into();
-        media.frame_type = if frame.keyframe { "key" } else { "delta" }.into();
-        media.timestamp = frame.timestamp_us;
-        let mut meta = VideoMetadata::new();
-        meta.sequence = self.sequence;
-        meta.codec = self.codec.clone();
-        (meta.width, meta.height) = (frame.width, frame.height);
-        meta.capture_time_ms = frame.capture_ms;
-        media.video_metadata = MessageField::some(meta);
-        media.data = frame.data;
-        self.core.seal(&media, frame.keyframe).context("sealing a frame")
+        let video = EncodedVideo {
+            codec: self.codec.clone(),
+            keyframe: frame.keyframe,
+            data: frame.data,
+            timestamp_us: frame.timestamp_us,
+            duration_us: 0.0,
+            width: frame.width,
+            height: frame.height,
+            capture_ms: frame.capture_ms,
+        };
+        self.engine.send_video(VideoStream::Camera, video).context("sealing a frame")
     }
 
-    /// Once a second: camera on, microphone off.
-    pub fn heartbeat(&mut self, camera_on: bool) -> Result<()> {
-        let mut media = MediaPacket::new();
-        media.media_type = MediaType::HEARTBEAT.into();
-        media.timestamp = self.now() as f64 + 1.0;
-        let mut meta = HeartbeatMetadata::new();
-        meta.video_on = camera_on;
-        media.heartbeat_metadata = MessageField::some(meta);
-        self.core.seal(&media, false).context("sealing a heartbeat")
-    }
-
-    /// Sends whatever the core has queued.
+    /// Sends whatever the engine has queued.
     pub async fn flush(&mut self, sender: &mut LinkSender) -> Result<()> {
-        while let Some(packet) = self.core.poll_transmit() {
-            sender.send(packet.write_to_bytes()?).await?;
+        while let Some(bytes) = self.engine.poll_transmit() {
+            sender.send(bytes).await?;
         }
         Ok(())
     }

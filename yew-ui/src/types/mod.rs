@@ -1,6 +1,5 @@
 //! Plain data and reducers: no DOM, no I/O, tested natively.
 
-pub mod ladder;
 pub mod names;
 pub mod room;
 pub mod stats;

@@ -6,41 +6,7 @@ use std::collections::BTreeMap;
 
 use super::stats::PeerStats;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportKind {
-    WebTransport,
-    WebSocket,
-}
-
-impl TransportKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::WebTransport => "WebTransport",
-            Self::WebSocket => "WebSocket",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Connection {
-    Idle,
-    Connecting {
-        attempt: u32,
-    },
-    Connected {
-        transport: TransportKind,
-    },
-    /// Lost; trying again after `delay_ms`.
-    Reconnecting {
-        attempt: u32,
-        delay_ms: u32,
-        reason: String,
-    },
-    /// Over for good (left, or replaced by a newer tab).
-    Closed {
-        reason: String,
-    },
-}
+pub use videocall_client::call::{Connection, Update};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Participant {
@@ -103,64 +69,17 @@ pub struct RoomState {
 #[derive(Debug, Clone)]
 pub enum RoomAction {
     /// Who we are, once joining: the name chosen in the lobby and our key's fingerprint.
-    Identity {
-        display_name: String,
-        fingerprint: String,
-    },
-    Connection(Connection),
-    Joined {
-        session: u64,
-        user: String,
-        display_name: String,
-        recorder: bool,
-    },
-    Left {
-        session: u64,
-    },
-    /// Their key is shown (the first one, or a change the user accepted).
-    PeerKey {
-        session: u64,
-        fingerprint: String,
-    },
-    /// A different key for someone already shown.
-    KeyChanged {
-        session: u64,
-        fingerprint: String,
-    },
-    SafetyCode(String),
-    /// Key packets refused so far, by reason.
-    Refused(BTreeMap<&'static str, u64>),
-    PeerMediaKey {
-        session: u64,
-        key_id: u32,
-    },
-    OwnKey {
-        key_id: u32,
-    },
-    PeerMedia {
-        session: u64,
-        audio_on: bool,
-        video_on: bool,
-        screen_on: bool,
-    },
-    Chat(ChatLine),
-    Notice(String),
+    Identity { display_name: String, fingerprint: String },
+    /// What the call engine says changed.
+    Call(Update),
     /// Periodic: each peer's statistics and whether they speak; ours.
-    Stats {
-        peers: Vec<(u64, PeerStats, bool)>,
-        me_speaking: bool,
-    },
-    LocalMedia {
-        audio_on: bool,
-        video_on: bool,
-        screen_on: bool,
-    },
-    Sending {
-        codec: String,
-        bitrate_bps: u32,
-        width: u32,
-        height: u32,
-    },
+    Stats { peers: Vec<(u64, PeerStats, bool)>, me_speaking: bool },
+}
+
+impl From<Update> for RoomAction {
+    fn from(update: Update) -> Self {
+        Self::Call(update)
+    }
 }
 
 /// Chat lines kept: older ones scroll away.
@@ -191,8 +110,23 @@ impl RoomState {
                 self.me.display_name = display_name;
                 self.me.fingerprint = fingerprint;
             }
-            RoomAction::Connection(c) => self.connection = c,
-            RoomAction::Joined { session, user, display_name, recorder } => {
+            RoomAction::Call(update) => self.update(update),
+            RoomAction::Stats { peers, me_speaking } => {
+                self.me.speaking = me_speaking;
+                for (session, stats, speaking) in peers {
+                    if let Some(p) = self.participants.get_mut(&session) {
+                        p.stats = stats;
+                        p.speaking = speaking;
+                    }
+                }
+            }
+        }
+    }
+
+    fn update(&mut self, update: Update) {
+        match update {
+            Update::Connection(c) => self.connection = c,
+            Update::Joined { session, user, display_name, recorder } => {
                 let entry = self.participants.entry(session).or_insert_with(|| Participant {
                     user: user.clone(),
                     display_name: String::new(),
@@ -213,53 +147,45 @@ impl RoomState {
                     entry.display_name = user;
                 }
             }
-            RoomAction::Left { session } => {
+            Update::Left { session } => {
                 self.participants.remove(&session);
             }
-            RoomAction::PeerKey { session, fingerprint } => {
+            Update::PeerKey { session, fingerprint } => {
                 if let Some(p) = self.participants.get_mut(&session) {
                     p.fingerprint = Some(fingerprint);
                     p.key_changed = None;
                 }
             }
-            RoomAction::KeyChanged { session, fingerprint } => {
+            Update::KeyChanged { session, fingerprint } => {
                 if let Some(p) = self.participants.get_mut(&session) {
                     p.key_changed = Some(fingerprint);
                 }
             }
-            RoomAction::SafetyCode(code) => self.safety_code = code,
-            RoomAction::Refused(counts) => self.refused = counts,
-            RoomAction::PeerMediaKey { session, key_id } => {
+            Update::SafetyCode(code) => self.safety_code = code,
+            Update::Refused(counts) => self.refused = counts,
+            Update::PeerMediaKey { session, key_id } => {
                 if let Some(p) = self.participants.get_mut(&session) {
                     p.key_id = Some(key_id);
                 }
             }
-            RoomAction::OwnKey { key_id } => self.me.key_id = key_id,
-            RoomAction::PeerMedia { session, audio_on, video_on, screen_on } => {
+            Update::OwnKey { key_id } => self.me.key_id = key_id,
+            Update::PeerMedia { session, state } => {
                 if let Some(p) = self.participants.get_mut(&session) {
-                    (p.audio_on, p.video_on, p.screen_on) = (audio_on, video_on, screen_on);
+                    (p.audio_on, p.video_on, p.screen_on) = (state.audio_on, state.video_on, state.screen_on);
                 }
             }
-            RoomAction::Chat(line) => {
-                self.chat.push(line);
+            Update::Chat { session, name, text } => {
+                self.chat.push(ChatLine { session, name, text });
                 if self.chat.len() > CHAT_HISTORY {
                     self.chat.drain(..self.chat.len() - CHAT_HISTORY);
                 }
             }
-            RoomAction::Stats { peers, me_speaking } => {
-                self.me.speaking = me_speaking;
-                for (session, stats, speaking) in peers {
-                    if let Some(p) = self.participants.get_mut(&session) {
-                        p.stats = stats;
-                        p.speaking = speaking;
-                    }
-                }
+            Update::Notice(text) => self.notice = Some(text),
+            Update::LocalMedia(state) => {
+                (self.me.audio_on, self.me.video_on, self.me.screen_on) =
+                    (state.audio_on, state.video_on, state.screen_on);
             }
-            RoomAction::Notice(text) => self.notice = Some(text),
-            RoomAction::LocalMedia { audio_on, video_on, screen_on } => {
-                (self.me.audio_on, self.me.video_on, self.me.screen_on) = (audio_on, video_on, screen_on);
-            }
-            RoomAction::Sending { codec, bitrate_bps, width, height } => {
+            Update::Sending { codec, bitrate_bps, width, height } => {
                 self.me.codec = codec;
                 self.me.send_bitrate_bps = bitrate_bps;
                 (self.me.send_width, self.me.send_height) = (width, height);
@@ -270,62 +196,77 @@ impl RoomState {
 
 #[cfg(test)]
 mod tests {
+    use videocall_client::call::MediaState;
+
     use super::*;
 
     #[test]
     fn the_room_shows_recording_while_a_recorder_is_in_it() {
         let mut s = RoomState::new("r", Me::default());
-        s.apply(RoomAction::Joined { session: 1, user: "guest-1".into(), display_name: "Ada".into(), recorder: false });
+        s.apply(RoomAction::from(Update::Joined {
+            session: 1,
+            user: "guest-1".into(),
+            display_name: "Ada".into(),
+            recorder: false,
+        }));
         assert!(!s.recording());
-        s.apply(RoomAction::Joined {
+        s.apply(RoomAction::from(Update::Joined {
             session: 2,
             user: "recorder-1".into(),
             display_name: "Recorder".into(),
             recorder: true,
-        });
+        }));
         assert!(s.recording());
-        s.apply(RoomAction::Left { session: 2 });
+        s.apply(Update::Left { session: 2 }.into());
         assert!(!s.recording(), "the recorder left");
     }
 
     #[test]
     fn participants_come_with_keys_and_go() {
         let mut s = RoomState::new("r", Me::default());
-        s.apply(RoomAction::Joined { session: 7, user: "guest-1".into(), display_name: "Ada".into(), recorder: false });
-        s.apply(RoomAction::PeerKey { session: 7, fingerprint: "ab12".into() });
-        s.apply(RoomAction::PeerMediaKey { session: 7, key_id: 3 });
-        s.apply(RoomAction::PeerMedia { session: 7, audio_on: false, video_on: true, screen_on: true });
+        s.apply(RoomAction::from(Update::Joined {
+            session: 7,
+            user: "guest-1".into(),
+            display_name: "Ada".into(),
+            recorder: false,
+        }));
+        s.apply(Update::PeerKey { session: 7, fingerprint: "ab12".into() }.into());
+        s.apply(Update::PeerMediaKey { session: 7, key_id: 3 }.into());
+        s.apply(
+            Update::PeerMedia { session: 7, state: MediaState { audio_on: false, video_on: true, screen_on: true } }
+                .into(),
+        );
         let p = &s.participants[&7];
         assert_eq!((p.display_name.as_str(), p.key_id, p.audio_on, p.screen_on), ("Ada", Some(3), false, true));
         assert_eq!(p.fingerprint.as_deref(), Some("ab12"));
         // A key for someone not (or no longer) here changes nothing.
-        s.apply(RoomAction::PeerKey { session: 9, fingerprint: "x".into() });
+        s.apply(Update::PeerKey { session: 9, fingerprint: "x".into() }.into());
         assert!(!s.participants.contains_key(&9));
         // A changed key is an alarm on the person until accepted; the shown key stays.
-        s.apply(RoomAction::KeyChanged { session: 7, fingerprint: "cd34".into() });
+        s.apply(Update::KeyChanged { session: 7, fingerprint: "cd34".into() }.into());
         let p = &s.participants[&7];
         assert_eq!((p.fingerprint.as_deref(), p.key_changed.as_deref()), (Some("ab12"), Some("cd34")));
-        s.apply(RoomAction::PeerKey { session: 7, fingerprint: "cd34".into() });
+        s.apply(Update::PeerKey { session: 7, fingerprint: "cd34".into() }.into());
         let p = &s.participants[&7];
         assert_eq!((p.fingerprint.as_deref(), p.key_changed.as_deref()), (Some("cd34"), None));
-        s.apply(RoomAction::Refused(BTreeMap::from([("unknown_session", 2)])));
+        s.apply(Update::Refused(BTreeMap::from([("unknown_session", 2)])).into());
         assert_eq!(s.refused["unknown_session"], 2);
-        s.apply(RoomAction::Left { session: 7 });
+        s.apply(Update::Left { session: 7 }.into());
         assert!(s.participants.is_empty());
     }
 
     #[test]
     fn a_nameless_participant_shows_its_user_id_and_chat_is_bounded() {
         let mut s = RoomState::new("r", Me { display_name: "Me".into(), ..Me::default() });
-        s.apply(RoomAction::Joined {
+        s.apply(RoomAction::from(Update::Joined {
             session: 1,
             user: "guest-2".into(),
             display_name: String::new(),
             recorder: false,
-        });
+        }));
         assert_eq!(s.participants[&1].display_name, "guest-2");
         for i in 0..(CHAT_HISTORY + 10) {
-            s.apply(RoomAction::Chat(ChatLine { session: 1, name: "x".into(), text: i.to_string() }));
+            s.apply(Update::Chat { session: 1, name: "x".into(), text: i.to_string() }.into());
         }
         assert_eq!(s.chat.len(), CHAT_HISTORY);
         assert_eq!(s.chat[0].text, "10");

@@ -59,40 +59,6 @@ impl RateWindow {
     }
 }
 
-/// Loss from a sender's video sequence numbers: gaps count as lost, late arrivals repair them.
-#[derive(Debug, Default)]
-pub struct SequenceLoss {
-    highest: Option<u64>,
-    expected: u64,
-    received: u64,
-}
-
-impl SequenceLoss {
-    pub fn receive(&mut self, sequence: u64) {
-        match self.highest {
-            None => {
-                self.highest = Some(sequence);
-                self.expected = 1;
-            }
-            Some(h) if sequence > h => {
-                self.expected += sequence - h;
-                self.highest = Some(sequence);
-            }
-            Some(_) => {}
-        }
-        self.received += 1;
-    }
-
-    /// Loss per thousand since the last call, then starts a new interval.
-    pub fn take_permille(&mut self) -> u32 {
-        let lost = self.expected.saturating_sub(self.received);
-        let permille = if self.expected == 0 { 0 } else { (lost * 1000 / self.expected) as u32 };
-        self.expected = 0;
-        self.received = 0;
-        permille
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,18 +75,5 @@ mod tests {
         assert!((fps - 30.0).abs() < 1.0, "{fps}");
         assert!((bps - 240_000.0).abs() < 8_000.0, "{bps}");
         assert_eq!(w.rates(10_000.0), (0.0, 0.0));
-    }
-
-    #[test]
-    fn loss_counts_gaps_once() {
-        let mut l = SequenceLoss::default();
-        for s in [1, 2, 3, 5, 6, 8, 9, 10] {
-            l.receive(s);
-        }
-        assert_eq!(l.take_permille(), 200);
-        for s in 11..=20 {
-            l.receive(s);
-        }
-        assert_eq!(l.take_permille(), 0);
     }
 }

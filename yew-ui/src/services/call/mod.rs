@@ -1,39 +1,30 @@
-//! The call: the client core (`videocall_client::peers::PeerState`) driven by a transport, the
-//! media senders and the per-peer receivers. Thin on purpose: key exchange and encryption live
-//! in the core; this file moves packets between it, the network and WebCodecs, and tells the
-//! room page what happened through [`RoomAction`]s.
+//! The call in the browser: one task (`driver.rs`) owns the call engine
+//! (`videocall_client::call::Engine`, where every rule of the call lives and is tested
+//! natively) and the browser objects that serve it: the transport, the WebCodecs encoders and
+//! decoders, audio playback. Everything reaches it as a message on one channel: the page's
+//! commands (through [`Call`]), the transport's bytes, encoded frames, WebCrypto answers, a
+//! wake-up timer. Nothing is shared: the task answers `window.videocallStats()` too.
 //!
-//! - `connection.rs`: tokens, connecting (WebTransport, else WebSocket), reconnecting with
-//!   backoff after a drop (the core re-exchanges keys).
-//! - `incoming.rs`: what the core opened: video, screen, audio, chat, heartbeats, keyframe
-//!   requests.
-//! - `outgoing.rs`: what we capture and say: encoded frames, heartbeats, chat, the bitrate
-//!   ladder.
+//! - `driver.rs`: the task: messages in, the engine's outputs carried out.
+//! - `connect.rs`: one connection attempt: a token, then WebTransport or WebSocket.
+//! - `media.rs`: each peer's decoders and what we measure about them.
+//! - `stats.rs`: figures for the page and `window.videocallStats()`.
 
-mod connection;
-mod incoming;
-mod outgoing;
+mod connect;
+mod driver;
+mod media;
 mod stats;
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::OnceCell;
 use std::rc::Rc;
 
-use rand_core::OsRng;
-use videocall_client::peers::PeerState;
+use futures_channel::mpsc::UnboundedSender;
 use wasm_bindgen::prelude::*;
 use web_sys::{AudioContext, MediaStream};
 
 use super::identity::BrowserIdentity;
-use super::media::audio_out::AudioOut;
-use super::media::audio_send::AudioSender;
-use super::media::level::LevelMeter;
-use super::media::video_send::VideoSender;
-use super::transport::{Preference, Target, Transport};
-use crate::types::ladder::Ladder;
+use super::transport::Preference;
 use crate::types::room::RoomAction;
-
-pub use incoming::PeerMedia;
 
 /// What the lobby hands over.
 pub struct JoinRequest {
@@ -55,249 +46,113 @@ pub struct JoinRequest {
 
 pub type Dispatch = Rc<dyn Fn(RoomAction)>;
 
-/// Our media senders and what they are set to.
-#[derive(Default)]
-struct Senders {
-    video: Option<VideoSender>,
-    audio: Option<AudioSender>,
-    screen: Option<(VideoSender, MediaStream)>,
-    codec: String,
-    ladder: Option<Ladder>,
-    audio_on: bool,
-    video_on: bool,
+/// What the page asks of the call.
+pub enum Command {
+    AttachStream(MediaStream),
+    SetAudio(bool),
+    SetVideo(bool),
+    ToggleScreen,
+    Chat(String),
+    /// The user compared again and accepts this session's new key.
+    AcceptKeyChange(u64),
+    Leave,
+    /// `window.videocallStats()`: resolve this promise with the figures as JSON.
+    Stats(js_sys::Function),
 }
 
-struct Inner {
-    room: String,
-    meeting: Option<String>,
-    display_name: String,
-    preference: Preference,
-    dispatch: Dispatch,
-    core: RefCell<PeerState<OsRng>>,
-    /// Signs and unwraps for the core; its private keys stay in WebCrypto.
-    identity: Rc<BrowserIdentity>,
-    transport: RefCell<Option<Transport>>,
-    /// Bumped per connection attempt: events from an older transport are ignored.
-    generation: Cell<u32>,
-    target: RefCell<Option<Target>>,
-    left: Cell<bool>,
-    attempts: Cell<u32>,
-    stream: RefCell<Option<MediaStream>>,
-    senders: RefCell<Senders>,
-    sequences: Cell<(u64, u64, u64)>,
-    peers: RefCell<HashMap<u64, PeerMedia>>,
-    audio_out: RefCell<Option<Rc<AudioOut>>>,
-    level: RefCell<Option<LevelMeter>>,
-    /// Packets the core could not use (tampered, replayed, unknown key): counted, never fatal.
-    dropped: Cell<u64>,
-    /// Frames that arrived before their sender's key (joining races): not counted as dropped.
-    before_key: Cell<u64>,
-    /// `performance.now()` when the user pressed join.
-    joined_at_ms: f64,
-    /// `performance.now()` when the transport last came up.
-    connected_at_ms: Cell<f64>,
-    timer: RefCell<Option<(i32, Closure<dyn FnMut()>)>>,
-    stats_hook: RefCell<Option<Closure<dyn FnMut() -> String>>>,
-}
-
-/// A joined (or joining) call. Cloning shares it.
+/// A joined (or joining) call: a handle to its task. Cloning shares it.
 #[derive(Clone)]
 pub struct Call {
-    inner: Rc<Inner>,
+    tx: UnboundedSender<driver::Msg>,
+    /// Our camera and microphone once attached, for the self view.
+    stream: Rc<OnceCell<MediaStream>>,
 }
 
 impl PartialEq for Call {
     fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.inner, &other.inner)
+        Rc::ptr_eq(&self.stream, &other.stream)
     }
 }
 
 impl Call {
-    /// Starts joining: media first (so the first frames are ready when keys are), then the
-    /// connection.
-    pub fn join(request: JoinRequest, dispatch: Dispatch) -> Result<Self, String> {
-        let core = PeerState::new(OsRng, request.identity.public().clone());
-        dispatch(RoomAction::OwnKey { key_id: core.key_id() });
+    /// Starts the call's task: media first (so the first frames are ready when keys are), then
+    /// the connection.
+    pub fn join(mut request: JoinRequest, dispatch: Dispatch) -> Result<Self, String> {
         super::js::mark("videocall:join");
-        let inner = Rc::new(Inner {
-            room: request.room,
-            meeting: request.meeting,
-            display_name: request.display_name,
-            preference: request.preference,
-            dispatch,
-            core: RefCell::new(core),
-            identity: Rc::new(request.identity),
-            transport: RefCell::new(None),
-            generation: Cell::new(0),
-            target: RefCell::new(None),
-            left: Cell::new(false),
-            attempts: Cell::new(0),
-            stream: RefCell::new(None),
-            senders: RefCell::new(Senders {
-                audio_on: request.audio_on,
-                video_on: request.video_on,
-                ..Senders::default()
-            }),
-            sequences: Cell::new((0, 0, 0)),
-            peers: RefCell::new(HashMap::new()),
-            audio_out: RefCell::new(None),
-            level: RefCell::new(None),
-            dropped: Cell::new(0),
-            before_key: Cell::new(0),
-            joined_at_ms: super::js::now_ms(),
-            connected_at_ms: Cell::new(0.0),
-            timer: RefCell::new(None),
-            stats_hook: RefCell::new(None),
-        });
-        let call = Self { inner };
-        call.start_timer();
+        let stream = Rc::new(OnceCell::new());
+        let first = request.stream.take();
+        let tx = driver::start(request, dispatch);
+        let call = Self { tx, stream };
         call.install_stats_hook();
-        outgoing::start_playback(&call.inner, request.audio_context);
-        connection::start(call.inner.clone());
-        if let Some(stream) = request.stream {
-            call.attach_stream(stream);
+        if let Some(s) = first {
+            call.attach_stream(s);
         }
         Ok(call)
     }
 
+    fn send(&self, command: Command) {
+        // After the task ended (we left) there is nobody to tell.
+        let _ = self.tx.unbounded_send(driver::Msg::Command(command));
+    }
+
     /// Our camera and microphone, once open: their senders start.
     pub fn attach_stream(&self, stream: MediaStream) {
-        let inner = &self.inner;
-        if inner.left.get() {
-            return super::media::capture::stop(&stream);
+        match self.stream.set(stream.clone()) {
+            Ok(()) if !self.tx.is_closed() => self.send(Command::AttachStream(stream)),
+            // Already attached, or the call is over: this stream is nobody's.
+            _ => super::media::capture::stop(&stream),
         }
-        if inner.stream.borrow().is_some() {
-            return;
-        }
-        *inner.level.borrow_mut() = LevelMeter::new(&stream).ok();
-        *inner.stream.borrow_mut() = Some(stream);
-        outgoing::start_capture(inner);
     }
 
     pub fn has_stream(&self) -> bool {
-        self.inner.stream.borrow().is_some()
-    }
-
-    pub fn set_audio(&self, on: bool) {
-        outgoing::set_audio(&self.inner, on);
-    }
-
-    pub fn set_video(&self, on: bool) {
-        outgoing::set_video(&self.inner, on);
-    }
-
-    pub fn toggle_screen(&self) {
-        outgoing::toggle_screen(&self.inner);
-    }
-
-    pub fn send_chat(&self, text: &str) {
-        outgoing::send_chat(&self.inner, text);
-    }
-
-    /// The user compared again and accepts `session`'s new key.
-    pub fn accept_key_change(&self, session: u64) {
-        let result = self.inner.core.borrow_mut().accept_key_change(super::js::now_ms() as u64, session);
-        if let Err(e) = result {
-            web_sys::console::error_1(&e.to_string().into());
-        }
-        self.inner.pump();
+        self.stream.get().is_some()
     }
 
     pub fn local_stream(&self) -> Option<MediaStream> {
-        self.inner.stream.borrow().clone()
+        self.stream.get().cloned()
+    }
+
+    pub fn set_audio(&self, on: bool) {
+        self.send(Command::SetAudio(on));
+    }
+
+    pub fn set_video(&self, on: bool) {
+        self.send(Command::SetVideo(on));
+    }
+
+    pub fn toggle_screen(&self) {
+        self.send(Command::ToggleScreen);
+    }
+
+    pub fn send_chat(&self, text: &str) {
+        self.send(Command::Chat(text.to_owned()));
+    }
+
+    pub fn accept_key_change(&self, session: u64) {
+        self.send(Command::AcceptKeyChange(session));
     }
 
     /// Leaves for good: the connection closes, the camera and microphone stop.
     pub fn leave(&self) {
-        let inner = &self.inner;
-        if inner.left.replace(true) {
-            return;
-        }
-        inner.transport.borrow_mut().take();
-        *inner.senders.borrow_mut() = Senders::default();
-        inner.peers.borrow_mut().clear();
-        inner.audio_out.borrow_mut().take();
-        inner.level.borrow_mut().take();
-        if let Some(stream) = inner.stream.borrow_mut().take() {
-            super::media::capture::stop(&stream);
-        }
-        if let Some((id, _)) = inner.timer.borrow_mut().take() {
-            if let Some(w) = web_sys::window() {
-                w.clear_interval_with_handle(id);
-            }
-        }
-        (inner.dispatch)(RoomAction::Connection(crate::types::room::Connection::Closed {
-            reason: "You left the room".into(),
-        }));
-        if let Some(meeting) = inner.meeting.clone() {
-            wasm_bindgen_futures::spawn_local(async move {
-                let _ = super::api::leave_meeting(&meeting).await;
-            });
-        }
+        self.send(Command::Leave);
     }
 
-    fn start_timer(&self) {
-        let weak = Rc::downgrade(&self.inner);
-        let tick = Closure::<dyn FnMut()>::new(move || {
-            if let Some(inner) = weak.upgrade() {
-                outgoing::tick(&inner);
-                stats::report(&inner);
-            }
-        });
-        let Some(window) = web_sys::window() else { return };
-        if let Ok(id) =
-            window.set_interval_with_callback_and_timeout_and_arguments_0(tick.as_ref().unchecked_ref(), 1_000)
-        {
-            *self.inner.timer.borrow_mut() = Some((id, tick));
-        }
-    }
-
-    /// `window.videocallStats()`: the call's figures as JSON, for diagnostics and the tests.
+    /// `window.videocallStats()`: a promise of the call's figures as JSON, answered by its task
+    /// (`'{}'` once the call is over).
     fn install_stats_hook(&self) {
-        let weak = Rc::downgrade(&self.inner);
-        let hook =
-            Closure::<dyn FnMut() -> String>::new(move || weak.upgrade().map(|i| stats::json(&i)).unwrap_or_default());
-        if let Some(window) = web_sys::window() {
-            super::js::set(&window, "videocallStats", hook.as_ref().clone());
-        }
-        *self.inner.stats_hook.borrow_mut() = Some(hook);
-    }
-}
-
-impl Inner {
-    /// After the core was handed something: its private-key work goes to WebCrypto (each
-    /// answer comes back here), its events to the page, its packets to the relay.
-    fn pump(self: &Rc<Self>) {
-        loop {
-            let Some(work) = self.core.borrow_mut().poll_work() else { break };
-            let (weak, identity) = (Rc::downgrade(self), self.identity.clone());
-            wasm_bindgen_futures::spawn_local(async move {
-                let done = identity.perform(work).await;
-                if let Some(inner) = weak.upgrade() {
-                    inner.core.borrow_mut().complete(super::js::now_ms() as u64, done);
-                    inner.pump();
+        let tx = self.tx.clone();
+        let hook = Closure::<dyn FnMut() -> js_sys::Promise>::new(move || {
+            let tx = tx.clone();
+            js_sys::Promise::new(&mut |resolve, _| {
+                if let Err(e) = tx.unbounded_send(driver::Msg::Command(Command::Stats(resolve))) {
+                    if let driver::Msg::Command(Command::Stats(resolve)) = e.into_inner() {
+                        let _ = resolve.call1(&JsValue::NULL, &"{}".into());
+                    }
                 }
-            });
+            })
+        });
+        if let Some(window) = web_sys::window() {
+            super::js::set(&window, "videocallStats", hook.into_js_value());
         }
-        incoming::drain_events(self);
-        self.flush();
-    }
-
-    /// Sends whatever the core has queued, if connected (key packets wait for a connection).
-    fn flush(&self) {
-        let transport = self.transport.borrow();
-        let Some(transport) = transport.as_ref() else { return };
-        loop {
-            let Some(packet) = self.core.borrow_mut().poll_transmit() else { break };
-            transport.send(&packet);
-        }
-    }
-
-    fn connected(&self) -> bool {
-        self.transport.borrow().is_some()
-    }
-
-    fn dispatch(&self, action: RoomAction) {
-        (self.dispatch)(action);
     }
 }

@@ -1,23 +1,21 @@
 //! Figures: per-peer statistics to the room page once a second, and `window.videocallStats()`
 //! as JSON for diagnostics and the browser tests.
 
-use std::rc::Rc;
-
 use serde_json::json;
 
-use super::Inner;
+use super::driver::Driver;
 use crate::services::js;
+use crate::types::room::RoomAction;
 use crate::types::stats::PeerStats;
 
 /// RMS above this counts as speaking: well over the noise floor of a quiet room.
 const SPEAKING_LEVEL: f32 = 0.02;
 
-pub fn report(inner: &Rc<Inner>) {
+pub fn report(driver: &mut Driver) -> RoomAction {
     let now = js::now_ms();
-    let out = inner.audio_out.borrow().clone();
-    let mut peers = inner.peers.borrow_mut();
-    let mut list = Vec::with_capacity(peers.len());
-    for (session, peer) in peers.iter_mut() {
+    let out = driver.audio_out.clone();
+    let mut list = Vec::with_capacity(driver.peers.len());
+    for (session, peer) in driver.peers.iter_mut() {
         let mut stats = PeerStats { codec: peer.codec.clone(), ..PeerStats::default() };
         if let Some(video) = &peer.video {
             let counters = video.counters();
@@ -39,25 +37,25 @@ pub fn report(inner: &Rc<Inner>) {
             stats.decode_errors += audio.errors();
         }
         stats.audio_played_ms = playout.played_ms;
-        stats.rtt_ms = peer.rtt_ms;
-        stats.dropped_packets = peer.dropped;
+        if let Some(link) = driver.engine.link(*session) {
+            (stats.rtt_ms, stats.dropped_packets) = (link.rtt_ms, link.dropped);
+        }
         list.push((*session, stats, playout.level > SPEAKING_LEVEL));
     }
-    drop(peers);
-    let me_speaking = inner.senders.borrow().audio_on
-        && inner.level.borrow_mut().as_mut().is_some_and(|l| l.level() > SPEAKING_LEVEL);
-    inner.dispatch(crate::types::room::RoomAction::Stats { peers: list, me_speaking });
+    let me_speaking =
+        driver.engine.media().audio_on && driver.level.as_mut().is_some_and(|l| l.level() > SPEAKING_LEVEL);
+    RoomAction::Stats { peers: list, me_speaking }
 }
 
-pub fn json(inner: &Inner) -> String {
-    let core = inner.core.borrow();
-    let peers = inner.peers.borrow();
-    let out = inner.audio_out.borrow().clone();
+pub fn json(driver: &Driver) -> String {
+    let core = driver.engine.core();
+    let out = driver.audio_out.as_ref();
     let list: Vec<serde_json::Value> = core
         .peers()
         .iter()
         .map(|(session, peer)| {
-            let media = peers.get(session);
+            let media = driver.peers.get(session);
+            let link = driver.engine.link(*session);
             let video = media.and_then(|m| m.video.as_ref()).map(|v| v.counters());
             let screen = media.and_then(|m| m.screen.as_ref()).map(|v| v.counters());
             let (frames, errors, width, height, latency, first) =
@@ -78,33 +76,31 @@ pub fn json(inner: &Inner) -> String {
                 "height": height,
                 "screen_frames": screen.map_or(0, |c| c.borrow().frames),
                 "audio_frames": media.and_then(|m| m.audio.as_ref()).map_or(0, |a| a.frames()),
-                "audio_played_ms": out.as_ref().map_or(0.0, |o| o.stats(*session).played_ms),
-                "rtt_ms": media.and_then(|m| m.rtt_ms),
-                "dropped": media.map_or(0, |m| m.dropped),
+                "audio_played_ms": out.map_or(0.0, |o| o.stats(*session).played_ms),
+                "rtt_ms": link.and_then(|l| l.rtt_ms),
+                "dropped": link.map_or(0, |l| l.dropped),
                 "latency_ms": latency,
                 "first_frame_ms": first,
-                "key_at_ms": media.and_then(|m| m.key_at_ms),
+                "key_at_ms": link.and_then(|l| l.key_at),
                 "arrival_ms": media.map(|m| m.arrival_ms.iter().copied().collect::<Vec<_>>()),
             })
         })
         .collect();
-    let transport = inner.transport.borrow().as_ref().map(|t| t.kind.label());
-    let senders = inner.senders.borrow();
     json!({
-        "transport": transport,
+        "transport": driver.transport.as_ref().map(|t| t.kind.label()),
         "key_id": core.key_id(),
         "fingerprint": core.fingerprint().to_string(),
         "session": core.session(),
         "safety_code": core.safety_code().to_string(),
         "refused": core.refused(),
-        "dropped": inner.dropped.get(),
-        "before_key": inner.before_key.get(),
-        "joined_at_ms": inner.joined_at_ms,
-        "connected_at_ms": inner.connected_at_ms.get(),
-        "codec": senders.codec,
-        "frames_dropped_at_capture": senders.video.as_ref().map_or(0, |v| v.dropped()),
-        "encode_ms": senders.video.as_ref().map(|v| v.encode_ms()),
-        "audio_running": out.as_ref().is_some_and(|o| o.running()),
+        "dropped": driver.engine.dropped(),
+        "before_key": driver.engine.before_key(),
+        "joined_at_ms": driver.joined_at_ms,
+        "connected_at_ms": driver.connected_at_ms,
+        "codec": driver.codec.clone().unwrap_or_default(),
+        "frames_dropped_at_capture": driver.camera.as_ref().map_or(0, |v| v.dropped()),
+        "encode_ms": driver.camera.as_ref().map(|v| v.encode_ms()),
+        "audio_running": out.is_some_and(|o| o.running()),
         "peers": list,
     })
     .to_string()

@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use videocall_client::call::EncodedAudio;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{
@@ -15,14 +16,6 @@ use crate::services::js;
 
 /// Opus at 32 kb/s: transparent speech, a fraction of a video stream.
 const OPUS_BITRATE: u32 = 32_000;
-
-pub struct EncodedAudio {
-    pub data: Vec<u8>,
-    pub timestamp: f64,
-    pub duration: f64,
-    pub sample_rate: u32,
-    pub channels: u32,
-}
 
 pub type OnAudio = Rc<dyn Fn(EncodedAudio)>;
 
@@ -52,8 +45,8 @@ impl AudioSender {
             let (sample_rate, channels) = out.format.get();
             on_audio(EncodedAudio {
                 data,
-                timestamp: chunk.timestamp(),
-                duration: chunk.duration().unwrap_or(0.0),
+                timestamp_us: chunk.timestamp(),
+                duration_us: chunk.duration().unwrap_or(0.0),
                 sample_rate,
                 channels,
             });

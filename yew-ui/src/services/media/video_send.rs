@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use videocall_client::call::EncodedVideo;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{
@@ -28,17 +29,7 @@ const KEYFRAME_INTERVAL_MS: f64 = 3_000.0;
 /// older ones.
 const MAX_ENCODE_QUEUE: u32 = 1;
 
-pub struct EncodedFrame {
-    pub data: Vec<u8>,
-    pub key: bool,
-    pub timestamp: f64,
-    pub duration: f64,
-    pub capture_ms: f64,
-    pub width: u32,
-    pub height: u32,
-}
-
-pub type OnEncoded = Rc<dyn Fn(EncodedFrame)>;
+pub type OnEncoded = Rc<dyn Fn(EncodedVideo)>;
 
 /// The first codec in `CODECS` the browser can encode at this size (`?codec=` in the link
 /// puts one first: comparing them, or a receiver that lacks one).
@@ -134,14 +125,15 @@ impl VideoSender {
             }
             drop(encode_ms);
             let (width, height) = out.size.get();
-            on_encoded(EncodedFrame {
+            on_encoded(EncodedVideo {
+                codec: out.codec.clone(),
+                keyframe: chunk.type_() == EncodedVideoChunkType::Key,
                 data,
-                key: chunk.type_() == EncodedVideoChunkType::Key,
-                timestamp,
-                duration: chunk.duration().unwrap_or(0.0),
-                capture_ms,
+                timestamp_us: timestamp,
+                duration_us: chunk.duration().unwrap_or(0.0),
                 width,
                 height,
+                capture_ms,
             });
         });
         let error = Closure::<dyn FnMut(JsValue)>::new(|e: JsValue| {
@@ -155,10 +147,6 @@ impl VideoSender {
         let reader = track_reader(&track, 1)?;
         spawn_local(capture_loop(reader, encoder.clone(), shared.clone()));
         Ok(Self { encoder, shared, track, _output: output, _error: error })
-    }
-
-    pub fn size(&self) -> (u32, u32) {
-        self.shared.size.get()
     }
 
     /// The next frame will be a keyframe (a receiver asked, or joined).

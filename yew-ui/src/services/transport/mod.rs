@@ -1,24 +1,20 @@
 //! The connection to the relay: WebTransport first, WebSocket when WebTransport fails (or is
-//! not offered). Both carry whole `PacketWrapper`s; the call does not know which it has.
+//! not offered). Both carry whole `PacketWrapper`s as bytes; the call does not know which it
+//! has, and the call engine reads and writes the bytes.
 
 mod websocket;
 mod webtransport;
 
 use std::rc::Rc;
 
-use protobuf::Message as _;
-use videocall_types::PacketWrapper;
-
-use crate::types::room::TransportKind;
+use videocall_client::call::TransportKind;
 
 pub enum Incoming {
-    Packet(PacketWrapper),
+    /// One whole `PacketWrapper`, not yet parsed.
+    Bytes(Vec<u8>),
     /// The relay closed us, or the network did. `code` is the WebSocket or WebTransport close
     /// code (0 when there was none).
-    Closed {
-        code: u32,
-        reason: String,
-    },
+    Closed { code: u32, reason: String },
 }
 
 pub type OnIncoming = Rc<dyn Fn(Incoming)>;
@@ -68,12 +64,11 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn send(&self, packet: &PacketWrapper) {
-        // Encoding a message we built cannot fail.
-        let Ok(bytes) = packet.write_to_bytes() else { return };
+    /// Sends one whole `PacketWrapper`'s bytes.
+    pub fn send(&self, bytes: &[u8]) {
         match &self.link {
-            Link::WebSocket(l) => l.send(&bytes),
-            Link::WebTransport(l) => l.send(&bytes),
+            Link::WebSocket(l) => l.send(bytes),
+            Link::WebTransport(l) => l.send(bytes),
         }
     }
 

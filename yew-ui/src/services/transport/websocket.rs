@@ -1,8 +1,6 @@
 //! One `PacketWrapper` per binary WebSocket message.
 
 use js_sys::{ArrayBuffer, Promise, Uint8Array};
-use protobuf::Message as _;
-use videocall_types::PacketWrapper;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
@@ -36,9 +34,7 @@ impl WsLink {
         let incoming = on_incoming.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             let Ok(buffer) = event.data().dyn_into::<ArrayBuffer>() else { return };
-            if let Ok(packet) = PacketWrapper::parse_from_bytes(&Uint8Array::new(&buffer).to_vec()) {
-                incoming(Incoming::Packet(packet));
-            }
+            incoming(Incoming::Bytes(Uint8Array::new(&buffer).to_vec()));
         });
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
             on_incoming(Incoming::Closed { code: u32::from(event.code()), reason: event.reason() });

@@ -5,8 +5,6 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use js_sys::Uint8Array;
-use protobuf::Message as _;
-use videocall_types::PacketWrapper;
 use videocall_types::framing::{self, FrameDecoder};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
@@ -128,11 +126,7 @@ async fn read_stream(stream: ReadableStream, on_incoming: OnIncoming) {
         decoder.push(&chunk.to_vec());
         loop {
             match decoder.next_packet() {
-                Ok(Some(bytes)) => {
-                    if let Ok(packet) = PacketWrapper::parse_from_bytes(&bytes) {
-                        on_incoming(Incoming::Packet(packet));
-                    }
-                }
+                Ok(Some(bytes)) => on_incoming(Incoming::Bytes(bytes)),
                 Ok(None) => break,
                 Err(_) => {
                     let _ = JsFuture::from(reader.cancel()).await;

@@ -1,13 +1,27 @@
 //! The video bitrate ladder: step down quickly when peers report loss or our send queue grows,
 //! step up slowly when everything has been clean for a while.
 
-/// (width, height, bits per second, frames per second), best first.
-pub const RUNGS: &[(u32, u32, u32, f64)] = &[
-    (1280, 720, 1_500_000, 30.0),
-    (960, 540, 900_000, 30.0),
-    (640, 480, 600_000, 30.0),
-    (640, 360, 350_000, 24.0),
-    (320, 240, 150_000, 15.0),
+/// What the camera's encoder is set to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rung {
+    pub width: u32,
+    pub height: u32,
+    /// Bits per second.
+    pub bitrate: u32,
+    pub fps: f64,
+}
+
+const fn rung(width: u32, height: u32, bitrate: u32, fps: f64) -> Rung {
+    Rung { width, height, bitrate, fps }
+}
+
+/// Best first.
+pub const RUNGS: &[Rung] = &[
+    rung(1280, 720, 1_500_000, 30.0),
+    rung(960, 540, 900_000, 30.0),
+    rung(640, 480, 600_000, 30.0),
+    rung(640, 360, 350_000, 24.0),
+    rung(320, 240, 150_000, 15.0),
 ];
 
 /// Reported loss above this (per thousand) steps down: 3 % is where frozen video starts.
@@ -28,11 +42,11 @@ pub struct Ladder {
 impl Ladder {
     /// Starts at the rung closest to (not above) the camera's size.
     pub fn for_camera(width: u32, height: u32) -> Self {
-        let top = RUNGS.iter().position(|(w, h, ..)| *w <= width && *h <= height).unwrap_or(RUNGS.len() - 1);
+        let top = RUNGS.iter().position(|r| r.width <= width && r.height <= height).unwrap_or(RUNGS.len() - 1);
         Self { rung: top, top, clean_seconds: 0 }
     }
 
-    pub fn rung(&self) -> (u32, u32, u32, f64) {
+    pub fn rung(&self) -> Rung {
         RUNGS[self.rung]
     }
 
@@ -64,19 +78,19 @@ mod tests {
     #[test]
     fn steps_down_on_loss_and_back_up_slowly() {
         let mut l = Ladder::for_camera(640, 480);
-        assert_eq!(l.rung().2, 600_000);
+        assert_eq!(l.rung().bitrate, 600_000);
         assert!(l.tick(50, 0.0));
-        assert_eq!(l.rung().2, 350_000);
+        assert_eq!(l.rung().bitrate, 350_000);
         for _ in 0..9 {
             assert!(!l.tick(0, 0.0));
         }
         assert!(l.tick(0, 0.0));
-        assert_eq!(l.rung().2, 600_000);
+        assert_eq!(l.rung().bitrate, 600_000);
         // Never above what the camera gives.
         for _ in 0..50 {
             l.tick(0, 0.0);
         }
-        assert_eq!(l.rung().0, 640);
+        assert_eq!(l.rung().width, 640);
     }
 
     #[test]
