@@ -5,18 +5,8 @@ use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
 use crate::components::{LevelMeter, SelfTile};
-use crate::hooks::{IdentitySlot, LocalMedia};
+use crate::hooks::{IdentitySlot, JoinChoice, LocalMedia};
 use crate::services::transport::Preference;
-
-#[derive(Clone, PartialEq)]
-pub struct JoinChoice {
-    pub display_name: String,
-    pub preference: Preference,
-    pub audio_on: bool,
-    pub video_on: bool,
-    /// The meeting password, when the meeting has one.
-    pub password: String,
-}
 
 #[derive(Properties, PartialEq)]
 pub struct LobbyProps {

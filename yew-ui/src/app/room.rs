@@ -1,24 +1,17 @@
 //! A room: the lobby until joined, then the call (tiles, controls, people, chat, diagnostics).
-//! A meeting's room asks the server first (password, waiting room): while the host decides,
-//! the waiting screen polls for the room token; the host's call shows the host panel.
+//! A meeting's room asks the server first (password, waiting room; `use_admission`): while the
+//! host decides, the waiting screen shows; the host's call shows the host panel.
 
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
-
-use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 use yew_router::prelude::Link;
 
 use super::Route;
-use super::lobby::{JoinChoice, Lobby};
+use super::lobby::Lobby;
 use crate::components::{
     ChatPanel, ConnectionStatus, Controls, Diagnostics, HostPanel, ParticipantList, PeerTile, ScreenTile, SelfTile,
 };
-use crate::hooks::{RoomHandle, use_identity, use_local_media, use_room};
-use crate::services::api::{self, MeetingView, SessionInfo};
-use crate::services::call::JoinRequest;
-use crate::services::js;
-use crate::services::media::audio_out::AudioOut;
+use crate::hooks::{Admission, JoinChoice, RoomHandle, use_admission, use_identity, use_local_media, use_room};
+use crate::services::api::{MeetingView, SessionInfo};
 use crate::types::room::Connection;
 
 #[derive(Properties, PartialEq)]
@@ -31,140 +24,18 @@ pub struct RoomPageProps {
     pub session: Option<SessionInfo>,
 }
 
-/// Where joining a meeting stands before the call starts.
-#[derive(Clone, PartialEq)]
-enum Admission {
-    Lobby,
-    Asking,
-    Waiting,
-}
-
-/// The call starts with the request that waited for the server's answer.
-fn start_pending(pending: &RefCell<Option<JoinRequest>>, room: &RoomHandle, error: &UseStateHandle<Option<String>>) {
-    if let Some(request) = pending.borrow_mut().take() {
-        if let Err(e) = room.join(request) {
-            error.set(Some(e));
-        }
-    }
-}
-
-/// Polls for the room token while the host decides; starts the call once admitted.
-fn wait_for_host(
-    meeting: String,
-    pending: Rc<RefCell<Option<JoinRequest>>>,
-    room: RoomHandle,
-    admission: UseStateHandle<Admission>,
-    error: UseStateHandle<Option<String>>,
-    alive: Rc<Cell<bool>>,
-) {
-    spawn_local(async move {
-        loop {
-            js::sleep(1_000).await;
-            if !alive.get() || pending.borrow().is_none() {
-                return;
-            }
-            match api::meeting_token(&meeting).await {
-                Ok(view) if view.token.is_some() => return start_pending(&pending, &room, &error),
-                Ok(_) => {}
-                Err(f) if f.status == 0 || f.status == 429 || f.status >= 500 => {}
-                Err(f) => {
-                    pending.borrow_mut().take();
-                    admission.set(Admission::Lobby);
-                    error.set(Some(f.message));
-                    return;
-                }
-            }
-        }
-    });
-}
-
 #[function_component]
 pub fn RoomPage(props: &RoomPageProps) -> Html {
     let identity = use_identity();
     let media = use_local_media();
     let room = use_room(&props.name, &super::saved_name());
-    let error = use_state(|| None::<String>);
-    let admission = use_state(|| Admission::Lobby);
-    let pending = use_mut_ref(|| None::<JoinRequest>);
-    // Cleared when the page goes: the waiting room's polling stops.
-    let alive_flag = use_memo((), |_| Rc::new(Cell::new(true)));
-    {
-        let alive_flag = (*alive_flag).clone();
-        use_effect_with((), move |_| move || alive_flag.set(false));
-    }
-
+    let meeting_id = props.meeting.as_ref().map(|m| m.id.clone());
+    let admission = use_admission(&props.name, meeting_id, identity.clone(), media.clone(), room.clone());
     let on_join = {
-        let (identity, media, room, error, name) =
-            (identity.clone(), media.clone(), room.clone(), error.clone(), props.name.clone());
-        let (meeting, admission, pending, alive_flag) =
-            (props.meeting.clone(), admission.clone(), pending.clone(), (*alive_flag).clone());
-        Callback::from(move |choice: JoinChoice| {
-            if videocall_types::DisplayName::parse(&choice.display_name).is_err() {
-                return error.set(Some("Type the name others will see (1 to 64 characters).".into()));
-            }
-            super::save_name(&choice.display_name);
-            // Created inside the click, so the browser lets it play.
-            let audio_context = match AudioOut::context() {
-                Ok(c) => c,
-                Err(e) => return error.set(Some(format!("audio: {e}"))),
-            };
-            let Some(key) = identity.key.borrow_mut().take() else {
-                return error.set(Some("Your key is not ready yet.".into()));
-            };
-            // May still be opening (a kiosk link joins before the camera is open): the effect
-            // below hands it over when it is.
-            let stream = media.take.emit(());
-            let request = JoinRequest {
-                room: name.clone(),
-                meeting: meeting.as_ref().map(|m| m.id.clone()),
-                display_name: choice.display_name.clone(),
-                preference: choice.preference,
-                identity: key,
-                stream,
-                audio_on: choice.audio_on,
-                video_on: choice.video_on,
-                audio_context,
-            };
-            let Some(meeting) = &meeting else {
-                if let Err(e) = room.join(request) {
-                    error.set(Some(e));
-                }
-                return;
-            };
-            // A meeting: ask the server first; the request waits here meanwhile.
-            *pending.borrow_mut() = Some(request);
-            admission.set(Admission::Asking);
-            let (id, room, error, admission, pending, alive, identity) = (
-                meeting.id.clone(),
-                room.clone(),
-                error.clone(),
-                admission.clone(),
-                pending.clone(),
-                alive_flag.clone(),
-                identity.clone(),
-            );
-            spawn_local(async move {
-                match api::join_meeting(&id, &choice.display_name, &choice.password).await {
-                    Ok(view) if view.token.is_some() => start_pending(&pending, &room, &error),
-                    Ok(_) => {
-                        admission.set(Admission::Waiting);
-                        wait_for_host(id, pending, room, admission, error, alive);
-                    }
-                    Err(f) => {
-                        // Back to the lobby, key and all, to try again.
-                        if let Some(request) = pending.borrow_mut().take() {
-                            *identity.key.borrow_mut() = Some(request.identity);
-                            if let Some(stream) = request.stream {
-                                crate::services::media::capture::stop(&stream);
-                            }
-                        }
-                        admission.set(Admission::Lobby);
-                        error.set(Some(f.message));
-                    }
-                }
-            });
-        })
+        let admission = admission.clone();
+        Callback::from(move |choice: JoinChoice| admission.join(choice))
     };
+    let (error, admission) = (admission.error, admission.state);
 
     {
         // A stream that opened after joining goes to the call.

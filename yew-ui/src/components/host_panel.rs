@@ -1,15 +1,11 @@
 //! The host's panel: who waits to be let in (admit, reject), who is in (mute, remove),
-//! recording (start, stop, the files), and ending the meeting for everyone. Read from the
-//! server every second and a half, so it is the same whichever relay anyone is on.
+//! recording (start, stop, the files), and ending the meeting for everyone. What it shows and
+//! does is `use_host_panel`'s.
 
-use std::cell::Cell;
-use std::rc::Rc;
-
-use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
-use crate::services::api::{self, ParticipantView, RecordingView};
-use crate::services::js;
+use crate::hooks::use_host_panel;
+use crate::services::api::ParticipantView;
 
 #[derive(Properties, PartialEq)]
 pub struct HostPanelProps {
@@ -18,86 +14,21 @@ pub struct HostPanelProps {
 
 #[function_component]
 pub fn HostPanel(props: &HostPanelProps) -> Html {
-    let list = use_state(Vec::<ParticipantView>::new);
-    let error = use_state(|| None::<String>);
-    let confirm_end = use_state(|| false);
-    let refresh = use_state(|| 0u32);
-    let recording = use_state(|| false);
-    let files = use_state(Vec::<RecordingView>::new);
-    {
-        // Polls until the panel goes.
-        let (list, error, id, recording) = (list.clone(), error.clone(), props.meeting.clone(), recording.clone());
-        use_effect_with((props.meeting.clone(), *refresh), move |_| {
-            let alive = Rc::new(Cell::new(true));
-            let running = alive.clone();
-            spawn_local(async move {
-                while running.get() {
-                    match api::participants(&id).await {
-                        Ok(now) => {
-                            if *list != now {
-                                list.set(now);
-                            }
-                        }
-                        Err(e) => error.set(Some(e.message)),
-                    }
-                    if let Ok(now) = api::recording(&id).await
-                        && *recording != now
-                    {
-                        recording.set(now);
-                    }
-                    js::sleep(1_500).await;
-                }
-            });
-            move || alive.set(false)
-        });
-    }
+    let panel = use_host_panel(&props.meeting);
     let act = |user: &str, action: &'static str| {
-        let (id, user, error, refresh) = (props.meeting.clone(), user.to_owned(), error.clone(), refresh.clone());
-        Callback::from(move |_: MouseEvent| {
-            let (id, user, error, refresh) = (id.clone(), user.clone(), error.clone(), refresh.clone());
-            spawn_local(async move {
-                match api::host_action(&id, &user, action).await {
-                    Ok(()) => error.set(None),
-                    Err(e) => error.set(Some(e.message)),
-                }
-                refresh.set(refresh.wrapping_add(1));
-            });
-        })
+        let (panel, user) = (panel.clone(), user.to_owned());
+        Callback::from(move |_: MouseEvent| panel.act(&user, action))
     };
     let end = {
-        let (id, error, confirm_end) = (props.meeting.clone(), error.clone(), confirm_end.clone());
-        Callback::from(move |_: MouseEvent| {
-            if !*confirm_end {
-                return confirm_end.set(true);
-            }
-            let (id, error) = (id.clone(), error.clone());
-            spawn_local(async move {
-                if let Err(e) = api::end_meeting(&id).await {
-                    error.set(Some(e.message));
-                }
-            });
-        })
+        let panel = panel.clone();
+        Callback::from(move |_: MouseEvent| panel.end())
     };
     let toggle_recording = {
-        let (id, error, recording, files, refresh) =
-            (props.meeting.clone(), error.clone(), recording.clone(), files.clone(), refresh.clone());
-        Callback::from(move |_: MouseEvent| {
-            let (id, error, recording, files, refresh) =
-                (id.clone(), error.clone(), recording.clone(), files.clone(), refresh.clone());
-            spawn_local(async move {
-                let result = if *recording {
-                    api::stop_recording(&id).await.map(|list| files.set(list))
-                } else {
-                    api::start_recording(&id).await
-                };
-                match result {
-                    Ok(()) => error.set(None),
-                    Err(e) => error.set(Some(e.message)),
-                }
-                refresh.set(refresh.wrapping_add(1));
-            });
-        })
+        let panel = panel.clone();
+        Callback::from(move |_: MouseEvent| panel.toggle_recording())
     };
+    let (list, recording, files, confirm_end, error) =
+        (&*panel.people, &*panel.recording, &*panel.files, &*panel.confirm_end, &*panel.error);
     let waiting: Vec<&ParticipantView> = list.iter().filter(|p| p.state == "waiting").collect();
     let inside: Vec<&ParticipantView> = list.iter().filter(|p| p.state == "admitted" && !p.is_host).collect();
     html! {

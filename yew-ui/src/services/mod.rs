@@ -7,4 +7,5 @@ pub mod early;
 pub mod identity;
 pub mod js;
 pub mod media;
+pub mod prefs;
 pub mod transport;

@@ -57,7 +57,10 @@ impl AudioReceiver {
             }
             self.format = format;
         }
-        let init = EncodedAudioChunkInit::new(&Uint8Array::from(data), 0, EncodedAudioChunkType::Key);
+        // SAFETY: as in `video_recv`: the chunk's constructor copies the view before anything
+        // can move wasm memory.
+        let view = unsafe { Uint8Array::view(data) };
+        let init = EncodedAudioChunkInit::new(&view, 0, EncodedAudioChunkType::Key);
         init.set_timestamp_f64(timestamp);
         if let Ok(chunk) = EncodedAudioChunk::new(&init) {
             let _ = self.decoder.decode(&chunk);

@@ -56,8 +56,9 @@ impl VideoReceiver {
     pub fn new(canvas_id: String) -> Result<Self, String> {
         let counters: Rc<RefCell<VideoCounters>> = Rc::default();
         let drawn = counters.clone();
+        let mut canvas = Canvas { id: canvas_id, target: None };
         let output = Closure::<dyn FnMut(VideoFrame)>::new(move |frame: VideoFrame| {
-            draw(&canvas_id, &frame);
+            canvas.draw(&frame);
             let mut c = drawn.borrow_mut();
             c.frames += 1;
             c.first_frame_ms.get_or_insert_with(js::now_ms);
@@ -116,9 +117,15 @@ impl VideoReceiver {
         }
         self.waiting_for_key = false;
         let kind = if key { EncodedVideoChunkType::Key } else { EncodedVideoChunkType::Delta };
-        let init = EncodedVideoChunkInit::new(&Uint8Array::from(data), 0, kind);
+        // SAFETY: a view of `data` in wasm memory, read (copied) by the chunk's constructor
+        // right away, before anything here could allocate and move that memory: one copy of
+        // each frame fewer than copying it into a JavaScript array first.
+        let view = unsafe { Uint8Array::view(data) };
+        let init = EncodedVideoChunkInit::new(&view, 0, kind);
         init.set_timestamp_f64(timestamp);
-        let Ok(chunk) = EncodedVideoChunk::new(&init) else { return Decoded::Queued };
+        let chunk = EncodedVideoChunk::new(&init);
+        drop(init);
+        let Ok(chunk) = chunk else { return Decoded::Queued };
         self.counters.borrow_mut().pending.push_back((timestamp, capture_ms));
         if self.decoder.decode(&chunk).is_err() {
             self.waiting_for_key = true;
@@ -149,25 +156,35 @@ fn new_decoder(
         .map_err(|e| js::describe(&e))
 }
 
-fn draw(canvas_id: &str, frame: &VideoFrame) {
-    let Some(canvas) = web_sys::window()
-        .and_then(|w| w.document())
-        .and_then(|d| d.get_element_by_id(canvas_id))
-        .and_then(|e| e.dyn_into::<HtmlCanvasElement>().ok())
-    else {
-        return;
-    };
-    let (w, h) = (frame.display_width(), frame.display_height());
-    if canvas.width() != w || canvas.height() != h {
-        canvas.set_width(w);
-        canvas.set_height(h);
+/// The tile's canvas and its 2D context, looked up once and again only when the tile's canvas
+/// was replaced (not per frame).
+struct Canvas {
+    id: String,
+    target: Option<(HtmlCanvasElement, CanvasRenderingContext2d)>,
+}
+
+impl Canvas {
+    fn draw(&mut self, frame: &VideoFrame) {
+        if self.target.as_ref().is_none_or(|(canvas, _)| !canvas.is_connected()) {
+            self.target = find(&self.id);
+        }
+        let Some((canvas, context)) = &self.target else { return };
+        let (w, h) = (frame.display_width(), frame.display_height());
+        if canvas.width() != w || canvas.height() != h {
+            canvas.set_width(w);
+            canvas.set_height(h);
+        }
+        let _ = context.draw_image_with_video_frame(frame, 0.0, 0.0);
     }
+}
+
+fn find(canvas_id: &str) -> Option<(HtmlCanvasElement, CanvasRenderingContext2d)> {
+    let canvas = web_sys::window()?.document()?.get_element_by_id(canvas_id)?.dyn_into::<HtmlCanvasElement>().ok()?;
     // Opaque and desynchronized: no alpha blending, and the canvas reaches the screen without
     // waiting for the page's next composited frame (a low-latency canvas).
     let options = js::object();
     js::set(&options, "alpha", false);
     js::set(&options, "desynchronized", true);
-    let Ok(Some(context)) = canvas.get_context_with_context_options("2d", &options) else { return };
-    let context: CanvasRenderingContext2d = context.unchecked_into();
-    let _ = context.draw_image_with_video_frame(frame, 0.0, 0.0);
+    let context = canvas.get_context_with_context_options("2d", &options).ok()??;
+    Some((canvas, context.unchecked_into()))
 }
