@@ -169,6 +169,34 @@ impl Browser {
         Ok(metrics.iter().filter_map(|m| Some((m["name"].as_str()?.to_owned(), m["value"].as_f64()?))).collect())
     }
 
+    /// Samples the page's main thread for `span` with V8's CPU profiler (DevTools `Profiler`)
+    /// and returns the functions it was found in most, as (name, share of samples), largest
+    /// first. Names of wasm functions are as the module's name section gives them.
+    pub async fn cpu_profile(&self, span: Duration) -> Result<Vec<(String, f64)>> {
+        self.command("Profiler.enable", json!({})).await?;
+        self.command("Profiler.setSamplingInterval", json!({"interval": 200})).await?;
+        self.command("Profiler.start", json!({})).await?;
+        tokio::time::sleep(span).await;
+        let answer = self.command("Profiler.stop", json!({})).await?;
+        let nodes = answer["profile"]["nodes"].as_array().context("no profile")?;
+        let mut hits: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut total = 0;
+        for node in nodes {
+            let n = node["hitCount"].as_u64().unwrap_or(0);
+            let frame = &node["callFrame"];
+            let name = match frame["functionName"].as_str() {
+                Some("") | None => format!("(anonymous) {}", frame["url"].as_str().unwrap_or("")),
+                Some(f) => f.to_owned(),
+            };
+            *hits.entry(name).or_default() += n;
+            total += n;
+        }
+        let mut shares: Vec<(String, f64)> =
+            hits.into_iter().map(|(name, n)| (name, n as f64 / total.max(1) as f64)).collect();
+        shares.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(shares)
+    }
+
     /// Runs `script` (a function body; `return` gives the value) in the page.
     pub async fn eval(&self, script: &str) -> Result<Value> {
         let expression = format!("(() => {{ {script} }})()");

@@ -1,9 +1,10 @@
 //! `cargo xtask bench-client`: the web client measured in headless Chromium on loopback.
 //! For each transport and camera size, two browsers join a room through kiosk links (which join
 //! without a click; the benchmark issues them with `actix-api --issue-kiosk-token`):
-//! - join time: from the second page starting to load to its first remote frame drawn;
+//! - join time: from the second page starting to load to its first remote frame decoded;
 //! - glass-to-glass latency: the capture wall-clock time carried in each frame's metadata
-//!   against the wall-clock time the receiver draws it (same machine, same clock), both ways;
+//!   against the wall-clock time the receiver has it decoded and hands it to its drawing worker
+//!   (same machine, same clock), both ways;
 //! - the page's main thread: the share of each second it was busy (Chrome's own
 //!   `Performance.getMetrics`: `TaskDuration` for any task, `ScriptDuration` for script).
 //!
@@ -36,9 +37,13 @@ pub struct ClientBenchArgs {
     /// People in the room per case: two pages, and native cameras for the rest.
     #[arg(long, value_delimiter = ',', default_values_t = [2usize, 6])]
     participants: Vec<usize>,
-    /// The receiving scenario: one page with this many native 640x360 senders (none: skipped).
+    /// The receiving scenario: one page with this many native 640x360 senders (0: skipped).
     #[arg(long, value_delimiter = ',', default_values_t = [2usize, 5, 8])]
     senders: Vec<usize>,
+    /// In the receiving scenario, also sample the page's main thread with V8's profiler for
+    /// this many seconds and print where it spends them (the functions seen most).
+    #[arg(long)]
+    profile: Option<u64>,
     /// Put this video codec first (avc1.42e028, vp8, vp09.00.10.08); default: the client's choice.
     #[arg(long)]
     codec: Option<String>,
@@ -86,7 +91,7 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
         }
     }
     let mut receiving = Vec::new();
-    for &n in &args.senders {
+    for &n in args.senders.iter().filter(|&&n| n > 0) {
         println!("xtask: bench-client: one page receiving {n} native 640x360 senders: {} s", args.duration);
         receiving.push(runtime.block_on(run_senders(&http, n, &args))?);
     }
@@ -150,7 +155,7 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
     println!(
         "main %, script %: the page's main thread, share of each second busy (Chrome's TaskDuration, ScriptDuration)"
     );
-    println!("join ms: from the page starting to load to the first remote frame drawn; → columns: from the join");
+    println!("join ms: from the page starting to load to the first remote frame decoded; → columns: from the join");
     println!("relay: {:.1} CPU s, peak {:.1} MB", relay.cpu_seconds, relay.peak_rss_mb);
     drop(server);
     Ok(())
@@ -244,6 +249,13 @@ async fn run_senders(http: &str, n: usize, args: &ClientBenchArgs) -> Result<Rec
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
     let (after, t1) = (frames(&stats(&ada).await), busy(&ada).await?);
     let elapsed = clock.elapsed().as_secs_f64();
+    if let Some(seconds) = args.profile {
+        let profile = ada.cpu_profile(Duration::from_secs(seconds)).await?;
+        println!("xtask:   where the main thread is, {n} senders ({seconds} s of samples, idle included):");
+        for (name, share) in profile.iter().take(25) {
+            println!("xtask:     {:5.1} %  {name}", share * 100.0);
+        }
+    }
     let fps: Vec<f64> = after.iter().zip(&before).map(|(a, b)| (a - b) as f64 / elapsed).collect();
     let (main_busy, script_busy) = busy_share(t0, t1);
     ada.quit().await;

@@ -24,6 +24,7 @@ use crate::services::identity::BrowserIdentity;
 use crate::services::media::audio_out::AudioOut;
 use crate::services::media::audio_send::AudioSender;
 use crate::services::media::capture;
+use crate::services::media::draw::Drawer;
 use crate::services::media::level::LevelMeter;
 use crate::services::media::video_send::{self, VideoSender};
 use crate::services::transport::Transport;
@@ -94,6 +95,8 @@ pub struct Driver {
     /// The camera's codec, once chosen.
     pub codec: Option<String>,
     pub peers: HashMap<u64, PeerMedia>,
+    /// Draws every remote tile, off this thread.
+    pub drawer: Option<Rc<Drawer>>,
     pub audio_out: Option<Rc<AudioOut>>,
     /// `performance.now()` when the user pressed join, and when the transport last came up.
     pub joined_at_ms: f64,
@@ -129,6 +132,7 @@ pub fn start(request: JoinRequest, dispatch: Dispatch) -> UnboundedSender<Msg> {
         screen: None,
         codec: None,
         peers: HashMap::new(),
+        drawer: Drawer::start().map_err(|e| web_sys::console::error_1(&format!("no drawing worker: {e}").into())).ok(),
         audio_out: None,
         joined_at_ms: now,
         connected_at_ms: 0.0,
@@ -336,8 +340,9 @@ impl Driver {
             }
             Output::Camera { on } => self.set_camera(on),
             Output::Decode(frame) => {
+                let Some(drawer) = &self.drawer else { return };
                 let peer = self.peers.entry(frame.session).or_default();
-                if !peer.decode(&frame) {
+                if !peer.decode(&frame, drawer) {
                     self.engine.need_keyframe(js::now_ms() as Millis, frame.session, frame.stream);
                 }
             }

@@ -10,6 +10,7 @@ use videocall_client::call::{IncomingAudio, IncomingVideo, VideoStream};
 use crate::services::js;
 use crate::services::media::audio_out::AudioOut;
 use crate::services::media::audio_recv::AudioReceiver;
+use crate::services::media::draw::{Drawer, Tile};
 use crate::services::media::video_recv::{Decoded, VideoReceiver};
 use crate::types::stats::RateWindow;
 
@@ -29,13 +30,14 @@ pub struct PeerMedia {
 }
 
 impl PeerMedia {
-    /// Decodes one frame; false when the decoder cannot go on without a keyframe.
-    pub fn decode(&mut self, frame: &IncomingVideo) -> bool {
+    /// Decodes one frame (drawn by `drawer`); false when the decoder cannot go on without a
+    /// keyframe.
+    pub fn decode(&mut self, frame: &IncomingVideo, drawer: &Rc<Drawer>) -> bool {
         let screen = frame.stream == VideoStream::Screen;
         let slot = if screen { &mut self.screen } else { &mut self.video };
         if slot.is_none() {
             let canvas = format!("{}-{}", if screen { "screen" } else { "video" }, frame.session);
-            *slot = VideoReceiver::new(canvas).ok();
+            *slot = VideoReceiver::new(Tile::new(canvas, drawer.clone())).ok();
         }
         let Some(receiver) = slot.as_mut() else { return true };
         if frame.after_gap {

@@ -71,6 +71,7 @@ pub fn json(driver: &Driver) -> String {
                 "key_changed": peer.changed.as_ref().map(|k| k.fingerprint().to_string()),
                 "key_id": core.peer_key_id(*session),
                 "frames_decoded": frames,
+                "frames_drawn": driver.drawer.as_ref().map_or(0, |d| d.drawn(&format!("video-{session}"))),
                 "decode_errors": errors,
                 "width": width,
                 "height": height,

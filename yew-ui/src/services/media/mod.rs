@@ -4,6 +4,7 @@ pub mod audio_out;
 pub mod audio_recv;
 pub mod audio_send;
 pub mod capture;
+pub mod draw;
 pub mod level;
 pub mod video_recv;
 pub mod video_send;

@@ -1,5 +1,5 @@
-//! One peer's video (camera or screen): WebCodecs `VideoDecoder` → a canvas in its tile. Frames
-//! are drawn and closed in the output callback. Deltas are skipped until a keyframe arrives;
+//! One peer's video (camera or screen): WebCodecs `VideoDecoder` → the drawing worker, which
+//! draws into the tile's canvas (`draw.rs`). Decoded frames are transferred, not copied. Deltas are skipped until a keyframe arrives;
 //! the caller asks the sender for one.
 
 use std::cell::RefCell;
@@ -9,10 +9,11 @@ use std::rc::Rc;
 use js_sys::Uint8Array;
 use wasm_bindgen::prelude::*;
 use web_sys::{
-    CanvasRenderingContext2d, CodecState, EncodedVideoChunk, EncodedVideoChunkInit, EncodedVideoChunkType,
-    HtmlCanvasElement, VideoDecoder, VideoDecoderConfig, VideoDecoderInit, VideoFrame,
+    CodecState, EncodedVideoChunk, EncodedVideoChunkInit, EncodedVideoChunkType, VideoDecoder, VideoDecoderConfig,
+    VideoDecoderInit, VideoFrame,
 };
 
+use super::draw::Tile;
 use crate::services::js;
 
 /// Glass-to-glass samples kept for the benchmark.
@@ -22,14 +23,14 @@ const LATENCY_SAMPLES: usize = 2_000;
 pub struct VideoCounters {
     pub frames: u64,
     pub errors: u64,
-    /// `performance.now()` when the first frame was drawn: milliseconds since the page began
-    /// loading.
+    /// `performance.now()` when the first frame was decoded and handed to the drawing worker:
+    /// milliseconds since the page began loading.
     pub first_frame_ms: Option<f64>,
     pub width: u32,
     pub height: u32,
     /// (frame timestamp, capture wall time) of frames in the decoder.
     pending: VecDeque<(f64, f64)>,
-    /// Render time minus capture time, milliseconds.
+    /// Handed to the drawing worker (decoded) minus capture time, milliseconds.
     pub latency_ms: VecDeque<f64>,
 }
 
@@ -51,14 +52,11 @@ pub enum Decoded {
 }
 
 impl VideoReceiver {
-    /// Draws into the canvas with element id `canvas_id` (looked up per frame, so tiles may
-    /// re-render freely).
-    pub fn new(canvas_id: String) -> Result<Self, String> {
+    /// Decoded frames go to `tile` (the drawing worker draws them in its canvas).
+    pub fn new(mut tile: Tile) -> Result<Self, String> {
         let counters: Rc<RefCell<VideoCounters>> = Rc::default();
         let drawn = counters.clone();
-        let mut canvas = Canvas { id: canvas_id, target: None };
         let output = Closure::<dyn FnMut(VideoFrame)>::new(move |frame: VideoFrame| {
-            canvas.draw(&frame);
             let mut c = drawn.borrow_mut();
             c.frames += 1;
             c.first_frame_ms.get_or_insert_with(js::now_ms);
@@ -76,7 +74,8 @@ impl VideoReceiver {
                     }
                 }
             }
-            frame.close();
+            drop(c);
+            tile.draw(frame);
         });
         let failed = counters.clone();
         let error = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
@@ -154,37 +153,4 @@ fn new_decoder(
 ) -> Result<VideoDecoder, String> {
     VideoDecoder::new(&VideoDecoderInit::new(error.as_ref().unchecked_ref(), output.as_ref().unchecked_ref()))
         .map_err(|e| js::describe(&e))
-}
-
-/// The tile's canvas and its 2D context, looked up once and again only when the tile's canvas
-/// was replaced (not per frame).
-struct Canvas {
-    id: String,
-    target: Option<(HtmlCanvasElement, CanvasRenderingContext2d)>,
-}
-
-impl Canvas {
-    fn draw(&mut self, frame: &VideoFrame) {
-        if self.target.as_ref().is_none_or(|(canvas, _)| !canvas.is_connected()) {
-            self.target = find(&self.id);
-        }
-        let Some((canvas, context)) = &self.target else { return };
-        let (w, h) = (frame.display_width(), frame.display_height());
-        if canvas.width() != w || canvas.height() != h {
-            canvas.set_width(w);
-            canvas.set_height(h);
-        }
-        let _ = context.draw_image_with_video_frame(frame, 0.0, 0.0);
-    }
-}
-
-fn find(canvas_id: &str) -> Option<(HtmlCanvasElement, CanvasRenderingContext2d)> {
-    let canvas = web_sys::window()?.document()?.get_element_by_id(canvas_id)?.dyn_into::<HtmlCanvasElement>().ok()?;
-    // Opaque and desynchronized: no alpha blending, and the canvas reaches the screen without
-    // waiting for the page's next composited frame (a low-latency canvas).
-    let options = js::object();
-    js::set(&options, "alpha", false);
-    js::set(&options, "desynchronized", true);
-    let context = canvas.get_context_with_context_options("2d", &options).ok()??;
-    Some((canvas, context.unchecked_into()))
 }
