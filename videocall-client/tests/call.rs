@@ -13,7 +13,7 @@ use rand_core::SeedableRng;
 use videocall_client::Millis;
 use videocall_client::call::{
     BACKOFF_MS, Connection, EncodedVideo, Engine, Failure, IncomingVideo, MAX_CHAT_CHARS, MediaState, Output, RUNGS,
-    TransportKind, Update, VideoStream,
+    Rung, TransportKind, Update, VideoStream,
 };
 use videocall_types::presence_packet::Event as Presence;
 use videocall_types::{
@@ -247,14 +247,20 @@ impl Net {
         self.settle();
     }
 
-    /// Alice and Bob, keys exchanged, their outputs so far taken.
-    fn two() -> Self {
+    /// Alice and Bob, in the room 100 ms: keys exchanged.
+    fn pair() -> Self {
         let mut net = Self::new(10);
         net.add("alice", 0);
         net.add("bob", 1);
         net.admit("alice");
         net.admit("bob");
         net.advance(100);
+        net
+    }
+
+    /// The same, their outputs so far taken.
+    fn two() -> Self {
+        let mut net = Self::pair();
         for c in net.clients.values_mut() {
             c.take();
         }
@@ -284,18 +290,24 @@ fn decoded(outputs: &[Output]) -> Vec<&IncomingVideo> {
         .collect()
 }
 
+/// The ladder steps among `outputs`.
+fn rungs(outputs: Vec<Output>) -> Vec<Rung> {
+    outputs
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Rung(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
 fn connects(outputs: &[Output]) -> usize {
     outputs.iter().filter(|o| matches!(o, Output::Connect { .. })).count()
 }
 
 #[test]
 fn two_join_exchange_keys_see_each_other_and_frames_flow() {
-    let mut net = Net::new(10);
-    net.add("alice", 0);
-    net.add("bob", 1);
-    net.admit("alice");
-    net.admit("bob");
-    net.advance(100);
+    let mut net = Net::pair();
     let bob = net.session_of("bob");
     let alice_saw = net.client("alice").take();
     let shows =
@@ -478,32 +490,21 @@ fn heartbeats_measure_the_round_trip_and_reported_loss_moves_the_ladder() {
     // Alice's camera at 30 fps; the path to Bob loses every 10th frame.
     net.lose_video = Some(("alice", "bob", 10));
     let big = vec![3u8; 1_200];
-    let mut rungs = Vec::new();
+    let mut steps = Vec::new();
     for i in 0..90 {
         net.frame("alice", i % 30 == 0, &big);
         net.advance(33);
-        rungs.extend(net.client("alice").take().into_iter().filter_map(|o| match o {
-            Output::Rung(r) => Some(r),
-            _ => None,
-        }));
+        steps.extend(rungs(net.client("alice").take()));
     }
     assert_eq!(net.clients["alice"].engine.link(bob).unwrap().reported_loss, 100, "Bob said he lost 10 %");
-    assert!(!rungs.is_empty() && rungs[0] == RUNGS[1], "one step down on loss: {rungs:?}");
+    assert!(!steps.is_empty() && steps[0] == RUNGS[1], "one step down on loss: {steps:?}");
     // A clean path: after ten clean seconds, one step back up.
     net.lose_video = None;
     net.advance(2_000);
     net.client("alice").take();
     let low = net.clients["alice"].engine.ladder().unwrap().rung();
     net.advance(10_000);
-    let up: Vec<_> = net
-        .client("alice")
-        .take()
-        .into_iter()
-        .filter_map(|o| match o {
-            Output::Rung(r) => Some(r),
-            _ => None,
-        })
-        .collect();
+    let up = rungs(net.client("alice").take());
     assert_eq!(up.len(), 1, "one step up after ten clean seconds: {up:?}");
     assert!(up[0].bitrate > low.bitrate);
     // A frame lost shows as a gap to Bob's decoder.

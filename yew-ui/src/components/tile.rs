@@ -1,10 +1,11 @@
-//! Participant tiles: a remote peer's canvas (its decoder draws into it by id), a shared
+//! Participant tiles: a remote peer's canvas (handed by id to the drawing worker), a shared
 //! screen, and our own camera.
 
+use videocall_client::call::VideoStream;
 use web_sys::{HtmlVideoElement, MediaStream};
 use yew::prelude::*;
 
-use crate::types::room::Participant;
+use crate::types::room::{Participant, canvas_id};
 
 #[derive(Properties, PartialEq)]
 pub struct PeerTileProps {
@@ -19,7 +20,7 @@ pub fn PeerTile(props: &PeerTileProps) -> Html {
     html! {
         <div {class} data-session={props.session.to_string()} data-frames={p.stats.frames_decoded.to_string()}
              data-audio={p.stats.audio_frames.to_string()} data-key-id={p.key_id.map(|k| k.to_string()).unwrap_or_default()}>
-            <canvas id={format!("video-{}", props.session)} class="video"></canvas>
+            <canvas id={canvas_id(VideoStream::Camera, props.session)} class="video"></canvas>
             if !p.video_on {
                 <div class="avatar">{ initials(&p.display_name) }</div>
             }
@@ -43,7 +44,7 @@ pub struct ScreenTileProps {
 pub fn ScreenTile(props: &ScreenTileProps) -> Html {
     html! {
         <div class="tile screen" data-screen-session={props.session.to_string()} data-screen-frames={props.frames.to_string()}>
-            <canvas id={format!("screen-{}", props.session)} class="video"></canvas>
+            <canvas id={canvas_id(VideoStream::Screen, props.session)} class="video"></canvas>
             <div class="label"><span class="name">{ format!("{}'s screen", props.name) }</span></div>
         </div>
     }

@@ -4,9 +4,19 @@
 
 use std::collections::BTreeMap;
 
+use videocall_client::call::VideoStream;
+pub use videocall_client::call::{Connection, Update};
+
 use super::stats::PeerStats;
 
-pub use videocall_client::call::{Connection, Update};
+/// The element id of `session`'s tile canvas for `stream`: the tiles render it, the call draws
+/// into it.
+pub fn canvas_id(stream: VideoStream, session: u64) -> String {
+    match stream {
+        VideoStream::Camera => format!("video-{session}"),
+        VideoStream::Screen => format!("screen-{session}"),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Participant {

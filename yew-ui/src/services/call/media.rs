@@ -12,6 +12,7 @@ use crate::services::media::audio_out::AudioOut;
 use crate::services::media::audio_recv::AudioReceiver;
 use crate::services::media::draw::{Drawer, Tile};
 use crate::services::media::video_recv::{Decoded, VideoReceiver};
+use crate::types::room::canvas_id;
 use crate::types::stats::RateWindow;
 
 /// Capture-to-arrival samples kept per peer.
@@ -36,7 +37,7 @@ impl PeerMedia {
         let screen = frame.stream == VideoStream::Screen;
         let slot = if screen { &mut self.screen } else { &mut self.video };
         if slot.is_none() {
-            let canvas = format!("{}-{}", if screen { "screen" } else { "video" }, frame.session);
+            let canvas = canvas_id(frame.stream, frame.session);
             *slot = VideoReceiver::new(Tile::new(canvas, drawer.clone())).ok();
         }
         let Some(receiver) = slot.as_mut() else { return true };

@@ -3,9 +3,11 @@
 
 use serde_json::json;
 
+use videocall_client::call::VideoStream;
+
 use super::driver::Driver;
 use crate::services::js;
-use crate::types::room::RoomAction;
+use crate::types::room::{RoomAction, canvas_id};
 use crate::types::stats::PeerStats;
 
 /// RMS above this counts as speaking: well over the noise floor of a quiet room.
@@ -71,7 +73,7 @@ pub fn json(driver: &Driver) -> String {
                 "key_changed": peer.changed.as_ref().map(|k| k.fingerprint().to_string()),
                 "key_id": core.peer_key_id(*session),
                 "frames_decoded": frames,
-                "frames_drawn": driver.drawer.as_ref().map_or(0, |d| d.drawn(&format!("video-{session}"))),
+                "frames_drawn": driver.drawer.as_ref().map_or(0, |d| d.drawn(&canvas_id(VideoStream::Camera, *session))),
                 "decode_errors": errors,
                 "width": width,
                 "height": height,
