@@ -205,7 +205,7 @@ impl Net {
             if to_session == session || (packet.to_session_id != 0 && packet.to_session_id != to_session) {
                 continue;
             }
-            let lossy = self.lose_video.filter(|(a, b, _)| *a == from && *b == to && packet.is_video_frame());
+            let lossy = self.lose_video.filter(|(a, b, _)| *a == from && *b == to && is_video_frame(&packet));
             if let Some((_, _, every)) = lossy {
                 self.video_seen += 1;
                 if self.video_seen.is_multiple_of(every) {
@@ -268,16 +268,10 @@ impl Net {
     }
 }
 
-/// Is this the bytes of a sealed camera frame? The relay cannot read it; the test's relay
-/// loses by size instead: frames are the large media packets.
-trait Sealed {
-    fn is_video_frame(&self) -> bool;
-}
-
-impl Sealed for PacketWrapper {
-    fn is_video_frame(&self) -> bool {
-        self.packet_type.enum_value() == Ok(PacketType::MEDIA) && self.data.len() > 200
-    }
+/// Is this a sealed camera frame? The relay cannot read it; the test's relay tells by size
+/// instead: frames are the large media packets.
+fn is_video_frame(packet: &PacketWrapper) -> bool {
+    packet.packet_type.enum_value() == Ok(PacketType::MEDIA) && packet.data.len() > 200
 }
 
 fn decoded(outputs: &[Output]) -> Vec<&IncomingVideo> {
