@@ -77,7 +77,8 @@ pub fn headers() -> DefaultHeaders {
         .add(("Cross-Origin-Opener-Policy", "same-origin"))
 }
 
-/// Gives every HTML page its page policy ([`page_policy`]) in place of the resources' one.
+/// Gives every HTML page, and every worker script (`…-worker.js`: a worker's policy is its
+/// script's), the page policy ([`page_policy`]) in place of the resources' one.
 pub async fn page_security(
     req: ServiceRequest,
     next: Next<BoxBody>,
@@ -87,7 +88,8 @@ pub async fn page_security(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/html"));
+        .is_some_and(|v| v.starts_with("text/html"))
+        || res.request().path().ends_with("-worker.js");
     let state = res.request().app_data::<actix_web::web::Data<crate::AppState>>().cloned();
     if let (true, Some(state)) = (is_page, state) {
         let connect = crate::http::webtransport_url(&state, res.request()).and_then(|u| origin_of(&u));

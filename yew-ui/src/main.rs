@@ -19,6 +19,10 @@ mod services;
 #[cfg(target_arch = "wasm32")]
 fn main() {
     console_error_panic_hook_install();
+    if web_sys::window().is_none() {
+        // Loaded by `/call-worker.js`: the call's side, not the app.
+        return services::call::worker::run();
+    }
     services::js::mark("videocall:app-start");
     yew::Renderer::<app::App>::new().render();
 }

@@ -1,6 +1,7 @@
 // Playback of every peer's audio: a jitter buffer per peer, mixed into one output.
-// Messages in: {session (decimal text), samples: Float32Array (48 kHz mono)} or {remove: session}.
-// Messages out (about 4 per second): {peers: [[session, rms level, played ms], ...]}.
+// The page hands it a port ({port}) to the call's worker, which sends on it
+// {session (decimal text), samples: Float32Array (48 kHz mono)} or {remove: session};
+// out on the same port (about 4 per second): {peers: [[session, rms level, played ms], ...]}.
 
 // Start playing a peer once this much is buffered: absorbs network jitter.
 const TARGET = 0.06 * sampleRate;
@@ -12,19 +13,26 @@ class PeerMixer extends AudioWorkletProcessor {
     super();
     this.peers = new Map();
     this.sinceReport = 0;
+    this.call = null;
     this.port.onmessage = (e) => {
-      const d = e.data;
-      if (d.remove !== undefined) { this.peers.delete(d.remove); return; }
-      let p = this.peers.get(d.session);
-      if (!p) { p = { chunks: [], offset: 0, buffered: 0, playing: false, played: 0, energy: 0, count: 0, level: 0 }; this.peers.set(d.session, p); }
-      p.chunks.push(d.samples);
-      p.buffered += d.samples.length;
-      while (p.buffered - p.offset > MAX && p.chunks.length > 1) {
-        const dropped = p.chunks.shift();
-        p.buffered -= dropped.length;
-        p.offset = 0;
-      }
+      if (!e.data.port) return;
+      if (this.call) this.call.close();
+      this.call = e.data.port;
+      this.call.onmessage = (m) => this.receive(m.data);
     };
+  }
+
+  receive(d) {
+    if (d.remove !== undefined) { this.peers.delete(d.remove); return; }
+    let p = this.peers.get(d.session);
+    if (!p) { p = { chunks: [], offset: 0, buffered: 0, playing: false, played: 0, energy: 0, count: 0, level: 0 }; this.peers.set(d.session, p); }
+    p.chunks.push(d.samples);
+    p.buffered += d.samples.length;
+    while (p.buffered - p.offset > MAX && p.chunks.length > 1) {
+      const dropped = p.chunks.shift();
+      p.buffered -= dropped.length;
+      p.offset = 0;
+    }
   }
 
   process(_inputs, outputs) {
@@ -62,7 +70,7 @@ class PeerMixer extends AudioWorkletProcessor {
         p.energy = 0; p.count = 0;
         peers.push([session, p.level, (p.played / sampleRate) * 1000]);
       }
-      this.port.postMessage({ peers });
+      if (this.call) this.call.postMessage({ peers });
     }
     return true;
   }

@@ -49,6 +49,7 @@ pub const KEYFRAME_REQUEST_INTERVAL_MS: Millis = 1_000;
 /// Longest chat line shown: a hostile participant cannot fill a page with one message.
 pub const MAX_CHAT_CHARS: usize = 4_000;
 
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransportKind {
     WebTransport,
@@ -65,6 +66,7 @@ impl TransportKind {
 }
 
 /// The connection, as the page shows it.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Connection {
     Idle,
@@ -97,6 +99,7 @@ pub enum Failure {
 }
 
 /// A camera or a screen share.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VideoStream {
     Camera,
@@ -171,6 +174,7 @@ pub struct IncomingAudio {
 }
 
 /// Our camera, microphone and screen share: on or off.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MediaState {
     pub audio_on: bool,
@@ -179,6 +183,7 @@ pub struct MediaState {
 }
 
 /// What the page shows changed.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
     Connection(Connection),
@@ -223,7 +228,7 @@ pub enum Update {
     Notice(String),
     SafetyCode(String),
     /// Key packets refused so far, by reason.
-    Refused(BTreeMap<&'static str, u64>),
+    Refused(BTreeMap<String, u64>),
     LocalMedia(MediaState),
     /// What the camera sends: the ladder's bitrate, the size of the last frame.
     Sending {
@@ -770,7 +775,7 @@ impl<R: CryptoRngCore> Engine<R> {
             // joining, and no sign of an attack.
             Event::Dropped { error: PacketError::Open(OpenError::UnknownKey { .. }), .. } => self.before_key += 1,
             Event::Dropped { error: PacketError::Refused(_), .. } => {
-                self.show(Update::Refused(self.core.refused().clone()));
+                self.show(Update::Refused(self.core.refused().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()));
             }
             Event::Dropped { session, .. } => {
                 self.dropped += 1;

@@ -1,10 +1,11 @@
-//! Participant tiles: a remote peer's canvas (handed by id to the drawing worker), a shared
+//! Participant tiles: a remote peer's canvas (handed to the drawing worker), a shared
 //! screen, and our own camera.
 
 use videocall_client::call::VideoStream;
 use web_sys::{HtmlVideoElement, MediaStream};
 use yew::prelude::*;
 
+use crate::hooks::use_tile_canvas;
 use crate::types::room::{Participant, canvas_id};
 
 #[derive(Properties, PartialEq)]
@@ -16,11 +17,13 @@ pub struct PeerTileProps {
 #[function_component]
 pub fn PeerTile(props: &PeerTileProps) -> Html {
     let p = &props.participant;
+    let id = canvas_id(VideoStream::Camera, props.session);
+    let canvas = use_tile_canvas(id.clone());
     let class = classes!("tile", p.speaking.then_some("speaking"), (!p.video_on).then_some("camera-off"));
     html! {
         <div {class} data-session={props.session.to_string()} data-frames={p.stats.frames_decoded.to_string()}
              data-audio={p.stats.audio_frames.to_string()} data-key-id={p.key_id.map(|k| k.to_string()).unwrap_or_default()}>
-            <canvas id={canvas_id(VideoStream::Camera, props.session)} class="video"></canvas>
+            <canvas ref={canvas} {id} class="video"></canvas>
             if !p.video_on {
                 <div class="avatar">{ initials(&p.display_name) }</div>
             }
@@ -42,9 +45,11 @@ pub struct ScreenTileProps {
 
 #[function_component]
 pub fn ScreenTile(props: &ScreenTileProps) -> Html {
+    let id = canvas_id(VideoStream::Screen, props.session);
+    let canvas = use_tile_canvas(id.clone());
     html! {
         <div class="tile screen" data-screen-session={props.session.to_string()} data-screen-frames={props.frames.to_string()}>
-            <canvas id={canvas_id(VideoStream::Screen, props.session)} class="video"></canvas>
+            <canvas ref={canvas} {id} class="video"></canvas>
             <div class="label"><span class="name">{ format!("{}'s screen", props.name) }</span></div>
         </div>
     }

@@ -13,7 +13,7 @@ use super::{IdentitySlot, LocalMedia, RoomHandle};
 use crate::services::api;
 use crate::services::call::JoinRequest;
 use crate::services::js;
-use crate::services::media::audio_out::AudioOut;
+use crate::services::media::audio_out::Playback;
 use crate::services::transport::Preference;
 
 /// How often the waiting room asks whether the host let us in.
@@ -61,7 +61,7 @@ impl AdmissionHandle {
         }
         crate::services::prefs::save_name(&choice.display_name);
         // Created inside the click, so the browser lets it play.
-        let audio_context = match AudioOut::context() {
+        let audio_context = match Playback::context() {
             Ok(c) => c,
             Err(e) => return self.error.set(Some(format!("audio: {e}"))),
         };

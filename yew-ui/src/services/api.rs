@@ -217,8 +217,7 @@ async fn fetch(method: &str, path: &str, body: Option<String>) -> Result<(u16, S
     if body.is_some() {
         let _ = request.headers().set("content-type", "application/json");
     }
-    let window = js::window().map_err(|e| js::describe(&e))?;
-    let response: Response = JsFuture::from(window.fetch_with_request(&request))
+    let response: Response = JsFuture::from(js::fetch(&request).map_err(|e| js::describe(&e))?)
         .await
         .map_err(|e| format!("{path}: {}", js::describe(&e)))?
         .unchecked_into();

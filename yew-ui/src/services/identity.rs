@@ -50,7 +50,7 @@ impl BrowserIdentity {
     }
 
     async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, JsValue> {
-        let subtle = js::window()?.crypto()?.subtle();
+        let subtle = js::subtle()?;
         let algorithm = Object::new();
         js::set(&algorithm, "name", "ECDSA");
         js::set(&algorithm, "hash", "SHA-256");
@@ -59,7 +59,7 @@ impl BrowserIdentity {
     }
 
     async fn unwrap(&self, wrapped: &[u8]) -> Result<Vec<u8>, JsValue> {
-        let subtle = js::window()?.crypto()?.subtle();
+        let subtle = js::subtle()?;
         let algorithm = Object::new();
         js::set(&algorithm, "name", "RSA-OAEP");
         let promise = subtle.decrypt_with_object_and_u8_array(&algorithm, &self.decrypt, wrapped)?;
@@ -83,7 +83,19 @@ async fn fresh() -> Result<JsValue, JsValue> {
     JsFuture::from(generate.call0(&JsValue::NULL)?.dyn_into::<Promise>()?).await
 }
 
-fn from_js(value: &JsValue) -> Result<BrowserIdentity, JsValue> {
+/// The identity as `index.html`'s generator gives it (`{decrypt, sign, encryptionDer,
+/// signingKey}`): how it is handed to the call's worker (WebCrypto keys can be posted to a
+/// worker; they stay non-extractable there).
+pub fn to_js(identity: &BrowserIdentity) -> JsValue {
+    let value = js::object();
+    js::set(&value, "decrypt", &identity.decrypt);
+    js::set(&value, "sign", &identity.sign);
+    js::set(&value, "encryptionDer", Uint8Array::from(&identity.public.encryption_der[..]).buffer());
+    js::set(&value, "signingKey", Uint8Array::from(&identity.public.signing_key[..]).buffer());
+    value.into()
+}
+
+pub fn from_js(value: &JsValue) -> Result<BrowserIdentity, JsValue> {
     let bytes = |name: &str| -> Result<Vec<u8>, JsValue> {
         let buffer: ArrayBuffer = js::get(value, name).dyn_into()?;
         Ok(Uint8Array::new(&buffer).to_vec())

@@ -4,23 +4,50 @@ use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-/// `performance.now()`: milliseconds on the page's monotonic clock.
-pub fn now_ms() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+/// The page's or the worker's `performance` (both have one, each with its own `timeOrigin`).
+fn performance() -> Option<web_sys::Performance> {
+    let performance = get(&js_sys::global(), "performance");
+    (!performance.is_undefined()).then(|| performance.unchecked_into())
 }
 
-/// `performance.mark(name)`: the join timeline, visible in DevTools and to the benchmark.
+/// `performance.now()`: milliseconds on this thread's monotonic clock (the page and the call's
+/// worker each have their own origin: compare `wall_ms` across them).
+pub fn now_ms() -> f64 {
+    performance().map_or(0.0, |p| p.now())
+}
+
+/// `performance.mark(name)`: the join timeline, visible in DevTools and to the benchmark (a
+/// worker's marks are only in the worker's timeline: the call's worker asks the page).
 pub fn mark(name: &str) {
-    if let Some(p) = web_sys::window().and_then(|w| w.performance()) {
+    if let Some(p) = performance() {
         let _ = p.mark(name);
     }
 }
 
 /// Milliseconds since the epoch with sub-millisecond precision (`timeOrigin + now()`): one
-/// clock for every page on this machine, so glass-to-glass latency can be measured across
-/// browsers.
+/// clock for every page and worker on this machine, so glass-to-glass latency can be measured
+/// across browsers.
 pub fn wall_ms() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.time_origin() + p.now())
+    performance().map_or(0.0, |p| p.time_origin() + p.now())
+}
+
+/// `setTimeout(callback, ms)` on the page or in a worker.
+fn set_timeout(callback: &JsValue, ms: i32) {
+    if let Ok(set_timeout) = get(&js_sys::global(), "setTimeout").dyn_into::<js_sys::Function>() {
+        let _ = set_timeout.call2(&JsValue::NULL, callback, &ms.into());
+    }
+}
+
+/// `fetch(request)` on the page or in a worker.
+pub fn fetch(request: &web_sys::Request) -> Result<Promise, JsValue> {
+    let fetch: js_sys::Function = get(&js_sys::global(), "fetch").dyn_into()?;
+    fetch.call1(&JsValue::NULL, request)?.dyn_into()
+}
+
+/// `crypto.subtle` on the page or in a worker.
+pub fn subtle() -> Result<web_sys::SubtleCrypto, JsValue> {
+    let crypto: web_sys::Crypto = get(&js_sys::global(), "crypto").dyn_into()?;
+    Ok(crypto.subtle())
 }
 
 pub fn set(target: &JsValue, key: &str, value: impl Into<JsValue>) {
@@ -38,11 +65,7 @@ pub fn object() -> Object {
 
 /// Resolves after `ms` milliseconds.
 pub async fn sleep(ms: i32) {
-    let promise = Promise::new(&mut |resolve, _| {
-        if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
-        }
-    });
+    let promise = Promise::new(&mut |resolve, _| set_timeout(&resolve, ms));
     let _ = JsFuture::from(promise).await;
 }
 
@@ -54,9 +77,7 @@ pub async fn with_timeout(promise: Promise, ms: i32, what: &str) -> Result<JsVal
         let fire = Closure::once_into_js(move || {
             let _ = reject.call1(&JsValue::NULL, &error);
         });
-        if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(fire.unchecked_ref(), ms);
-        }
+        set_timeout(&fire, ms);
     });
     JsFuture::from(Promise::race(&js_sys::Array::of2(&promise, &timeout))).await
 }

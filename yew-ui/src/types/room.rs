@@ -73,7 +73,7 @@ pub struct RoomState {
     /// people with the same keys.
     pub safety_code: String,
     /// Key packets refused, by reason (`videocall_client::peers::PeerState::refused`).
-    pub refused: BTreeMap<&'static str, u64>,
+    pub refused: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -259,7 +259,7 @@ mod tests {
         s.apply(Update::PeerKey { session: 7, fingerprint: "cd34".into() }.into());
         let p = &s.participants[&7];
         assert_eq!((p.fingerprint.as_deref(), p.key_changed.as_deref()), (Some("cd34"), None));
-        s.apply(Update::Refused(BTreeMap::from([("unknown_session", 2)])).into());
+        s.apply(Update::Refused(BTreeMap::from([("unknown_session".to_owned(), 2)])).into());
         assert_eq!(s.refused["unknown_session"], 2);
         s.apply(Update::Left { session: 7 }.into());
         assert!(s.participants.is_empty());

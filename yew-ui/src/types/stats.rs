@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 /// Counters a receiver keeps per peer; rates are computed over the last `WINDOW_MS`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PeerStats {
     pub codec: String,
     pub width: u32,

@@ -9,8 +9,8 @@ use futures_channel::mpsc::UnboundedSender;
 use videocall_client::call::Failure;
 
 use super::driver::Msg;
+use crate::services::api;
 use crate::services::transport::{self, Incoming, Preference, Target};
-use crate::services::{api, js};
 
 /// What every attempt needs.
 pub struct Params {
@@ -18,6 +18,8 @@ pub struct Params {
     pub meeting: Option<String>,
     pub display_name: String,
     pub preference: Preference,
+    /// `ws://host` or `wss://host`: the page's own server.
+    pub websocket_origin: String,
 }
 
 /// A room token and where to connect with it.
@@ -25,10 +27,7 @@ async fn target(params: &Params) -> Result<(api::Grant, Target), Failure> {
     // Both questions at once: each is a round trip on the join path.
     let (grant, webtransport) = futures_util::future::join(grant(params), api::webtransport_info()).await;
     let grant = grant?;
-    let location = js::window().map_err(|e| Failure::Retry(js::describe(&e)))?.location();
-    let scheme = if location.protocol().unwrap_or_default() == "https:" { "wss" } else { "ws" };
-    let host = location.host().unwrap_or_default();
-    let websocket_url = format!("{scheme}://{host}{}", grant.websocket_path);
+    let websocket_url = format!("{}{}", params.websocket_origin, grant.websocket_path);
     let webtransport = match webtransport {
         Ok(Some(info)) => {
             let hashes = info

@@ -1,7 +1,9 @@
-//! The call's one task. It owns the engine and every browser object the call uses; messages
+//! The call's one task, in the call's worker. It owns the engine and every browser object the
+//! call uses there (transport, encoders, decoders, the ports to playback and drawing); messages
 //! come in on one channel, one at a time, and after each the engine's outputs are carried out
-//! and its packets sent. Nothing here decides anything the engine could: this file only
-//! translates between the engine and the browser.
+//! and its packets sent. What only the page can do (its camera track, performance marks, what
+//! it shows) it asks of the page (`ToPage`). Nothing here decides anything the engine could:
+//! this file only translates between the engine and the browser.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -12,24 +14,19 @@ use rand_core::OsRng;
 use videocall_client::Millis;
 use videocall_client::call::{EncodedAudio, EncodedVideo, Engine, Failure, MediaState, Output, Update, VideoStream};
 use videocall_client::peers::Done;
-use wasm_bindgen::JsCast;
-use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
-use web_sys::{MediaStream, MediaStreamTrack};
+use web_sys::{MessagePort, ReadableStream};
 
 use super::connect::{self, Params};
 use super::media::PeerMedia;
-use super::{Command, Dispatch, JoinRequest};
+use super::wire::{Start, ToPage, ToWorker};
 use crate::services::identity::BrowserIdentity;
 use crate::services::media::audio_out::AudioOut;
 use crate::services::media::audio_send::AudioSender;
-use crate::services::media::capture;
-use crate::services::media::draw::Drawer;
-use crate::services::media::level::LevelMeter;
+use crate::services::media::draw::Frames;
 use crate::services::media::video_send::{self, VideoSender};
 use crate::services::transport::Transport;
 use crate::services::{api, js};
-use crate::types::room::RoomAction;
 
 /// Screen share: sharp text matters more than motion.
 const SCREEN_BITRATE: u32 = 1_500_000;
@@ -40,9 +37,24 @@ const WAKE_MS: i32 = 100;
 /// The page's figures (rates, levels, speaking) once a second.
 const REPORT_MS: f64 = 1_000.0;
 
+/// Tells the page.
+pub type ToPageFn = Rc<dyn Fn(ToPage)>;
+
 /// Everything the task hears.
 pub enum Msg {
-    Command(Command),
+    /// The page's commands that carry no browser objects.
+    Page(ToWorker),
+    /// Our camera's and microphone's frames, the camera at this size.
+    Attach {
+        width: u32,
+        height: u32,
+        video: Option<ReadableStream>,
+        audio: Option<ReadableStream>,
+    },
+    /// A shared screen's frames.
+    ScreenOpened(ReadableStream),
+    /// The port to the page's playback worklet.
+    Playback(MessagePort),
     /// The wake-up timer.
     Wake,
     Connected {
@@ -70,16 +82,12 @@ pub enum Msg {
     Audio(EncodedAudio),
     /// The camera's codec is chosen: its sender may start.
     CameraCodec(String),
-    ScreenOpened(MediaStream),
-    /// The browser's own "Stop sharing" ended the screen track.
-    ScreenEnded,
-    AudioOut(AudioOut),
 }
 
 pub struct Driver {
     pub engine: Engine<OsRng>,
     tx: UnboundedSender<Msg>,
-    dispatch: Dispatch,
+    page: ToPageFn,
     /// Signs and unwraps for the engine; its private keys stay in WebCrypto.
     identity: Rc<BrowserIdentity>,
     params: Rc<Params>,
@@ -87,18 +95,22 @@ pub struct Driver {
     /// The generation of the attempt the engine last asked for.
     generation: u32,
     pub transport: Option<Transport>,
-    stream: Option<MediaStream>,
-    pub level: Option<LevelMeter>,
+    /// `?codec=` in the page's link.
+    wanted_codec: Option<String>,
+    /// The camera's frames, until its codec is chosen and its sender reads them.
+    camera_frames: Option<ReadableStream>,
     microphone: Option<AudioSender>,
     pub camera: Option<VideoSender>,
-    screen: Option<(VideoSender, MediaStream)>,
+    screen: Option<VideoSender>,
     /// The camera's codec, once chosen.
     pub codec: Option<String>,
     pub peers: HashMap<u64, PeerMedia>,
-    /// Draws every remote tile, off this thread.
-    pub drawer: Option<Rc<Drawer>>,
+    /// Frames to the drawing worker, which draws every remote tile.
+    pub frames: Rc<Frames>,
     pub audio_out: Option<Rc<AudioOut>>,
-    /// `performance.now()` when the user pressed join, and when the transport last came up.
+    /// Add to this worker's `performance.now()` for the page's.
+    pub page_offset_ms: f64,
+    /// When the user pressed join, and when the transport last came up, on the page's clock.
     pub joined_at_ms: f64,
     pub connected_at_ms: f64,
     next_report_ms: f64,
@@ -106,49 +118,41 @@ pub struct Driver {
 }
 
 /// Starts the call's task; returns its channel.
-pub fn start(request: JoinRequest, dispatch: Dispatch) -> UnboundedSender<Msg> {
+pub fn start(start: Start, identity: BrowserIdentity, frames: Rc<Frames>, page: ToPageFn) -> UnboundedSender<Msg> {
     let (tx, rx) = unbounded();
-    let media = MediaState { audio_on: request.audio_on, video_on: request.video_on, screen_on: false };
-    let engine = Engine::new(OsRng, request.identity.public().clone(), &request.display_name, media);
+    let media = MediaState { audio_on: start.audio_on, video_on: start.video_on, screen_on: false };
+    let engine = Engine::new(OsRng, identity.public().clone(), &start.display_name, media);
     let now = js::now_ms();
     let driver = Driver {
         engine,
         tx: tx.clone(),
-        dispatch,
-        identity: Rc::new(request.identity),
+        page,
+        identity: Rc::new(identity),
         params: Rc::new(Params {
-            room: request.room,
-            meeting: request.meeting.clone(),
-            display_name: request.display_name,
-            preference: request.preference,
+            room: start.room,
+            meeting: start.meeting.clone(),
+            display_name: start.display_name,
+            preference: start.preference,
+            websocket_origin: start.websocket_origin,
         }),
-        meeting: request.meeting,
+        meeting: start.meeting,
         generation: 0,
         transport: None,
-        stream: None,
-        level: None,
+        wanted_codec: start.codec,
+        camera_frames: None,
         microphone: None,
         camera: None,
         screen: None,
         codec: None,
         peers: HashMap::new(),
-        drawer: Drawer::start().map_err(|e| web_sys::console::error_1(&format!("no drawing worker: {e}").into())).ok(),
+        frames,
         audio_out: None,
-        joined_at_ms: now,
+        page_offset_ms: js::wall_ms() - now - start.page_origin_ms,
+        joined_at_ms: start.joined_at_ms,
         connected_at_ms: 0.0,
         next_report_ms: now + REPORT_MS,
         over: false,
     };
-    let playback = tx.clone();
-    let context = request.audio_context;
-    spawn_local(async move {
-        match AudioOut::start(context).await {
-            Ok(out) => {
-                let _ = playback.unbounded_send(Msg::AudioOut(out));
-            }
-            Err(e) => web_sys::console::error_1(&format!("no audio playback: {e}").into()),
-        }
-    });
     let waker = tx.clone();
     spawn_local(async move {
         while !waker.is_closed() {
@@ -158,10 +162,6 @@ pub fn start(request: JoinRequest, dispatch: Dispatch) -> UnboundedSender<Msg> {
     });
     spawn_local(driver.run(rx));
     tx
-}
-
-fn first_track(tracks: js_sys::Array) -> Option<MediaStreamTrack> {
-    tracks.iter().next().map(JsCast::unchecked_into)
 }
 
 impl Driver {
@@ -175,20 +175,24 @@ impl Driver {
                 break;
             }
         }
-        // Anyone still waiting for figures gets an empty answer.
+        // Anyone still waiting for figures gets an empty answer; then the page ends the worker.
         rx.close();
         while let Ok(msg) = rx.try_recv() {
-            if let Msg::Command(Command::Stats(resolve)) = msg {
-                let _ = resolve.call1(&JsValue::NULL, &"{}".into());
+            if let Msg::Page(ToWorker::Stats(id)) = msg {
+                (self.page)(ToPage::StatsJson { id, json: "{}".into() });
             }
         }
+        (self.page)(ToPage::Ended);
     }
 
     fn handle(&mut self, msg: Msg) {
         let now_ms = js::now_ms();
         let now = now_ms as Millis;
         match msg {
-            Msg::Command(command) => self.command(now, command),
+            Msg::Page(command) => self.command(now, command),
+            Msg::Attach { width, height, video, audio } => self.attach(width, height, video, audio),
+            Msg::ScreenOpened(frames) => self.start_screen(now, &frames),
+            Msg::Playback(port) => self.audio_out = Some(Rc::new(AudioOut::new(port))),
             Msg::Wake => {
                 if self.engine.poll_timeout().is_some_and(|t| t <= now) {
                     let queued = self.transport.as_ref().map_or(0.0, Transport::queued_bytes);
@@ -198,7 +202,7 @@ impl Driver {
                 if now_ms >= self.next_report_ms {
                     self.next_report_ms = now_ms + REPORT_MS;
                     let report = super::stats::report(self);
-                    (self.dispatch)(report);
+                    (self.page)(report);
                 }
             }
             Msg::Connected { generation, transport, user, room } => {
@@ -207,8 +211,8 @@ impl Driver {
                 }
                 let kind = transport.kind;
                 self.transport = Some(transport);
-                self.connected_at_ms = now_ms;
-                js::mark("videocall:connected");
+                self.connected_at_ms = now_ms + self.page_offset_ms;
+                (self.page)(ToPage::Mark("videocall:connected".into()));
                 self.engine.connected_as(now, generation, kind, &user, &room);
             }
             Msg::ConnectFailed { generation, failure } => self.engine.connect_failed(now, generation, failure),
@@ -230,54 +234,25 @@ impl Driver {
                     web_sys::console::error_1(&format!("sealing audio failed: {e}").into());
                 }
             }
-            Msg::CameraCodec(codec) => {
-                self.codec = Some(codec);
-                self.set_camera(self.engine.media().video_on);
-            }
-            Msg::ScreenOpened(stream) => self.start_screen(now, stream),
-            Msg::ScreenEnded => {
-                if let Some((_, stream)) = self.screen.take() {
-                    capture::stop(&stream);
-                }
-                self.engine.set_screen(now, false);
-            }
-            Msg::AudioOut(out) => self.audio_out = Some(Rc::new(out)),
+            Msg::CameraCodec(codec) => self.start_camera(codec),
         }
     }
 
-    fn command(&mut self, now: Millis, command: Command) {
+    fn command(&mut self, now: Millis, command: ToWorker) {
         match command {
-            Command::AttachStream(stream) => self.attach(stream),
-            Command::SetAudio(on) => self.engine.set_audio(now, on),
-            Command::SetVideo(on) => self.engine.set_video(now, on),
-            Command::ToggleScreen => match self.screen.take() {
-                Some((_, stream)) => {
-                    capture::stop(&stream);
-                    self.engine.set_screen(now, false);
-                }
-                None => {
-                    let tx = self.tx.clone();
-                    spawn_local(async move {
-                        match capture::screen().await {
-                            Ok(stream) => {
-                                if let Err(e) = tx.unbounded_send(Msg::ScreenOpened(stream)) {
-                                    if let Msg::ScreenOpened(s) = e.into_inner() {
-                                        capture::stop(&s);
-                                    }
-                                }
-                            }
-                            Err(e) => web_sys::console::warn_1(&e.into()),
-                        }
-                    });
-                }
-            },
-            Command::Chat(text) => self.engine.send_chat(&text),
-            Command::AcceptKeyChange(session) => {
+            ToWorker::SetAudio(on) => self.engine.set_audio(now, on),
+            ToWorker::SetVideo(on) => self.engine.set_video(now, on),
+            ToWorker::ScreenEnded => {
+                self.screen = None;
+                self.engine.set_screen(now, false);
+            }
+            ToWorker::Chat(text) => self.engine.send_chat(&text),
+            ToWorker::AcceptKeyChange(session) => {
                 if let Err(e) = self.engine.accept_key_change(now, session) {
                     web_sys::console::error_1(&e.to_string().into());
                 }
             }
-            Command::Leave => {
+            ToWorker::Leave => {
                 self.engine.leave();
                 if let Some(meeting) = self.meeting.clone() {
                     spawn_local(async move {
@@ -285,9 +260,9 @@ impl Driver {
                     });
                 }
             }
-            Command::Stats(resolve) => {
-                let _ = resolve.call1(&JsValue::NULL, &super::stats::json(self).into());
-            }
+            ToWorker::Stats(id) => (self.page)(ToPage::StatsJson { id, json: super::stats::json(self) }),
+            // Carried by their own messages (they hand over browser objects).
+            ToWorker::Start(_) | ToWorker::Playback | ToWorker::Attach { .. } | ToWorker::ScreenOpened => {}
         }
     }
 
@@ -324,13 +299,14 @@ impl Driver {
                 }
             }
             Output::Keyframe(VideoStream::Screen) => {
-                if let Some((screen, _)) = &self.screen {
+                if let Some(screen) = &self.screen {
                     screen.request_keyframe();
                 }
             }
             Output::Rung(rung) => {
                 if let Some(camera) = &self.camera {
-                    camera.set_rung(rung.width, rung.height, rung.bitrate, rung.fps);
+                    camera.set_rung(rung.bitrate, rung.fps);
+                    (self.page)(ToPage::Constraints { width: rung.width, height: rung.height, fps: rung.fps });
                 }
             }
             Output::Microphone { on } => {
@@ -338,11 +314,15 @@ impl Driver {
                     microphone.set_muted(!on);
                 }
             }
-            Output::Camera { on } => self.set_camera(on),
+            Output::Camera { on } => {
+                if let Some(camera) = &self.camera {
+                    camera.set_paused(!on);
+                }
+                (self.page)(ToPage::Camera { on });
+            }
             Output::Decode(frame) => {
-                let Some(drawer) = &self.drawer else { return };
                 let peer = self.peers.entry(frame.session).or_default();
-                if !peer.decode(&frame, drawer) {
+                if !peer.decode(&frame, &self.frames) {
                     self.engine.need_keyframe(js::now_ms() as Millis, frame.session, frame.stream);
                 }
             }
@@ -366,49 +346,33 @@ impl Driver {
                     }
                     _ => {}
                 }
-                (self.dispatch)(RoomAction::Call(update));
+                (self.page)(ToPage::Update(update));
             }
         }
     }
 
-    /// The call is over (we left, or a final close): the transport closes, capture and
-    /// playback stop, the task ends.
+    /// The call is over (we left, or a final close): the transport closes, encoding and
+    /// playback stop, the task ends (and the page stops capture).
     fn stop(&mut self) {
         self.transport = None;
         self.camera = None;
+        self.camera_frames = None;
         self.microphone = None;
-        if let Some((_, stream)) = self.screen.take() {
-            capture::stop(&stream);
-        }
+        self.screen = None;
         self.peers.clear();
         self.audio_out = None;
-        self.level = None;
-        if let Some(stream) = self.stream.take() {
-            capture::stop(&stream);
-        }
         self.over = true;
-    }
-
-    /// The track of our camera (`video`) or microphone.
-    fn local_track(&self, video: bool) -> Option<MediaStreamTrack> {
-        let stream = self.stream.as_ref()?;
-        first_track(if video { stream.get_video_tracks() } else { stream.get_audio_tracks() })
     }
 
     /// Our camera and microphone opened: the microphone's sender starts, and the camera's once
     /// a codec is chosen for the size it gives.
-    fn attach(&mut self, stream: MediaStream) {
-        if self.stream.is_some() {
-            return capture::stop(&stream);
-        }
-        self.level = LevelMeter::new(&stream).ok();
-        self.stream = Some(stream);
-        if let Some(track) = self.local_track(false) {
+    fn attach(&mut self, width: u32, height: u32, video: Option<ReadableStream>, audio: Option<ReadableStream>) {
+        if let Some(frames) = audio.filter(|_| self.microphone.is_none()) {
             let tx = self.tx.clone();
             let sink = Rc::new(move |audio| {
                 let _ = tx.unbounded_send(Msg::Audio(audio));
             });
-            match AudioSender::start(track, sink) {
+            match AudioSender::start(&frames, sink) {
                 Ok(sender) => {
                     sender.set_muted(!self.engine.media().audio_on);
                     self.microphone = Some(sender);
@@ -416,14 +380,14 @@ impl Driver {
                 Err(e) => web_sys::console::error_1(&format!("no microphone encoding: {e}").into()),
             }
         }
-        let Some(track) = self.local_track(true) else { return };
-        let settings = track.get_settings();
-        let width = settings.get_width().unwrap_or(640) as u32;
-        let height = settings.get_height().unwrap_or(480) as u32;
+        let Some(frames) = video.filter(|_| self.camera_frames.is_none() && self.camera.is_none()) else { return };
+        self.camera_frames = Some(frames);
         let rung = self.engine.camera_opened(width, height);
-        let tx = self.tx.clone();
+        let (tx, wanted) = (self.tx.clone(), self.wanted_codec.clone());
         spawn_local(async move {
-            let codec = video_send::choose_codec(width, height, rung.bitrate).await.unwrap_or_else(|| "vp8".into());
+            let codec = video_send::choose_codec(wanted.as_deref(), width, height, rung.bitrate)
+                .await
+                .unwrap_or_else(|| "vp8".into());
             let _ = tx.unbounded_send(Msg::CameraCodec(codec));
         });
     }
@@ -435,37 +399,36 @@ impl Driver {
         })
     }
 
-    /// The camera's sender on (at the ladder's rung) or off.
-    fn set_camera(&mut self, on: bool) {
-        let Some(track) = self.local_track(true) else { return };
-        track.set_enabled(on);
-        self.camera = None;
-        let (Some(codec), Some(ladder), true) = (&self.codec, self.engine.ladder(), on) else { return };
+    /// The camera's codec is chosen: its sender starts at the ladder's rung, paused while the
+    /// camera is off.
+    fn start_camera(&mut self, codec: String) {
+        self.codec = Some(codec);
+        let (Some(frames), Some(codec), Some(ladder)) = (self.camera_frames.take(), &self.codec, self.engine.ladder())
+        else {
+            return;
+        };
         let rung = ladder.rung();
-        match VideoSender::start(track, codec, rung.bitrate, rung.fps, self.video_sink(VideoStream::Camera)) {
-            Ok(sender) => self.camera = Some(sender),
+        match VideoSender::start(&frames, codec, rung.bitrate, rung.fps, self.video_sink(VideoStream::Camera)) {
+            Ok(sender) => {
+                sender.set_paused(!self.engine.media().video_on);
+                self.camera = Some(sender);
+            }
             Err(e) => web_sys::console::error_1(&format!("no camera encoding: {e}").into()),
         }
     }
 
-    fn start_screen(&mut self, now: Millis, stream: MediaStream) {
-        let Some(track) = first_track(stream.get_video_tracks()) else { return capture::stop(&stream) };
+    fn start_screen(&mut self, now: Millis, frames: &ReadableStream) {
         if self.screen.is_some() {
-            return capture::stop(&stream);
+            return;
         }
-        let tx = self.tx.clone();
-        let on_ended = Closure::once_into_js(move || {
-            let _ = tx.unbounded_send(Msg::ScreenEnded);
-        });
-        track.set_onended(Some(on_ended.unchecked_ref()));
         let codec = self.codec.clone().unwrap_or_else(|| "vp8".into());
-        match VideoSender::start(track, &codec, SCREEN_BITRATE, SCREEN_FPS, self.video_sink(VideoStream::Screen)) {
+        match VideoSender::start(frames, &codec, SCREEN_BITRATE, SCREEN_FPS, self.video_sink(VideoStream::Screen)) {
             Ok(sender) => {
-                self.screen = Some((sender, stream));
+                self.screen = Some(sender);
                 self.engine.set_screen(now, true);
             }
             Err(e) => {
-                capture::stop(&stream);
+                (self.page)(ToPage::StopScreen);
                 web_sys::console::error_1(&format!("no screen encoding: {e}").into());
             }
         }

@@ -10,7 +10,7 @@ use videocall_client::call::{IncomingAudio, IncomingVideo, VideoStream};
 use crate::services::js;
 use crate::services::media::audio_out::AudioOut;
 use crate::services::media::audio_recv::AudioReceiver;
-use crate::services::media::draw::{Drawer, Tile};
+use crate::services::media::draw::{Frames, Tile};
 use crate::services::media::video_recv::{Decoded, VideoReceiver};
 use crate::types::room::canvas_id;
 use crate::types::stats::RateWindow;
@@ -31,14 +31,14 @@ pub struct PeerMedia {
 }
 
 impl PeerMedia {
-    /// Decodes one frame (drawn by `drawer`); false when the decoder cannot go on without a
-    /// keyframe.
-    pub fn decode(&mut self, frame: &IncomingVideo, drawer: &Rc<Drawer>) -> bool {
+    /// Decodes one frame (drawn by the drawing worker at the end of `frames`); false when the
+    /// decoder cannot go on without a keyframe.
+    pub fn decode(&mut self, frame: &IncomingVideo, frames: &Rc<Frames>) -> bool {
         let screen = frame.stream == VideoStream::Screen;
         let slot = if screen { &mut self.screen } else { &mut self.video };
         if slot.is_none() {
             let canvas = canvas_id(frame.stream, frame.session);
-            *slot = VideoReceiver::new(Tile::new(canvas, drawer.clone())).ok();
+            *slot = VideoReceiver::new(Tile::new(canvas, frames.clone())).ok();
         }
         let Some(receiver) = slot.as_mut() else { return true };
         if frame.after_gap {

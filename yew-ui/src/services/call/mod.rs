@@ -1,11 +1,15 @@
-//! The call in the browser: one task (`driver.rs`) owns the call engine
-//! (`videocall_client::call::Engine`, where every rule of the call lives and is tested
-//! natively) and the browser objects that serve it: the transport, the WebCodecs encoders and
-//! decoders, audio playback. Everything reaches it as a message on one channel: the page's
-//! commands (through [`Call`]), the transport's bytes, encoded frames, WebCrypto answers, a
-//! wake-up timer. Nothing is shared: the task answers `window.videocallStats()` too.
+//! The call in the browser, in two parts that talk by messages (`wire.rs`).
 //!
-//! - `driver.rs`: the task: messages in, the engine's outputs carried out.
+//! - In the call's worker (`worker.rs` starts it), one task (`driver.rs`) owns the call engine
+//!   (`videocall_client::call::Engine`, where every rule of the call lives and is tested
+//!   natively) and the browser objects that serve it: the transport, the WebCodecs encoders and
+//!   decoders, the ports to playback and drawing. Every frame is read, encoded, sealed, sent,
+//!   received, opened and decoded there, never on the page's thread.
+//! - On the page, a small task (`page.rs`) behind the [`Call`] handle: it owns what only a page
+//!   can hold (the camera and microphone, the screen share, the audio context, our speaking
+//!   light), hands their frames to the worker, and turns what the worker says into the room's
+//!   state. `window.videocallStats()` is answered by the worker.
+//!
 //! - `connect.rs`: one connection attempt: a token, then WebTransport or WebSocket.
 //! - `media.rs`: each peer's decoders and what we measure about them.
 //! - `stats.rs`: figures for the page and `window.videocallStats()`.
@@ -13,7 +17,10 @@
 mod connect;
 mod driver;
 mod media;
+mod page;
 mod stats;
+mod wire;
+pub mod worker;
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -60,10 +67,10 @@ pub enum Command {
     Stats(js_sys::Function),
 }
 
-/// A joined (or joining) call: a handle to its task. Cloning shares it.
+/// A joined (or joining) call: a handle to its page task. Cloning shares it.
 #[derive(Clone)]
 pub struct Call {
-    tx: UnboundedSender<driver::Msg>,
+    tx: UnboundedSender<page::Msg>,
     /// Our camera and microphone once attached, for the self view.
     stream: Rc<OnceCell<MediaStream>>,
 }
@@ -75,13 +82,13 @@ impl PartialEq for Call {
 }
 
 impl Call {
-    /// Starts the call's task: media first (so the first frames are ready when keys are), then
-    /// the connection.
+    /// Starts the call's worker and the page's task; the camera and microphone, when open,
+    /// are handed to the worker at once.
     pub fn join(mut request: JoinRequest, dispatch: Dispatch) -> Result<Self, String> {
         super::js::mark("videocall:join");
         let stream = Rc::new(OnceCell::new());
         let first = request.stream.take();
-        let tx = driver::start(request, dispatch);
+        let tx = page::start(request, dispatch)?;
         let call = Self { tx, stream };
         call.install_stats_hook();
         if let Some(s) = first {
@@ -92,7 +99,7 @@ impl Call {
 
     fn send(&self, command: Command) {
         // After the task ended (we left) there is nobody to tell.
-        let _ = self.tx.unbounded_send(driver::Msg::Command(command));
+        let _ = self.tx.unbounded_send(page::Msg::Command(command));
     }
 
     /// Our camera and microphone, once open: their senders start.
@@ -137,15 +144,15 @@ impl Call {
         self.send(Command::Leave);
     }
 
-    /// `window.videocallStats()`: a promise of the call's figures as JSON, answered by its task
-    /// (`'{}'` once the call is over).
+    /// `window.videocallStats()`: a promise of the call's figures as JSON, answered by its
+    /// worker (`'{}'` once the call is over).
     fn install_stats_hook(&self) {
         let tx = self.tx.clone();
         let hook = Closure::<dyn FnMut() -> js_sys::Promise>::new(move || {
             let tx = tx.clone();
             js_sys::Promise::new(&mut |resolve, _| {
-                if let Err(e) = tx.unbounded_send(driver::Msg::Command(Command::Stats(resolve))) {
-                    if let driver::Msg::Command(Command::Stats(resolve)) = e.into_inner() {
+                if let Err(e) = tx.unbounded_send(page::Msg::Command(Command::Stats(resolve))) {
+                    if let page::Msg::Command(Command::Stats(resolve)) = e.into_inner() {
                         let _ = resolve.call1(&JsValue::NULL, &"{}".into());
                     }
                 }

@@ -1,19 +1,20 @@
 //! Figures: per-peer statistics to the room page once a second, and `window.videocallStats()`
-//! as JSON for diagnostics and the browser tests.
+//! as JSON for diagnostics and the browser tests. Times in them are on the page's clock.
 
 use serde_json::json;
 
 use videocall_client::call::VideoStream;
 
 use super::driver::Driver;
+use super::wire::ToPage;
 use crate::services::js;
-use crate::types::room::{RoomAction, canvas_id};
+use crate::types::room::canvas_id;
 use crate::types::stats::PeerStats;
 
 /// RMS above this counts as speaking: well over the noise floor of a quiet room.
-const SPEAKING_LEVEL: f32 = 0.02;
+pub const SPEAKING_LEVEL: f32 = 0.02;
 
-pub fn report(driver: &mut Driver) -> RoomAction {
+pub fn report(driver: &mut Driver) -> ToPage {
     let now = js::now_ms();
     let out = driver.audio_out.clone();
     let mut list = Vec::with_capacity(driver.peers.len());
@@ -44,13 +45,12 @@ pub fn report(driver: &mut Driver) -> RoomAction {
         }
         list.push((*session, stats, playout.level > SPEAKING_LEVEL));
     }
-    let me_speaking =
-        driver.engine.media().audio_on && driver.level.as_mut().is_some_and(|l| l.level() > SPEAKING_LEVEL);
-    RoomAction::Stats { peers: list, me_speaking }
+    ToPage::Stats(list)
 }
 
 pub fn json(driver: &Driver) -> String {
     let core = driver.engine.core();
+    let page = |ms: f64| ms + driver.page_offset_ms;
     let out = driver.audio_out.as_ref();
     let list: Vec<serde_json::Value> = core
         .peers()
@@ -63,7 +63,14 @@ pub fn json(driver: &Driver) -> String {
             let (frames, errors, width, height, latency, first) =
                 video.as_ref().map_or((0, 0, 0, 0, vec![], None), |c| {
                     let c = c.borrow();
-                    (c.frames, c.errors, c.width, c.height, c.latency_ms.iter().copied().collect(), c.first_frame_ms)
+                    (
+                        c.frames,
+                        c.errors,
+                        c.width,
+                        c.height,
+                        c.latency_ms.iter().copied().collect(),
+                        c.first_frame_ms.map(page),
+                    )
                 });
             json!({
                 "session": session,
@@ -73,7 +80,7 @@ pub fn json(driver: &Driver) -> String {
                 "key_changed": peer.changed.as_ref().map(|k| k.fingerprint().to_string()),
                 "key_id": core.peer_key_id(*session),
                 "frames_decoded": frames,
-                "frames_drawn": driver.drawer.as_ref().map_or(0, |d| d.drawn(&canvas_id(VideoStream::Camera, *session))),
+                "frames_drawn": driver.frames.drawn(&canvas_id(VideoStream::Camera, *session)),
                 "decode_errors": errors,
                 "width": width,
                 "height": height,
@@ -84,7 +91,7 @@ pub fn json(driver: &Driver) -> String {
                 "dropped": link.map_or(0, |l| l.dropped),
                 "latency_ms": latency,
                 "first_frame_ms": first,
-                "key_at_ms": link.and_then(|l| l.key_at),
+                "key_at_ms": link.and_then(|l| l.key_at).map(|t| page(t as f64)),
                 "arrival_ms": media.map(|m| m.arrival_ms.iter().copied().collect::<Vec<_>>()),
             })
         })

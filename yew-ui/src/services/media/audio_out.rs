@@ -1,8 +1,9 @@
-//! Playback: one `AudioContext` with a worklet (`/audio-worklet.js`) that keeps a jitter
-//! buffer per peer and mixes them. Decoded samples are posted to it; it reports, per peer, the
-//! level (for the speaking light) and how much it has played.
+//! Playback: one `AudioContext` on the page with a worklet (`/audio-worklet.js`) that keeps a
+//! jitter buffer per peer and mixes them. The call's worker posts decoded samples to it over a
+//! channel; it reports back, per peer, the level (for the speaking light) and how much it has
+//! played.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -10,7 +11,8 @@ use js_sys::{Array, Float32Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    AudioContext, AudioContextOptions, AudioWorkletNode, AudioWorkletNodeOptions, MessageEvent, MessagePort,
+    AudioContext, AudioContextOptions, AudioWorkletNode, AudioWorkletNodeOptions, MessageChannel, MessageEvent,
+    MessagePort,
 };
 
 use crate::services::js;
@@ -24,15 +26,15 @@ pub struct PlayoutStats {
     pub played_ms: f64,
 }
 
-pub struct AudioOut {
+/// The page's end: the context and the mixing worklet, which plays what the call's worker
+/// sends down the port `start` returns.
+pub struct Playback {
     context: AudioContext,
-    port: MessagePort,
-    stats: Rc<RefCell<HashMap<u64, PlayoutStats>>>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _node: AudioWorkletNode,
 }
 
-impl AudioOut {
-    /// Creates the context (call from a user gesture so it may start) and loads the worklet.
+impl Playback {
+    /// Creates the context (call from a user gesture so it may start).
     pub fn context() -> Result<AudioContext, String> {
         let options = AudioContextOptions::new();
         options.set_sample_rate(SAMPLE_RATE as f32);
@@ -41,7 +43,9 @@ impl AudioOut {
         Ok(context)
     }
 
-    pub async fn start(context: AudioContext) -> Result<Self, String> {
+    /// Loads the worklet into `context`; returns the playback and the port for the call's
+    /// worker (samples in, levels and time played out).
+    pub async fn start(context: AudioContext) -> Result<(Self, MessagePort), String> {
         let worklet = context.audio_worklet().map_err(|e| js::describe(&e))?;
         JsFuture::from(worklet.add_module("/audio-worklet.js").map_err(|e| js::describe(&e))?)
             .await
@@ -52,10 +56,42 @@ impl AudioOut {
         let node =
             AudioWorkletNode::new_with_options(&context, "peer-mixer", &options).map_err(|e| js::describe(&e))?;
         node.connect_with_audio_node(&context.destination()).map_err(|e| js::describe(&e))?;
-        let port = node.port().map_err(|e| js::describe(&e))?;
+        let channel = MessageChannel::new().map_err(|e| js::describe(&e))?;
+        let message = js::object();
+        js::set(&message, "port", channel.port1());
+        node.port()
+            .and_then(|p| p.post_message_with_transferable(&message, &Array::of1(&channel.port1())))
+            .map_err(|e| js::describe(&e))?;
+        let _ = context.resume();
+        Ok((Self { context, _node: node }, channel.port2()))
+    }
+}
+
+impl Drop for Playback {
+    fn drop(&mut self) {
+        let _ = self.context.close();
+    }
+}
+
+/// The call worker's end: decoded samples to the worklet, its reports back.
+pub struct AudioOut {
+    port: MessagePort,
+    stats: Rc<RefCell<HashMap<u64, PlayoutStats>>>,
+    /// `performance.now()` of the worklet's last report: it reports only while it plays.
+    reported_ms: Rc<Cell<f64>>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+}
+
+/// The worklet reports four times a second while its context runs.
+const SILENT_MS: f64 = 1_000.0;
+
+impl AudioOut {
+    pub fn new(port: MessagePort) -> Self {
         let stats: Rc<RefCell<HashMap<u64, PlayoutStats>>> = Rc::default();
-        let sink = stats.clone();
+        let reported_ms = Rc::new(Cell::new(f64::NEG_INFINITY));
+        let (sink, reported) = (stats.clone(), reported_ms.clone());
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            reported.set(js::now_ms());
             // {peers: [[session, level, playedMs], ...]}
             let peers = Array::from(&js::get(&event.data(), "peers"));
             let mut stats = sink.borrow_mut();
@@ -72,8 +108,7 @@ impl AudioOut {
             }
         });
         port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        let _ = context.resume();
-        Ok(Self { context, port, stats, _on_message: on_message })
+        Self { port, stats, reported_ms, _on_message: on_message }
     }
 
     /// Queues mono samples from `session`.
@@ -95,14 +130,15 @@ impl AudioOut {
         self.stats.borrow().get(&session).copied().unwrap_or_default()
     }
 
+    /// The page's audio context plays (the worklet reported within the last second).
     pub fn running(&self) -> bool {
-        self.context.state() == web_sys::AudioContextState::Running
+        js::now_ms() - self.reported_ms.get() < SILENT_MS
     }
 }
 
 impl Drop for AudioOut {
     fn drop(&mut self) {
         self.port.set_onmessage(None);
-        let _ = self.context.close();
+        self.port.close();
     }
 }

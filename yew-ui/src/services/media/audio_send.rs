@@ -1,4 +1,5 @@
-//! Microphone → `MediaStreamTrackProcessor` → WebCodecs Opus `AudioEncoder` → encoded packets.
+//! Microphone frames (a `MediaStreamTrackProcessor`'s stream, opened on the page and transferred
+//! to the call's worker) → WebCodecs Opus `AudioEncoder` → encoded packets.
 //! Muted means nothing is encoded or sent (not silence).
 
 use std::cell::Cell;
@@ -8,10 +9,10 @@ use videocall_client::call::EncodedAudio;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{
-    AudioData, AudioEncoder, AudioEncoderConfig, AudioEncoderInit, CodecState, EncodedAudioChunk, MediaStreamTrack,
+    AudioData, AudioEncoder, AudioEncoderConfig, AudioEncoderInit, CodecState, EncodedAudioChunk, ReadableStream,
 };
 
-use super::{next_frame, track_reader};
+use super::{next_frame, reader};
 use crate::services::js;
 
 /// Opus at 32 kb/s: transparent speech, a fraction of a video stream.
@@ -34,7 +35,7 @@ pub struct AudioSender {
 }
 
 impl AudioSender {
-    pub fn start(track: MediaStreamTrack, on_audio: OnAudio) -> Result<Self, String> {
+    pub fn start(frames: &ReadableStream, on_audio: OnAudio) -> Result<Self, String> {
         let shared = Rc::new(Shared { muted: Cell::new(false), stopped: Cell::new(false), format: Cell::new((0, 0)) });
         let out = shared.clone();
         let output = Closure::<dyn FnMut(EncodedAudioChunk)>::new(move |chunk: EncodedAudioChunk| {
@@ -57,10 +58,7 @@ impl AudioSender {
         let encoder =
             AudioEncoder::new(&AudioEncoderInit::new(error.as_ref().unchecked_ref(), output.as_ref().unchecked_ref()))
                 .map_err(|e| js::describe(&e))?;
-        // Audio arrives in 10 ms pieces and every one matters: half a second of slack for a
-        // busy main thread.
-        let reader = track_reader(&track, 50)?;
-        spawn_local(capture_loop(reader, encoder.clone(), shared.clone()));
+        spawn_local(capture_loop(reader(frames)?, encoder.clone(), shared.clone()));
         Ok(Self { encoder, shared, _output: output, _error: error })
     }
 

@@ -18,14 +18,19 @@ use web_sys::{
 
 use super::js;
 
-/// A reader of a track's frames (`VideoFrame`s or `AudioData`s) as they are captured.
-/// `buffer`: frames the processor holds while we are busy; beyond it the oldest are dropped.
-pub fn track_reader(track: &MediaStreamTrack, buffer: u16) -> Result<ReadableStreamDefaultReader, String> {
+/// A track's frames (`VideoFrame`s or `AudioData`s) as they are captured, as a stream the
+/// page can transfer to the call's worker. `buffer`: frames the processor holds while the
+/// reader is busy; beyond it the oldest are dropped.
+pub fn track_frames(track: &MediaStreamTrack, buffer: u16) -> Result<ReadableStream, String> {
     let init = MediaStreamTrackProcessorInit::new(track);
     init.set_max_buffer_size(buffer);
     let processor = MediaStreamTrackProcessor::new(&init).map_err(|e| js::describe(&e))?;
-    let readable: ReadableStream = processor.readable().unchecked_into();
-    Ok(readable.get_reader().unchecked_into())
+    Ok(processor.readable().unchecked_into())
+}
+
+/// The reader of a stream of frames.
+pub fn reader(frames: &ReadableStream) -> Result<ReadableStreamDefaultReader, String> {
+    frames.get_reader().dyn_into().map_err(|e| js::describe(&e))
 }
 
 /// The next frame from `reader`, or `None` when the track ended.

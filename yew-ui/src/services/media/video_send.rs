@@ -1,4 +1,5 @@
-//! Camera or screen → `MediaStreamTrackProcessor` → WebCodecs `VideoEncoder` → encoded frames.
+//! Camera or screen frames (a `MediaStreamTrackProcessor`'s stream, opened on the page and
+//! transferred to the call's worker) → WebCodecs `VideoEncoder` → encoded frames.
 //! Every captured `VideoFrame` is closed as soon as the encoder has it (or is dropped), so the
 //! capture pipeline never stalls.
 
@@ -10,11 +11,11 @@ use videocall_client::call::EncodedVideo;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{
-    CodecState, EncodedVideoChunk, EncodedVideoChunkType, LatencyMode, MediaStreamTrack, VideoEncoder,
+    CodecState, EncodedVideoChunk, EncodedVideoChunkType, LatencyMode, ReadableStream, VideoEncoder,
     VideoEncoderConfig, VideoEncoderEncodeOptions, VideoEncoderInit, VideoFrame,
 };
 
-use super::{next_frame, track_reader};
+use super::{next_frame, reader};
 use crate::services::js;
 
 /// Codecs we offer, best first, by `cargo xtask bench-client` (docs/benchmarks.md): at 720p
@@ -31,11 +32,11 @@ const MAX_ENCODE_QUEUE: u32 = 1;
 
 pub type OnEncoded = Rc<dyn Fn(EncodedVideo)>;
 
-/// The first codec in `CODECS` the browser can encode at this size (`?codec=` in the link
-/// puts one first: comparing them, or a receiver that lacks one).
-pub async fn choose_codec(width: u32, height: u32, bitrate: u32) -> Option<String> {
-    let wanted = js::query_param("codec").filter(|c| CODECS.contains(&c.as_str()));
-    for codec in wanted.iter().map(String::as_str).chain(CODECS.iter().copied()) {
+/// The first codec in `CODECS` the browser can encode at this size; `wanted` (`?codec=` in the
+/// link) first: comparing them, or a receiver that lacks one.
+pub async fn choose_codec(wanted: Option<&str>, width: u32, height: u32, bitrate: u32) -> Option<String> {
+    let wanted = wanted.filter(|c| CODECS.contains(c));
+    for codec in wanted.into_iter().chain(CODECS.iter().copied()) {
         let config = encoder_config(codec, width, height, bitrate, 30.0);
         let Ok(answer) = JsFuture::from(VideoEncoder::is_config_supported(&config)).await else { continue };
         if js::get(&answer, "supported").as_bool() == Some(true) {
@@ -68,6 +69,8 @@ struct Shared {
     force_key: Cell<bool>,
     last_key_ms: Cell<f64>,
     stopped: Cell<bool>,
+    /// The camera is off: frames are closed unencoded (the page disables the track).
+    paused: Cell<bool>,
     /// (frame timestamp, capture wall time) of frames in the encoder.
     captured: RefCell<VecDeque<(f64, f64)>>,
     dropped: Cell<u64>,
@@ -78,15 +81,15 @@ struct Shared {
 pub struct VideoSender {
     encoder: VideoEncoder,
     shared: Rc<Shared>,
-    track: MediaStreamTrack,
     _output: Closure<dyn FnMut(EncodedVideoChunk)>,
     _error: Closure<dyn FnMut(JsValue)>,
 }
 
 impl VideoSender {
-    /// Starts encoding `track` with `codec` at `bitrate`; frames go to `on_encoded`.
+    /// Starts encoding `frames` with `codec` at `bitrate`; encoded frames go to `on_encoded`.
+    /// The sender reads `frames` until it is dropped.
     pub fn start(
-        track: MediaStreamTrack,
+        frames: &ReadableStream,
         codec: &str,
         bitrate: u32,
         fps: f64,
@@ -100,6 +103,7 @@ impl VideoSender {
             force_key: Cell::new(true),
             last_key_ms: Cell::new(0.0),
             stopped: Cell::new(false),
+            paused: Cell::new(false),
             captured: RefCell::new(VecDeque::new()),
             dropped: Cell::new(0),
             encode_ms: RefCell::new(VecDeque::new()),
@@ -142,11 +146,8 @@ impl VideoSender {
         let encoder =
             VideoEncoder::new(&VideoEncoderInit::new(error.as_ref().unchecked_ref(), output.as_ref().unchecked_ref()))
                 .map_err(|e| js::describe(&e))?;
-        // One frame: when the encoder is slow the camera's older frames are dropped rather
-        // than queued (each queued frame is 33 ms of latency).
-        let reader = track_reader(&track, 1)?;
-        spawn_local(capture_loop(reader, encoder.clone(), shared.clone()));
-        Ok(Self { encoder, shared, track, _output: output, _error: error })
+        spawn_local(capture_loop(reader(frames)?, encoder.clone(), shared.clone()));
+        Ok(Self { encoder, shared, _output: output, _error: error })
     }
 
     /// The next frame will be a keyframe (a receiver asked, or joined).
@@ -154,21 +155,18 @@ impl VideoSender {
         self.shared.force_key.set(true);
     }
 
-    /// Moves to a ladder rung: the camera is asked for the size, the encoder follows the frames.
-    pub fn set_rung(&self, width: u32, height: u32, bitrate: u32, fps: f64) {
+    /// Moves to a ladder rung (the page asks the camera for its size): the encoder follows
+    /// the frames.
+    pub fn set_rung(&self, bitrate: u32, fps: f64) {
         self.shared.bitrate.set(bitrate);
         self.shared.fps.set(fps);
         self.shared.size.set((0, 0)); // reconfigure at the next frame
-        let constraints = js::object();
-        js::set(&constraints, "width", width);
-        js::set(&constraints, "height", height);
-        js::set(&constraints, "frameRate", fps);
-        if let Ok(p) = self.track.apply_constraints_with_constraints(constraints.unchecked_ref()) {
-            // A camera that cannot do the size keeps its own; the encoder follows the frames.
-            spawn_local(async move {
-                let _ = JsFuture::from(p).await;
-            });
-        }
+    }
+
+    /// Off: frames are closed unencoded; back on, the first is a keyframe.
+    pub fn set_paused(&self, paused: bool) {
+        self.shared.paused.set(paused);
+        self.shared.force_key.set(true);
     }
 
     /// Capture-to-encoded times of the latest frames, milliseconds.
@@ -197,6 +195,10 @@ async fn capture_loop(reader: web_sys::ReadableStreamDefaultReader, encoder: Vid
         if shared.stopped.get() || encoder.state() == CodecState::Closed {
             frame.close();
             break;
+        }
+        if shared.paused.get() {
+            frame.close();
+            continue;
         }
         let capture_ms = js::wall_ms();
         let size = (frame.display_width(), frame.display_height());

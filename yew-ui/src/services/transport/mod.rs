@@ -20,7 +20,7 @@ pub enum Incoming {
 pub type OnIncoming = Rc<dyn Fn(Incoming)>;
 
 /// Which transports to try.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Preference {
     Auto,
     WebTransport,
