@@ -139,3 +139,40 @@ async fn only_an_operator_issued_kiosk_token_for_the_room_joins_without_a_click(
     assert!(actix_api::kiosk_token(&no_secret, "lobby-screen").is_err());
     server.stop().await;
 }
+
+/// A worker's policy is its script's, not the page's: the call's worker (which connects to the
+/// relay and compiles the WebAssembly) and the drawing worker get the page policy; other
+/// scripts keep the short one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_scripts_get_the_page_policy() {
+    let root = std::env::temp_dir().join(format!("web-security-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), "<!doctype html><script>window.x = 1;</script>").unwrap();
+    std::fs::write(root.join("yew_ui_bg.wasm"), b"\0asm").unwrap();
+    for script in ["call-worker.js", "draw-worker.js", "yew_ui.js"] {
+        std::fs::write(root.join(script), "self.x = 1;").unwrap();
+    }
+    let mut config = Config::for_tests();
+    config.web_root = Some(root.clone());
+    config.webtransport_listen = Some("127.0.0.1:0".parse().unwrap());
+    let server = start(config).await;
+    let http = http_url(&server);
+    let wt_port = server.webtransport_addr().unwrap().port();
+    let policy = |path: &'static str| {
+        let http = http.clone();
+        async move {
+            let response = reqwest::get(format!("{http}/{path}")).await.unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            response.headers()["content-security-policy"].to_str().unwrap().to_owned()
+        }
+    };
+    for worker in ["call-worker.js", "draw-worker.js"] {
+        let csp = policy(worker).await;
+        for part in ["script-src 'self' 'wasm-unsafe-eval'", &format!("connect-src 'self' https://127.0.0.1:{wt_port};")]
+        {
+            assert!(csp.contains(part), "{worker}: {part:?} missing from {csp}");
+        }
+    }
+    assert!(!policy("yew_ui.js").await.contains("script-src"));
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -281,4 +281,29 @@ mod tests {
         assert_eq!(s.chat.len(), CHAT_HISTORY);
         assert_eq!(s.chat[0].text, "10");
     }
+
+    /// The call's worker sends the engine's updates and the figures to the page as JSON: each
+    /// arrives as it was sent (64-bit session ids included, which a JavaScript number would
+    /// round).
+    #[test]
+    fn updates_and_figures_cross_from_the_worker_unchanged() {
+        use videocall_client::call::TransportKind;
+        let session = u64::MAX - 1;
+        let updates = [
+            Update::Connection(Connection::Connected { transport: TransportKind::WebTransport }),
+            Update::Connection(Connection::Reconnecting { attempt: 2, delay_ms: 1000, reason: "lost".into() }),
+            Update::Joined { session, user: "ada".into(), display_name: "Ada".into(), recorder: false },
+            Update::KeyChanged { session, fingerprint: "cd34".into() },
+            Update::PeerMedia { session, state: MediaState { audio_on: true, video_on: false, screen_on: true } },
+            Update::Refused(BTreeMap::from([("bad_signature".to_owned(), 3)])),
+            Update::Sending { codec: "avc1.42e028".into(), bitrate_bps: 1_500_000, width: 1280, height: 720 },
+        ];
+        for update in updates {
+            let json = serde_json::to_string(&update).unwrap();
+            assert_eq!(serde_json::from_str::<Update>(&json).unwrap(), update, "{json}");
+        }
+        let stats = vec![(session, PeerStats { fps: 29.5, rtt_ms: Some(12.5), ..PeerStats::default() }, true)];
+        let json = serde_json::to_string(&stats).unwrap();
+        assert_eq!(serde_json::from_str::<Vec<(u64, PeerStats, bool)>>(&json).unwrap(), stats);
+    }
 }
