@@ -168,7 +168,8 @@ async fn worker_scripts_get_the_page_policy() {
     };
     for worker in ["call-worker.js", "draw-worker.js"] {
         let csp = policy(worker).await;
-        for part in ["script-src 'self' 'wasm-unsafe-eval'", &format!("connect-src 'self' https://127.0.0.1:{wt_port};")]
+        for part in
+            ["script-src 'self' 'wasm-unsafe-eval'", &format!("connect-src 'self' https://127.0.0.1:{wt_port};")]
         {
             assert!(csp.contains(part), "{worker}: {part:?} missing from {csp}");
         }

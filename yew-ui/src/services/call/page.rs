@@ -160,7 +160,7 @@ impl Page {
         match msg {
             Msg::Command(command) => self.command(command),
             Msg::Worker(data) => match wire::open::<ToPage>(&data) {
-                Ok(message) => return self.from_worker(message),
+                Ok(message) => return self.worker_said(message),
                 Err(e) => web_sys::console::error_1(&format!("from the call's worker: {e}").into()),
             },
             Msg::Playback(playback, port) => {
@@ -193,10 +193,10 @@ impl Page {
                     spawn_local(async move {
                         match capture::screen().await {
                             Ok(stream) => {
-                                if let Err(e) = tx.unbounded_send(Msg::ScreenOpened(stream)) {
-                                    if let Msg::ScreenOpened(s) = e.into_inner() {
-                                        capture::stop(&s);
-                                    }
+                                if let Err(e) = tx.unbounded_send(Msg::ScreenOpened(stream))
+                                    && let Msg::ScreenOpened(s) = e.into_inner()
+                                {
+                                    capture::stop(&s);
                                 }
                             }
                             Err(e) => web_sys::console::warn_1(&e.into()),
@@ -216,7 +216,7 @@ impl Page {
         }
     }
 
-    fn from_worker(&mut self, message: ToPage) -> bool {
+    fn worker_said(&mut self, message: ToPage) -> bool {
         match message {
             ToPage::Update(update) => {
                 if let Update::LocalMedia(state) = &update {
