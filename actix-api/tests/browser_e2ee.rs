@@ -131,7 +131,7 @@ impl Mallory {
     fn sealed_chat(&mut self, text: &str) -> PacketWrapper {
         let mut media = MediaPacket::new();
         media.media_type = MediaType::CHAT.into();
-        media.data = text.as_bytes().to_vec();
+        media.data = text.as_bytes().to_vec().into();
         self.state.seal(&media, false).unwrap();
         std::iter::from_fn(|| self.state.poll_transmit()).last().unwrap()
     }
@@ -161,8 +161,10 @@ async fn tampered_and_replayed_frames_are_dropped_and_counted() {
     for i in 0..5 {
         let mut tampered = honest.clone();
         let mut sealed = EncryptedMedia::parse_from_bytes(&tampered.data).unwrap();
-        let n = sealed.ciphertext.len();
-        sealed.ciphertext[(i * 7) % n] ^= 0x01;
+        let mut ciphertext = sealed.ciphertext.to_vec();
+        let n = ciphertext.len();
+        ciphertext[(i * 7) % n] ^= 0x01;
+        sealed.ciphertext = ciphertext.into();
         sealed.sequence += 1_000 + i as u64;
         tampered.data = sealed.write_to_bytes().unwrap();
         mallory.send(&tampered).await;

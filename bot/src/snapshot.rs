@@ -83,8 +83,8 @@ pub async fn run(args: SnapshotArgs) -> Result<()> {
                 bail!("{name} sends {}: snapshots decode H.264 only", media.video_metadata.codec);
             }
             if media.frame_type == "key" {
-                let picture = picture::decode_h264([media.data.as_slice()])
-                    .with_context(|| format!("decoding {name}'s keyframe"))?;
+                let picture =
+                    picture::decode_h264([&media.data[..]]).with_context(|| format!("decoding {name}'s keyframe"))?;
                 eprintln!("bot snapshot: {name} (session {session}), {}x{}", picture.width, picture.height);
                 break 'found picture;
             }

@@ -38,7 +38,7 @@ pub fn heartbeat_answer(heartbeat: &MediaPacket, loss_permille: u32) -> Option<M
 pub fn chat(text: &str) -> MediaPacket {
     let mut media = MediaPacket::new();
     media.media_type = MediaType::CHAT.into();
-    media.data = text.as_bytes().to_vec();
+    media.data = bytes::Bytes::copy_from_slice(text.as_bytes());
     media
 }
 

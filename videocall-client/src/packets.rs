@@ -2,6 +2,7 @@
 //! wrapped media keys addressed to one session, and sealed media, as `PacketWrapper`s ready for
 //! any transport.
 
+use bytes::Bytes;
 use protobuf::Message as _;
 use rand_core::CryptoRngCore;
 use thiserror::Error;
@@ -10,7 +11,7 @@ use videocall_types::{AesPacket, EncryptedMedia, MediaPacket, PacketType, Packet
 use crate::Millis;
 use crate::crypto::statement::{self, Envelope};
 use crate::crypto::{
-    Fingerprint, IdentityPublic, KeyError, KeyRing, OpenError, PeerIdentity, SealError, SenderKey, StaleKey,
+    Fingerprint, IdentityPublic, KeyError, KeyRing, OpenError, PeerIdentity, SealError, SenderKey, StaleKey, TAG_BYTES,
 };
 
 /// Why a well-formed key packet was refused: each is what a hostile relay (or participant)
@@ -213,18 +214,25 @@ pub fn seal_media(
     media: &MediaPacket,
     keyframe: bool,
 ) -> Result<PacketWrapper, PacketError> {
-    let plain = media.write_to_bytes().map_err(PacketError::Encode)?;
-    let sealed = key.seal(user, &plain)?;
+    // Encoded with room for the tag: sealed in place.
+    let mut plain = Vec::with_capacity(media.compute_size() as usize + TAG_BYTES);
+    media.write_to_vec(&mut plain).map_err(PacketError::Encode)?;
+    let sealed = key.seal(user, plain)?;
     let mut packet = wrapper(PacketType::MEDIA, sealed.write_to_bytes().map_err(PacketError::Encode)?, 0);
     packet.keyframe = keyframe;
     Ok(packet)
 }
 
 /// Opens a `MEDIA` packet with the sender's key from `ring`; the sender is who the relay says.
-pub fn open_media(ring: &mut KeyRing, packet: &PacketWrapper, now: Millis) -> Result<MediaPacket, PacketError> {
-    expect(packet, PacketType::MEDIA)?;
-    let sealed = EncryptedMedia::parse_from_bytes(&packet.data)
+/// The frame's bytes are not copied on the way: the ciphertext is a slice of the packet's
+/// payload, opened in place, and the media's data a slice of the plaintext.
+pub fn open_media(ring: &mut KeyRing, mut packet: PacketWrapper, now: Millis) -> Result<MediaPacket, PacketError> {
+    expect(&packet, PacketType::MEDIA)?;
+    let payload = Bytes::from(std::mem::take(&mut packet.data));
+    let sealed = EncryptedMedia::parse_from_tokio_bytes(&payload)
         .map_err(|source| PacketError::Malformed { what: "EncryptedMedia", source })?;
-    let plain = ring.open(packet.session_id, &packet.email, &sealed, now)?;
-    MediaPacket::parse_from_bytes(&plain).map_err(|source| PacketError::Malformed { what: "MediaPacket", source })
+    // The ciphertext is the payload's only user from here: it opens in place.
+    drop(payload);
+    let plain = ring.open(packet.session_id, &packet.email, sealed, now)?;
+    MediaPacket::parse_from_tokio_bytes(&plain).map_err(|source| PacketError::Malformed { what: "MediaPacket", source })
 }

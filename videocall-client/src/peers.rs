@@ -428,8 +428,9 @@ impl<R: CryptoRngCore> PeerState<R> {
             }
             return;
         }
-        match packets::open_media(&mut self.ring, &packet, now) {
-            Ok(media) => self.events.push_back(Event::Media { session, user: packet.email, media }),
+        let user = packet.email.clone();
+        match packets::open_media(&mut self.ring, packet, now) {
+            Ok(media) => self.events.push_back(Event::Media { session, user, media }),
             Err(error) => self.events.push_back(Event::Dropped { session, error }),
         }
     }

@@ -326,7 +326,7 @@ fn two_join_exchange_keys_see_each_other_and_frames_flow() {
     assert_eq!(frames.len(), 1);
     let frame = frames[0];
     assert_eq!(
-        (frame.session, frame.stream, frame.keyframe, frame.codec.as_str(), frame.data.as_slice(), frame.after_gap),
+        (frame.session, frame.stream, frame.keyframe, frame.codec.as_str(), &frame.data[..], frame.after_gap),
         (net.session_of("alice"), VideoStream::Camera, true, "vp8", picture.as_slice(), false)
     );
     assert_eq!(frame.sequence, 1);

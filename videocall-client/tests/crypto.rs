@@ -61,12 +61,12 @@ fn frames_open_for_key_holders_and_tampering_is_refused() {
     deliver_key(&key, bob, &mut ring, 11, 0);
 
     let sealed = key.seal("alice@example.org", b"a video frame").unwrap();
-    assert_ne!(sealed.ciphertext, b"a video frame");
-    assert_eq!(ring.open(11, "alice@example.org", &sealed, 0).unwrap(), b"a video frame");
+    assert_ne!(sealed.ciphertext, &b"a video frame"[..]);
+    assert_eq!(ring.open(11, "alice@example.org", sealed.clone(), 0).unwrap(), &b"a video frame"[..]);
 
     // Every part of the frame and its context is bound.
     let mut bits = key.seal("alice@example.org", b"flip").unwrap();
-    bits.ciphertext[0] ^= 0x80;
+    bits.ciphertext = flip(&bits.ciphertext, 0, 0x80);
     let mut renumbered = key.seal("alice@example.org", b"next").unwrap();
     renumbered.sequence += 1;
     let other_user = key.seal("alice@example.org", b"mine").unwrap();
@@ -75,19 +75,19 @@ fn frames_open_for_key_holders_and_tampering_is_refused() {
         ("changed sequence", &renumbered, "alice@example.org"),
         ("re-attributed", &other_user, "mallory@example.org"),
     ] {
-        assert_eq!(ring.open(11, user, frame, 0), Err(OpenError::Tampered), "{what}");
+        assert_eq!(ring.open(11, user, frame.clone(), 0), Err(OpenError::Tampered), "{what}");
     }
     // A forged frame does not use up its sequence: the real one still opens.
     let real = key.seal("alice@example.org", b"real").unwrap();
     let mut forged = real.clone();
-    forged.ciphertext[3] ^= 1;
-    assert_eq!(ring.open(11, "alice@example.org", &forged, 0), Err(OpenError::Tampered));
-    assert_eq!(ring.open(11, "alice@example.org", &real, 0).unwrap(), b"real");
+    forged.ciphertext = flip(&forged.ciphertext, 3, 1);
+    assert_eq!(ring.open(11, "alice@example.org", forged.clone(), 0), Err(OpenError::Tampered));
+    assert_eq!(ring.open(11, "alice@example.org", real.clone(), 0).unwrap(), &b"real"[..]);
     // Unknown sender, unknown key id.
-    assert!(matches!(ring.open(12, "alice@example.org", &real, 0), Err(OpenError::UnknownKey { .. })));
+    assert!(matches!(ring.open(12, "alice@example.org", real.clone(), 0), Err(OpenError::UnknownKey { .. })));
     let mut wrong_id = real.clone();
     wrong_id.key_id = 8;
-    assert_eq!(ring.open(11, "alice@example.org", &wrong_id, 0), Err(OpenError::UnknownKey { key_id: 8 }));
+    assert_eq!(ring.open(11, "alice@example.org", wrong_id.clone(), 0), Err(OpenError::UnknownKey { key_id: 8 }));
 }
 
 #[test]
@@ -99,10 +99,10 @@ fn replays_are_refused_and_reordering_is_not() {
     let frames: Vec<EncryptedMedia> = (0..100).map(|i| key.seal("a", format!("{i}").as_bytes()).unwrap()).collect();
     // Out of order within the window: fine.
     for i in (0..100).rev() {
-        assert_eq!(ring.open(1, "a", &frames[i], 0).unwrap(), format!("{i}").as_bytes());
+        assert_eq!(ring.open(1, "a", frames[i].clone(), 0).unwrap(), format!("{i}").as_bytes());
     }
     for frame in &frames {
-        assert_eq!(ring.open(1, "a", frame, 0), Err(OpenError::Replayed));
+        assert_eq!(ring.open(1, "a", frame.clone(), 0), Err(OpenError::Replayed));
     }
     // Far behind the newest: refused even if never seen.
     let old = key.seal("a", b"old").unwrap();
@@ -110,8 +110,8 @@ fn replays_are_refused_and_reordering_is_not() {
         key.seal("a", b"x").unwrap();
     }
     let newest = key.seal("a", b"newest").unwrap();
-    ring.open(1, "a", &newest, 0).unwrap();
-    assert_eq!(ring.open(1, "a", &old, 0), Err(OpenError::TooOld));
+    ring.open(1, "a", newest.clone(), 0).unwrap();
+    assert_eq!(ring.open(1, "a", old.clone(), 0), Err(OpenError::TooOld));
 }
 
 #[test]
@@ -140,27 +140,30 @@ fn rotation_locks_out_who_left_and_keeps_a_grace_for_frames_in_flight() {
     deliver_key(&old, carol, &mut carol_ring, 1, 0);
     let before = old.seal("alice", b"before").unwrap();
     let in_flight = old.seal("alice", b"in flight").unwrap();
-    assert_eq!(carol_ring.open(1, "alice", &before, 0).unwrap(), b"before");
+    assert_eq!(carol_ring.open(1, "alice", before.clone(), 0).unwrap(), &b"before"[..]);
 
     // Carol leaves at t = 1000; Alice rotates and wraps the new key to Bob only.
     let mut new = SenderKey::generate(&mut rng(8), 2);
     deliver_key(&new, bob, &mut bob_ring, 1, 1000);
     assert_eq!(bob_ring.current_key_id(1), Some(2));
     let after = new.seal("alice", b"after").unwrap();
-    assert_eq!(bob_ring.open(1, "alice", &after, 1001).unwrap(), b"after");
-    assert!(matches!(carol_ring.open(1, "alice", &after, 1001), Err(OpenError::UnknownKey { key_id: 2 })));
+    assert_eq!(bob_ring.open(1, "alice", after.clone(), 1001).unwrap(), &b"after"[..]);
+    assert!(matches!(carol_ring.open(1, "alice", after.clone(), 1001), Err(OpenError::UnknownKey { key_id: 2 })));
 
     // The old key still opens frames in flight, within the grace only.
-    assert_eq!(bob_ring.open(1, "alice", &in_flight, 1000 + ROTATION_GRACE_MS).unwrap(), b"in flight");
+    assert_eq!(bob_ring.open(1, "alice", in_flight.clone(), 1000 + ROTATION_GRACE_MS).unwrap(), &b"in flight"[..]);
     let late = old.seal("alice", b"late").unwrap();
-    assert!(matches!(bob_ring.open(1, "alice", &late, 1001 + ROTATION_GRACE_MS), Err(OpenError::UnknownKey { .. })));
+    assert!(matches!(
+        bob_ring.open(1, "alice", late.clone(), 1001 + ROTATION_GRACE_MS),
+        Err(OpenError::UnknownKey { .. })
+    ));
 
     // A key id already held (a replayed grant, or the same key again) is never installed
     // again, not even after the sender is forgotten and reported back.
     let again = bob_ring.install(1, 2, new.material().clone(), 5000);
     assert_eq!(again, Err(StaleKey { key_id: 2, newest: 2 }));
     assert_eq!(bob_ring.install(1, 1, old.material().clone(), 5000), Err(StaleKey { key_id: 1, newest: 2 }));
-    assert_eq!(bob_ring.open(1, "alice", &new.seal("alice", b"again").unwrap(), 5000).unwrap(), b"again");
+    assert_eq!(bob_ring.open(1, "alice", new.seal("alice", b"again").unwrap(), 5000).unwrap(), &b"again"[..]);
     bob_ring.forget(1);
     assert_eq!(bob_ring.current_key_id(1), None);
     assert!(bob_ring.install(1, 2, new.material().clone(), 6000).is_err());
@@ -184,25 +187,25 @@ fn the_join_ratchet_is_followed_forward_and_never_back() {
     let after = k2.seal("alice", b"after the join").unwrap();
 
     // Bob steps forward on the first frame under key 2; the old key keeps its grace.
-    assert_eq!(bob_ring.open(1, "alice", &after, 100).unwrap(), b"after the join");
+    assert_eq!(bob_ring.open(1, "alice", after.clone(), 100).unwrap(), &b"after the join"[..]);
     assert_eq!(bob_ring.current_key_id(1), Some(2));
     let late = k1.seal("alice", b"in flight").unwrap();
-    assert_eq!(bob_ring.open(1, "alice", &late, 101).unwrap(), b"in flight");
+    assert_eq!(bob_ring.open(1, "alice", late.clone(), 101).unwrap(), &b"in flight"[..]);
     // The newcomer opens what follows, not what came before.
-    assert!(matches!(new_ring.open(1, "alice", &before, 100), Err(OpenError::UnknownKey { key_id: 1 })));
-    assert_eq!(new_ring.open(1, "alice", &k2.seal("alice", b"next").unwrap(), 100).unwrap(), b"next");
+    assert!(matches!(new_ring.open(1, "alice", before.clone(), 100), Err(OpenError::UnknownKey { key_id: 1 })));
+    assert_eq!(new_ring.open(1, "alice", k2.seal("alice", b"next").unwrap(), 100).unwrap(), &b"next"[..]);
 
     // Several joins in a row: followed in one go, within the limit.
     let mut k5 = k2.ratchet().ratchet().ratchet();
-    assert_eq!(bob_ring.open(1, "alice", &k5.seal("alice", b"five").unwrap(), 200).unwrap(), b"five");
+    assert_eq!(bob_ring.open(1, "alice", k5.seal("alice", b"five").unwrap(), 200).unwrap(), &b"five"[..]);
     // A frame claiming a key further ahead than the ratchet reaches, or forged under the next
     // one, moves nothing.
     let mut far = k5.seal("alice", b"far").unwrap();
     far.key_id = 5 + videocall_client::tunables::MAX_RATCHET_STEPS + 1;
-    assert!(matches!(bob_ring.open(1, "alice", &far, 200), Err(OpenError::UnknownKey { .. })));
+    assert!(matches!(bob_ring.open(1, "alice", far.clone(), 200), Err(OpenError::UnknownKey { .. })));
     let mut forged = k5.ratchet().seal("alice", b"forged").unwrap();
-    forged.ciphertext[0] ^= 1;
-    assert!(matches!(bob_ring.open(1, "alice", &forged, 200), Err(OpenError::UnknownKey { .. })));
+    forged.ciphertext = flip(&forged.ciphertext, 0, 1);
+    assert!(matches!(bob_ring.open(1, "alice", forged.clone(), 200), Err(OpenError::UnknownKey { .. })));
     assert_eq!(bob_ring.current_key_id(1), Some(5));
 }
 
@@ -327,14 +330,26 @@ fn a_key_exchange_through_packets_as_a_relay_would_carry_them() {
 
     let mut frame = MediaPacket::new();
     frame.media_type = MediaType::VIDEO.into();
-    frame.data = b"MARKER-IN-THE-PICTURE".to_vec();
+    frame.data = b"MARKER-IN-THE-PICTURE".to_vec().into();
     frame.frame_type = "key".into();
     let sealed = packets::seal_media(&mut alice_media, "alice", &frame, true).unwrap();
     assert!(sealed.keyframe);
     let on_the_wire = sealed.write_to_bytes().unwrap();
     assert!(!on_the_wire.windows(6).any(|w| w == b"MARKER"), "the relay sees only ciphertext");
-    let opened = packets::open_media(&mut ring, &relay(&sealed, "alice", 1), 0).unwrap();
+    // As a receiver has it: parsed from the wire. The frame is opened where it arrived, not
+    // copied: the picture's bytes lie inside the received payload's own buffer.
+    let received = PacketWrapper::parse_from_bytes(&relay(&sealed, "alice", 1).write_to_bytes().unwrap()).unwrap();
+    let arrived = received.data.as_ptr_range();
+    let opened = packets::open_media(&mut ring, received, 0).unwrap();
     assert_eq!(opened, frame);
+    assert!(arrived.contains(&opened.data.as_ptr()), "opened in place");
     // The same bytes stamped as someone else do not open.
-    assert!(packets::open_media(&mut ring, &relay(&sealed, "mallory", 1), 0).is_err());
+    assert!(packets::open_media(&mut ring, relay(&sealed, "mallory", 1), 0).is_err());
+}
+
+/// `bytes` with `mask` xored into byte `at`: a bit flipped in transit.
+fn flip(bytes: &[u8], at: usize, mask: u8) -> bytes::Bytes {
+    let mut flipped = bytes.to_vec();
+    flipped[at] ^= mask;
+    flipped.into()
 }

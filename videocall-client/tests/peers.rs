@@ -24,7 +24,7 @@ fn mallory() -> &'static LocalIdentity {
 
 fn frame(text: &str) -> MediaPacket {
     let mut m = MediaPacket::new();
-    m.data = text.as_bytes().to_vec();
+    m.data = text.as_bytes().to_vec().into();
     m
 }
 

@@ -120,7 +120,7 @@ pub fn run(args: RecordBenchArgs) -> Result<()> {
                 meta.codec = "avc1.42e028".into();
                 (meta.width, meta.height) = (args.width as u32, args.height as u32);
                 media.video_metadata = MessageField::some(meta);
-                media.data = data.clone();
+                media.data = data.clone().into();
                 out.push((media, *key));
                 next_video += 1;
             }
@@ -132,7 +132,7 @@ pub fn run(args: RecordBenchArgs) -> Result<()> {
                 let mut meta = AudioMetadata::new();
                 meta.audio_number_of_channels = 1;
                 media.audio_metadata = MessageField::some(meta);
-                media.data = vec![0x5a; AUDIO_PACKET_BYTES];
+                media.data = vec![0x5a; AUDIO_PACKET_BYTES].into();
                 out.push((media, false));
             }
             for (media, key) in out {
@@ -143,7 +143,7 @@ pub fn run(args: RecordBenchArgs) -> Result<()> {
                     let (before, wall_before) = (thread_cpu_seconds(), Instant::now());
                     // The recorder's part: read, open, mux, write.
                     let packet = PacketWrapper::parse_from_bytes(&bytes)?;
-                    let opened = packets::open_media(&mut ring, &packet, ms)?;
+                    let opened = packets::open_media(&mut ring, packet, ms)?;
                     room.on_media(1_796_000_000_000 + ms, *session, user, user, &opened);
                     while let Some(action) = room.poll_action() {
                         if files.apply(action, &mut core).is_err() {

@@ -366,7 +366,7 @@ mod tests {
         media.media_type = kind.into();
         media.frame_type = if key { "key" } else { "delta" }.into();
         media.timestamp = i as f64 * 33_333.3;
-        media.data = data.to_vec();
+        media.data = data.to_vec().into();
         let mut meta = VideoMetadata::new();
         meta.codec = codec.into();
         (meta.width, meta.height) = (320, 240);

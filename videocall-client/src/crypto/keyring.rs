@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use thiserror::Error;
 use videocall_types::EncryptedMedia;
 
@@ -65,13 +66,7 @@ impl KeyRing {
     /// Opens a frame from `session` (user id `user`, as the relay stamped it). A frame under a
     /// key id a few steps ahead of the current one is tried with the ratchet; the ratchet
     /// moves only if the frame authenticates.
-    pub fn open(
-        &mut self,
-        session: u64,
-        user: &str,
-        sealed: &EncryptedMedia,
-        now: Millis,
-    ) -> Result<Vec<u8>, OpenError> {
+    pub fn open(&mut self, session: u64, user: &str, sealed: EncryptedMedia, now: Millis) -> Result<Bytes, OpenError> {
         let unknown = OpenError::UnknownKey { key_id: sealed.key_id };
         let keys = self.senders.get_mut(&session).ok_or(unknown)?;
         let current = keys.current.key_id();
@@ -91,9 +86,10 @@ impl KeyRing {
         for _ in 1..steps {
             material = material.ratchet();
         }
-        let mut next = ReceiverKey::new(sealed.key_id, material);
+        let key_id = sealed.key_id;
+        let mut next = ReceiverKey::new(key_id, material);
         let plain = next.open(user, sealed).map_err(|_| unknown)?;
-        self.newest.insert(session, sealed.key_id);
+        self.newest.insert(session, key_id);
         self.replace(session, next, now);
         Ok(plain)
     }

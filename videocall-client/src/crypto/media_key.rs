@@ -1,8 +1,9 @@
 //! Media keys: a sender seals frames with its [`SenderKey`]; each receiver opens them with the
 //! matching [`ReceiverKey`].
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
+use bytes::{Bytes, BytesMut};
 use hkdf::Hkdf;
 use rand_core::CryptoRngCore;
 use sha2::Sha256;
@@ -106,6 +107,9 @@ pub enum OpenError {
     TooOld,
 }
 
+/// AES-GCM's tag, appended to every ciphertext.
+pub const TAG_BYTES: usize = 16;
+
 /// This participant's current media key.
 pub struct SenderKey {
     key_id: u32,
@@ -136,20 +140,19 @@ impl SenderKey {
         Self::new(self.key_id.wrapping_add(1), self.material.ratchet())
     }
 
-    /// Seals one frame as `user` (the id the relay will stamp on it).
-    pub fn seal(&mut self, user: &str, plaintext: &[u8]) -> Result<EncryptedMedia, SealError> {
+    /// Seals one frame as `user` (the id the relay will stamp on it), in place: `plaintext`
+    /// becomes the ciphertext (no copy when it has room for the tag, [`TAG_BYTES`]).
+    pub fn seal(&mut self, user: &str, plaintext: impl Into<Vec<u8>>) -> Result<EncryptedMedia, SealError> {
         let sequence = self.next_sequence;
         self.next_sequence = sequence.checked_add(1).ok_or(SealError::Exhausted)?;
         let aad = associated_data(user, self.key_id, sequence);
         let nonce = self.material.nonce(sequence);
-        let ciphertext = self
-            .cipher
-            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: &aad })
-            .map_err(|_| SealError::Cipher)?;
+        let mut buffer = plaintext.into();
+        self.cipher.encrypt_in_place(&Nonce::from(nonce), &aad, &mut buffer).map_err(|_| SealError::Cipher)?;
         let mut sealed = EncryptedMedia::new();
         sealed.key_id = self.key_id;
         sealed.sequence = sequence;
-        sealed.ciphertext = ciphertext;
+        sealed.ciphertext = buffer.into();
         Ok(sealed)
     }
 }
@@ -175,8 +178,9 @@ impl ReceiverKey {
         &self.material
     }
 
-    /// Opens a frame `user` sent: authenticated, and each sequence once.
-    pub fn open(&mut self, user: &str, sealed: &EncryptedMedia) -> Result<Vec<u8>, OpenError> {
+    /// Opens a frame `user` sent: authenticated, and each sequence once. In place when the
+    /// ciphertext's buffer is `sealed`'s alone (a frame just parsed); else in a copy.
+    pub fn open(&mut self, user: &str, sealed: EncryptedMedia) -> Result<Bytes, OpenError> {
         if sealed.key_id != self.key_id {
             return Err(OpenError::UnknownKey { key_id: sealed.key_id });
         }
@@ -187,11 +191,10 @@ impl ReceiverKey {
         }
         let aad = associated_data(user, self.key_id, sealed.sequence);
         let nonce = self.material.nonce(sealed.sequence);
-        let plain = self
-            .cipher
-            .decrypt(&Nonce::from(nonce), Payload { msg: &sealed.ciphertext, aad: &aad })
-            .map_err(|_| OpenError::Tampered)?;
-        self.window.accept(sealed.sequence);
-        Ok(plain)
+        let sequence = sealed.sequence;
+        let mut buffer = sealed.ciphertext.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        self.cipher.decrypt_in_place(&Nonce::from(nonce), &aad, &mut buffer).map_err(|_| OpenError::Tampered)?;
+        self.window.accept(sequence);
+        Ok(buffer.freeze())
     }
 }

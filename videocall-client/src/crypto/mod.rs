@@ -29,6 +29,6 @@ pub mod statement;
 
 pub use identity::{Fingerprint, IdentityPublic, KeyError, LocalIdentity, PeerIdentity};
 pub use keyring::{KeyRing, StaleKey};
-pub use media_key::{KeyMaterial, OpenError, ReceiverKey, SealError, SenderKey};
+pub use media_key::{KeyMaterial, OpenError, ReceiverKey, SealError, SenderKey, TAG_BYTES};
 pub use replay::ReplayWindow;
 pub use safety::SafetyCode;
