@@ -188,3 +188,31 @@ contract!(
     keeps_per_sender_order,
     unsubscribes_when_the_guard_drops,
 );
+
+/// NATS only: a relay's own sessions are served in-process, so they hear each other (once)
+/// while NATS is away, and the publish says the other relays missed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relays_own_sessions_hear_each_other_without_nats() {
+    let mut server = NatsServer::start().unwrap();
+    let key = BusKey::derive(&TokenKey::from_secret(b"the relays' shared secret, 32 bytes+").unwrap());
+    let bus = NatsBus::connect(&server.url(), key, NatsBusOptions::default()).await.unwrap();
+    let r = room("own");
+    let (s, mut rx) = sink();
+    let _sub = bus.subscribe(&r, s).await.unwrap();
+    bus.publish(&r, sid(1), Bytes::from_static(b"with nats")).await.unwrap();
+    assert_eq!(next(&mut rx).await, (sid(1), Bytes::from_static(b"with nats")));
+    nothing_more(&mut rx).await;
+
+    server.stop();
+    for _ in 0..100 {
+        if !bus.is_ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!bus.is_ready(), "NATS is gone");
+    let published = bus.publish(&r, sid(2), Bytes::from_static(b"without nats")).await;
+    assert!(matches!(published, Err(videocall_relay::bus::BusError::NotConnected)), "{published:?}");
+    assert_eq!(next(&mut rx).await, (sid(2), Bytes::from_static(b"without nats")));
+    nothing_more(&mut rx).await;
+}
