@@ -19,7 +19,7 @@ use web_sys::{MessagePort, ReadableStream};
 
 use super::connect::{self, Params};
 use super::media::PeerMedia;
-use super::wire::{Start, ToPage, ToWorker};
+use super::wire::{CallCommand, Start, ToPage};
 use crate::services::identity::BrowserIdentity;
 use crate::services::media::audio_out::AudioOut;
 use crate::services::media::audio_send::AudioSender;
@@ -43,7 +43,7 @@ pub type ToPageFn = Rc<dyn Fn(ToPage)>;
 /// Everything the task hears.
 pub enum Msg {
     /// The page's commands that carry no browser objects.
-    Page(ToWorker),
+    Page(CallCommand),
     /// Our camera's and microphone's frames, the camera at this size.
     Attach {
         width: u32,
@@ -178,7 +178,7 @@ impl Driver {
         // Anyone still waiting for figures gets an empty answer; then the page ends the worker.
         rx.close();
         while let Ok(msg) = rx.try_recv() {
-            if let Msg::Page(ToWorker::Stats(id)) = msg {
+            if let Msg::Page(CallCommand::Stats(id)) = msg {
                 (self.page)(ToPage::StatsJson { id, json: "{}".into() });
             }
         }
@@ -238,21 +238,21 @@ impl Driver {
         }
     }
 
-    fn command(&mut self, now: Millis, command: ToWorker) {
+    fn command(&mut self, now: Millis, command: CallCommand) {
         match command {
-            ToWorker::SetAudio(on) => self.engine.set_audio(now, on),
-            ToWorker::SetVideo(on) => self.engine.set_video(now, on),
-            ToWorker::ScreenEnded => {
+            CallCommand::SetAudio(on) => self.engine.set_audio(now, on),
+            CallCommand::SetVideo(on) => self.engine.set_video(now, on),
+            CallCommand::ScreenEnded => {
                 self.screen = None;
                 self.engine.set_screen(now, false);
             }
-            ToWorker::Chat(text) => self.engine.send_chat(&text),
-            ToWorker::AcceptKeyChange(session) => {
+            CallCommand::Chat(text) => self.engine.send_chat(&text),
+            CallCommand::AcceptKeyChange(session) => {
                 if let Err(e) = self.engine.accept_key_change(now, session) {
                     web_sys::console::error_1(&e.to_string().into());
                 }
             }
-            ToWorker::Leave => {
+            CallCommand::Leave => {
                 self.engine.leave();
                 if let Some(meeting) = self.meeting.clone() {
                     spawn_local(async move {
@@ -260,9 +260,7 @@ impl Driver {
                     });
                 }
             }
-            ToWorker::Stats(id) => (self.page)(ToPage::StatsJson { id, json: super::stats::json(self) }),
-            // Carried by their own messages (they hand over browser objects).
-            ToWorker::Start(_) | ToWorker::Playback | ToWorker::Attach { .. } | ToWorker::ScreenOpened => {}
+            CallCommand::Stats(id) => (self.page)(ToPage::StatsJson { id, json: super::stats::json(self) }),
         }
     }
 

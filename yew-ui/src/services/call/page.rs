@@ -14,7 +14,7 @@ use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{MediaStream, MediaStreamTrack, MessageEvent, MessagePort, Worker, WorkerOptions, WorkerType};
 
 use super::stats::SPEAKING_LEVEL;
-use super::wire::{self, Start, ToPage, ToWorker};
+use super::wire::{self, CallCommand, Start, ToPage, ToWorker};
 use super::{Command, Dispatch, JoinRequest};
 use crate::services::identity;
 use crate::services::js;
@@ -155,6 +155,11 @@ impl Page {
         }
     }
 
+    /// A command for the call's task.
+    fn tell(&self, command: CallCommand) {
+        self.post(&ToWorker::Call(command), &[], &[]);
+    }
+
     /// Handles one message; true when the call is over.
     fn handle(&mut self, msg: Msg) -> bool {
         match msg {
@@ -171,7 +176,7 @@ impl Page {
             Msg::ScreenEnded => {
                 if let Some(stream) = self.screen.take() {
                     capture::stop(&stream);
-                    self.post(&ToWorker::ScreenEnded, &[], &[]);
+                    self.tell(CallCommand::ScreenEnded);
                 }
             }
         }
@@ -181,12 +186,12 @@ impl Page {
     fn command(&mut self, command: Command) {
         match command {
             Command::AttachStream(stream) => self.attach(stream),
-            Command::SetAudio(on) => self.post(&ToWorker::SetAudio(on), &[], &[]),
-            Command::SetVideo(on) => self.post(&ToWorker::SetVideo(on), &[], &[]),
+            Command::SetAudio(on) => self.tell(CallCommand::SetAudio(on)),
+            Command::SetVideo(on) => self.tell(CallCommand::SetVideo(on)),
             Command::ToggleScreen => match self.screen.take() {
                 Some(stream) => {
                     capture::stop(&stream);
-                    self.post(&ToWorker::ScreenEnded, &[], &[]);
+                    self.tell(CallCommand::ScreenEnded);
                 }
                 None => {
                     let tx = self.tx.clone();
@@ -204,14 +209,14 @@ impl Page {
                     });
                 }
             },
-            Command::Chat(text) => self.post(&ToWorker::Chat(text), &[], &[]),
-            Command::AcceptKeyChange(session) => self.post(&ToWorker::AcceptKeyChange(session), &[], &[]),
-            Command::Leave => self.post(&ToWorker::Leave, &[], &[]),
+            Command::Chat(text) => self.tell(CallCommand::Chat(text)),
+            Command::AcceptKeyChange(session) => self.tell(CallCommand::AcceptKeyChange(session)),
+            Command::Leave => self.tell(CallCommand::Leave),
             Command::Stats(resolve) => {
                 let id = self.next_stats;
                 self.next_stats = self.next_stats.wrapping_add(1);
                 self.stats.insert(id, resolve);
-                self.post(&ToWorker::Stats(id), &[], &[]);
+                self.tell(CallCommand::Stats(id));
             }
         }
     }

@@ -43,10 +43,17 @@ pub enum ToWorker {
         width: u32,
         height: u32,
     },
-    SetAudio(bool),
-    SetVideo(bool),
     /// A screen is shared (`video` beside: its frames).
     ScreenOpened,
+    /// What the user asks of the call: nothing beside it.
+    Call(CallCommand),
+}
+
+/// The page's commands for the call's task that carry no browser objects.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum CallCommand {
+    SetAudio(bool),
+    SetVideo(bool),
     /// The share ended (the user's button or the browser's own "Stop sharing").
     ScreenEnded,
     Chat(String),

@@ -59,7 +59,7 @@ pub fn run() {
                 Some(frames) => Msg::ScreenOpened(frames),
                 None => return,
             },
-            other => Msg::Page(other),
+            ToWorker::Call(command) => Msg::Page(command),
         };
         if let Some(call) = &call {
             let _ = call.unbounded_send(msg);
