@@ -31,6 +31,11 @@ pub const FRAGMENT_MS: u64 = 1_000;
 /// How long a file waits for its tracks before writing its header: a participant's audio and
 /// first keyframe arrive within a few hundred milliseconds of each other after the keys.
 const FIRST_FRAGMENT_MS: u64 = 1_000;
+/// How long a file of audio alone waits before writing its header, for the participant's camera
+/// to join it: a browser's first keyframe to a newcomer sometimes comes 1.1–1.6 s after its
+/// audio (the browser recording test saw it in about half its runs), and a camera that joins
+/// after the header starts a second file.
+const AUDIO_ALONE_WAIT_MS: u64 = 3_000;
 /// How long the header waits for a sample of each of its tracks (a camera that sent its
 /// keyframe and then stalled): after it, a track with nothing to give is left out of the file,
 /// and its next keyframe starts the next file.
@@ -425,7 +430,11 @@ impl FileMuxer {
     }
 
     fn fragment_if_due(&mut self, now_ms: u64) -> Result<Option<Vec<u8>>, MuxError> {
-        let wait = if self.header_written { FRAGMENT_MS } else { FIRST_FRAGMENT_MS };
+        let wait = match (self.header_written, self.video.is_some()) {
+            (true, _) => FRAGMENT_MS,
+            (false, true) => FIRST_FRAGMENT_MS,
+            (false, false) => AUDIO_ALONE_WAIT_MS,
+        };
         if now_ms.saturating_sub(self.fragment_ms) < wait || self.ready.is_empty() {
             return Ok(None);
         }
