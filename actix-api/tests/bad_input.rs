@@ -135,6 +135,12 @@ async fn protocol_violations_close_only_the_offender_with_a_close_code() {
     connection.packet_type = PacketType::CONNECTION.into();
     let mut padded_key = media(&vec![7; 5000]);
     padded_key.packet_type = PacketType::AES_KEY.into();
+    let mut demand = media(b"");
+    demand.packet_type = PacketType::LAYER_DEMAND.into();
+    let mut bad_subscription = media(&[0xff, 0xff]);
+    bad_subscription.packet_type = PacketType::SUBSCRIPTION.into();
+    let mut padded_subscription = media(&vec![0; 9 * 1024]);
+    padded_subscription.packet_type = PacketType::SUBSCRIPTION.into();
 
     let cases: Vec<(&str, Message, u16, &str)> = vec![
         ("malformed protobuf", Message::Binary(vec![0xff, 0xff, 0xff].into()), 1007, "malformed PacketWrapper"),
@@ -151,6 +157,24 @@ async fn protocol_violations_close_only_the_offender_with_a_close_code() {
             Message::Binary(connection.write_to_bytes().unwrap().into()),
             1008,
             "clients may not send CONNECTION packets",
+        ),
+        (
+            "a layer demand from a client",
+            Message::Binary(demand.write_to_bytes().unwrap().into()),
+            1008,
+            "clients may not send LAYER_DEMAND packets",
+        ),
+        (
+            "a subscription that is not one",
+            Message::Binary(bad_subscription.write_to_bytes().unwrap().into()),
+            1007,
+            "malformed Subscription",
+        ),
+        (
+            "a padded subscription",
+            Message::Binary(padded_subscription.write_to_bytes().unwrap().into()),
+            4005,
+            "sending too fast: a subscription of",
         ),
         (
             "a padded key packet",
@@ -173,10 +197,11 @@ async fn protocol_violations_close_only_the_offender_with_a_close_code() {
     for reason in [
         "malformed\"} 2",
         "unknown_type\"} 1",
-        "not_allowed\"} 2",
+        "not_allowed\"} 3",
+        "bad_subscription\"} 1",
         "text_frame\"} 1",
         "oversized\"} 1",
-        "over_budget\"} 1",
+        "over_budget\"} 2",
     ] {
         assert!(
             metrics.contains(&format!("videocall_packets_rejected_total{{reason=\"{reason}")),

@@ -19,7 +19,7 @@ use videocall_client::crypto::LocalIdentity;
 use videocall_client::crypto::statement::Envelope;
 use videocall_client::packets;
 use videocall_client::peers::PeerState;
-use videocall_types::{EncryptedMedia, MediaPacket, MediaType, PacketType, PacketWrapper};
+use videocall_types::{EncryptedMedia, MediaPacket, MediaType, PacketType, PacketWrapper, Route};
 
 /// Byte patterns that only plaintext media would hold: a `MediaPacket`'s `frame_type` and a
 /// `VideoMetadata` codec (`codec`, the one the sender chose) as protobuf encodes them.
@@ -132,7 +132,7 @@ impl Mallory {
         let mut media = MediaPacket::new();
         media.media_type = MediaType::CHAT.into();
         media.data = text.as_bytes().to_vec().into();
-        self.state.seal(&media, false).unwrap();
+        self.state.seal(&media, &Route::default()).unwrap();
         std::iter::from_fn(|| self.state.poll_transmit()).last().unwrap()
     }
 

@@ -12,7 +12,7 @@ use rand_core::OsRng;
 use videocall_client::crypto::LocalIdentity;
 use videocall_client::messages;
 use videocall_client::peers::{Event, PeerState};
-use videocall_types::{MediaType, PacketWrapper};
+use videocall_types::{LARGEST_LAYER, MediaType, PacketWrapper, Route};
 
 use crate::camera::JoinArgs;
 use crate::load::link;
@@ -70,9 +70,9 @@ pub async fn run(args: SnapshotArgs) -> Result<()> {
         core.handle_packet(now, packet);
         core.work_locally(&identity, now);
         while let Some(event) = core.poll_event() {
-            let Event::Media { session, user, media } = event else { continue };
+            let Event::Media { session, user, media, .. } = event else { continue };
             if let Some(answer) = messages::heartbeat_answer(&media, 0) {
-                let _ = core.seal_to(&answer, false, session);
+                let _ = core.seal_to(&answer, &Route::default(), session);
                 continue;
             }
             let name = core.peers().get(&session).map(|p| p.display_name.clone()).unwrap_or_default();
@@ -90,7 +90,7 @@ pub async fn run(args: SnapshotArgs) -> Result<()> {
             }
             if asked.get(&session).is_none_or(|at| at.elapsed() >= ASK_AGAIN) {
                 asked.insert(session, Instant::now());
-                let _ = core.seal_to(&messages::keyframe_request(false), false, session);
+                let _ = core.seal_to(&messages::keyframe_request(false, LARGEST_LAYER), &Route::default(), session);
             }
         }
     };

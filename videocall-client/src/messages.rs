@@ -2,17 +2,23 @@
 //! to a heartbeat, a chat line. Built here once, sealed by [`crate::peers::PeerState`].
 
 use protobuf::MessageField;
-use videocall_types::{HeartbeatMetadata, MediaPacket, MediaType};
+use videocall_types::{HeartbeatMetadata, MediaPacket, MediaType, VideoMetadata};
 
 /// `frame_type` of a keyframe request for the screen share (anything else: the camera).
 pub const SCREEN: &str = "screen";
 
-/// "Send me a keyframe": sealed to the one session whose camera (or screen) cannot be decoded.
-pub fn keyframe_request(screen: bool) -> MediaPacket {
+/// "Send me a keyframe": sealed to the one session whose camera (or screen) cannot be decoded,
+/// naming the simulcast layer we receive of it.
+pub fn keyframe_request(screen: bool, layer: u32) -> MediaPacket {
     let mut media = MediaPacket::new();
     media.media_type = MediaType::KEYFRAME_REQUEST.into();
     if screen {
         media.frame_type = SCREEN.into();
+    }
+    if layer > 0 {
+        let mut meta = VideoMetadata::new();
+        meta.layer = layer;
+        media.video_metadata = MessageField::some(meta);
     }
     media
 }
@@ -60,8 +66,9 @@ mod tests {
 
     #[test]
     fn keyframe_requests_name_the_stream() {
-        assert_eq!(keyframe_request(true).frame_type, SCREEN);
-        assert_eq!(keyframe_request(false).frame_type, "");
-        assert_eq!(keyframe_request(false).media_type.enum_value(), Ok(MediaType::KEYFRAME_REQUEST));
+        assert_eq!(keyframe_request(true, 0).frame_type, SCREEN);
+        assert_eq!(keyframe_request(false, 0).frame_type, "");
+        assert_eq!(keyframe_request(false, 0).media_type.enum_value(), Ok(MediaType::KEYFRAME_REQUEST));
+        assert_eq!(keyframe_request(false, 2).video_metadata.layer, 2);
     }
 }

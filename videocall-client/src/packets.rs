@@ -6,7 +6,7 @@ use bytes::Bytes;
 use protobuf::Message as _;
 use rand_core::CryptoRngCore;
 use thiserror::Error;
-use videocall_types::{AesPacket, EncryptedMedia, MediaPacket, PacketType, PacketWrapper, RsaPacket};
+use videocall_types::{AesPacket, EncryptedMedia, MediaPacket, PacketType, PacketWrapper, Route, RsaPacket};
 
 use crate::Millis;
 use crate::crypto::statement::{self, Envelope};
@@ -207,23 +207,25 @@ pub fn read_key_grant(
     Ok(Grant { key_id: aes.key_id, counter: aes.counter, wrapped: aes.key })
 }
 
-/// Seals `media` as `user`; `keyframe` becomes the relay's plaintext drop hint.
+/// Seals `media` as `user` with its routing header, which the relay reads in plaintext and the
+/// frame authenticates.
 pub fn seal_media(
     key: &mut SenderKey,
     user: &str,
     media: &MediaPacket,
-    keyframe: bool,
+    route: &Route,
 ) -> Result<PacketWrapper, PacketError> {
     // Encoded with room for the tag: sealed in place.
     let mut plain = Vec::with_capacity(media.compute_size() as usize + TAG_BYTES);
     media.write_to_vec(&mut plain).map_err(PacketError::Encode)?;
-    let sealed = key.seal(user, plain)?;
+    let sealed = key.seal(user, route, plain)?;
     let mut packet = wrapper(PacketType::MEDIA, sealed.write_to_bytes().map_err(PacketError::Encode)?, 0);
-    packet.keyframe = keyframe;
+    route.apply(&mut packet);
     Ok(packet)
 }
 
-/// Opens a `MEDIA` packet with the sender's key from `ring`; the sender is who the relay says.
+/// Opens a `MEDIA` packet with the sender's key from `ring`; the sender is who the relay says,
+/// the routing header what the packet carries (a relabelled one does not open).
 /// The frame's bytes are not copied on the way: the ciphertext is a slice of the packet's
 /// payload, opened in place, and the media's data a slice of the plaintext.
 pub fn open_media(ring: &mut KeyRing, mut packet: PacketWrapper, now: Millis) -> Result<MediaPacket, PacketError> {
@@ -233,6 +235,6 @@ pub fn open_media(ring: &mut KeyRing, mut packet: PacketWrapper, now: Millis) ->
         .map_err(|source| PacketError::Malformed { what: "EncryptedMedia", source })?;
     // The ciphertext is the payload's only user from here: it opens in place.
     drop(payload);
-    let plain = ring.open(packet.session_id, &packet.email, sealed, now)?;
+    let plain = ring.open(packet.session_id, &packet.email, &Route::of(&packet), sealed, now)?;
     MediaPacket::parse_from_tokio_bytes(&plain).map_err(|source| PacketError::Malformed { what: "MediaPacket", source })
 }

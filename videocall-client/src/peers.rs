@@ -30,7 +30,7 @@ use protobuf::Message as _;
 use rand_core::CryptoRngCore;
 use videocall_types::moderation_packet::Action;
 use videocall_types::presence_packet::Event as Presence;
-use videocall_types::{MediaPacket, ModerationPacket, PacketType, PacketWrapper, Participant, PresencePacket};
+use videocall_types::{MediaPacket, ModerationPacket, PacketType, PacketWrapper, Participant, PresencePacket, Route};
 
 use crate::Millis;
 use crate::crypto::statement::Envelope;
@@ -133,6 +133,8 @@ pub enum Event {
     Media {
         session: u64,
         user: String,
+        /// Its routing header, authenticated with it.
+        route: Route,
         media: MediaPacket,
     },
     /// The host asked us to turn our microphone off (the relay delivers this to us only).
@@ -326,19 +328,19 @@ impl<R: CryptoRngCore> PeerState<R> {
         }
     }
 
-    /// Seals a frame for the room and queues it behind any key packets. Before the relay has
-    /// welcomed us nobody can hold our key, so nothing is queued.
-    pub fn seal(&mut self, media: &MediaPacket, keyframe: bool) -> Result<(), PacketError> {
-        self.seal_to(media, keyframe, 0)
+    /// Seals a frame for the room with its routing header and queues it behind any key
+    /// packets. Before the relay has welcomed us nobody can hold our key, so nothing is queued.
+    pub fn seal(&mut self, media: &MediaPacket, route: &Route) -> Result<(), PacketError> {
+        self.seal_to(media, route, 0)
     }
 
     /// Seals a frame for one session (`0`: the room): chat replies, keyframe requests,
     /// heartbeat answers.
-    pub fn seal_to(&mut self, media: &MediaPacket, keyframe: bool, to_session: u64) -> Result<(), PacketError> {
+    pub fn seal_to(&mut self, media: &MediaPacket, route: &Route, to_session: u64) -> Result<(), PacketError> {
         if self.session.is_none() {
             return Ok(());
         }
-        let mut packet = packets::seal_media(&mut self.sender, &self.user, media, keyframe)?;
+        let mut packet = packets::seal_media(&mut self.sender, &self.user, media, route)?;
         packet.to_session_id = to_session;
         self.transmit.push_back(Outgoing::Ready(packet));
         Ok(())
@@ -429,8 +431,9 @@ impl<R: CryptoRngCore> PeerState<R> {
             return;
         }
         let user = packet.email.clone();
+        let route = Route::of(&packet);
         match packets::open_media(&mut self.ring, packet, now) {
-            Ok(media) => self.events.push_back(Event::Media { session, user, media }),
+            Ok(media) => self.events.push_back(Event::Media { session, user, route, media }),
             Err(error) => self.events.push_back(Event::Dropped { session, error }),
         }
     }

@@ -13,11 +13,12 @@ use rand_core::SeedableRng;
 use videocall_client::Millis;
 use videocall_client::call::{
     BACKOFF_MS, Connection, EncodedVideo, Engine, Failure, IncomingVideo, MAX_CHAT_CHARS, MediaState, Output, RUNGS,
-    Rung, TransportKind, Update, VideoStream,
+    Rung, TransportKind, Update, VideoStream, View, Want,
 };
 use videocall_types::presence_packet::Event as Presence;
 use videocall_types::{
-    CloseReason, MemberList, ModerationPacket, PacketType, PacketWrapper, ParticipantLeft, moderation_packet::Action,
+    CloseReason, LayerDemand, MediaStream, MemberList, ModerationPacket, PacketType, PacketWrapper, ParticipantLeft,
+    Route, StreamDemand, Subscription, moderation_packet::Action,
 };
 
 use sim::{ROOM, identity, joined, participant, presence};
@@ -82,6 +83,8 @@ struct Net {
     /// Camera frames from `.0` to `.1`: every `.2`th is lost.
     lose_video: Option<(&'static str, &'static str, u64)>,
     video_seen: u64,
+    /// The last subscription each client told the relay.
+    subscriptions: BTreeMap<&'static str, Subscription>,
 }
 
 impl Net {
@@ -94,6 +97,7 @@ impl Net {
             in_flight: Vec::new(),
             lose_video: None,
             video_seen: 0,
+            subscriptions: BTreeMap::new(),
         }
     }
 
@@ -196,6 +200,10 @@ impl Net {
     /// the one session it names, losing what the test says.
     fn route(&mut self, from: &'static str, session: u64, bytes: &[u8]) {
         let mut packet = PacketWrapper::parse_from_bytes(bytes).unwrap();
+        if packet.packet_type.enum_value() == Ok(PacketType::SUBSCRIPTION) {
+            self.subscriptions.insert(from, Subscription::parse_from_bytes(&packet.data).unwrap());
+            return;
+        }
         packet.session_id = session;
         packet.email = from.into();
         let stamped = packet.write_to_bytes().unwrap();
@@ -313,7 +321,10 @@ fn two_join_exchange_keys_see_each_other_and_frames_flow() {
         shows(&alice_saw, &|u| matches!(u, Update::PeerMedia { session, state } if *session == bob && *state == ON)),
         "Bob's first heartbeat says what he has on"
     );
-    assert!(alice_saw.contains(&Output::Keyframe(VideoStream::Camera)), "a newcomer gets a keyframe at once");
+    assert!(
+        alice_saw.contains(&Output::Keyframe { stream: VideoStream::Camera, layer: 0 }),
+        "a newcomer gets a keyframe at once"
+    );
     let codes: Vec<String> =
         ["alice", "bob"].iter().map(|n| net.clients[n].engine.core().safety_code().to_string()).collect();
     assert_eq!(codes[0], codes[1], "both pages show the same safety code");
@@ -449,14 +460,20 @@ fn keyframe_requests_are_throttled_per_peer_and_stream() {
     let alice = net.session_of("alice");
     let asked = |net: &mut Net| {
         net.advance(25);
-        net.client("alice").take().into_iter().filter(|o| matches!(o, Output::Keyframe(_))).collect::<Vec<_>>()
+        net.client("alice").take().into_iter().filter(|o| matches!(o, Output::Keyframe { .. })).collect::<Vec<_>>()
     };
     let now = net.now;
     net.client("bob").engine.need_keyframe(now, alice, VideoStream::Camera);
     net.client("bob").engine.need_keyframe(now + 1, alice, VideoStream::Camera);
     net.client("bob").engine.need_keyframe(now + 2, alice, VideoStream::Screen);
     net.settle();
-    assert_eq!(asked(&mut net), [Output::Keyframe(VideoStream::Camera), Output::Keyframe(VideoStream::Screen)]);
+    assert_eq!(
+        asked(&mut net),
+        [
+            Output::Keyframe { stream: VideoStream::Camera, layer: 0 },
+            Output::Keyframe { stream: VideoStream::Screen, layer: 0 }
+        ]
+    );
     let now = net.now;
     net.client("bob").engine.need_keyframe(now + 500, alice, VideoStream::Camera);
     net.settle();
@@ -465,7 +482,7 @@ fn keyframe_requests_are_throttled_per_peer_and_stream() {
     let now = net.now;
     net.client("bob").engine.need_keyframe(now, alice, VideoStream::Camera);
     net.settle();
-    assert_eq!(asked(&mut net), [Output::Keyframe(VideoStream::Camera)]);
+    assert_eq!(asked(&mut net), [Output::Keyframe { stream: VideoStream::Camera, layer: 0 }]);
     // Someone the relay never reported: nothing is sealed for them.
     let now = net.now;
     net.client("bob").engine.need_keyframe(now, 999, VideoStream::Camera);
@@ -476,6 +493,8 @@ fn keyframe_requests_are_throttled_per_peer_and_stream() {
 fn heartbeats_measure_the_round_trip_and_reported_loss_moves_the_ladder() {
     let mut net = Net::two();
     let bob = net.session_of("bob");
+    // One layer: without simulcast a receiver's loss steps the camera down for everyone.
+    net.client("alice").engine.set_simulcast(false);
     let rung = net.client("alice").engine.camera_opened(1280, 720);
     assert_eq!(rung, RUNGS[0]);
     net.advance(1_100);
@@ -604,4 +623,121 @@ fn garbage_is_counted_and_the_call_goes_on() {
     net.frame("alice", true, &picture);
     net.advance(30);
     assert_eq!(decoded(&net.client("bob").take()).len(), 1);
+}
+
+/// A relay's demand for `sender`'s camera layers, as a relay sends it (session 0).
+fn demand(sender: u64, layers: u32, keyframes: u32) -> Vec<u8> {
+    let mut stream = StreamDemand::new();
+    stream.stream = MediaStream::STREAM_CAMERA.into();
+    (stream.layers, stream.keyframes) = (layers, keyframes);
+    let mut demand = LayerDemand::new();
+    demand.sender = sender;
+    demand.streams.push(stream);
+    let mut packet = PacketWrapper::new();
+    packet.packet_type = PacketType::LAYER_DEMAND.into();
+    packet.data = demand.write_to_bytes().unwrap();
+    packet.write_to_bytes().unwrap()
+}
+
+/// Alice's camera frame on `layer`, sealed and taken off her queue: its routing header.
+fn send_layer(net: &mut Net, layer: u32, keyframe: bool) -> Option<Route> {
+    let frame = EncodedVideo { codec: "vp8".into(), layer, keyframe, data: vec![7; 300], ..EncodedVideo::default() };
+    let engine = &mut net.client("alice").engine;
+    engine.send_video(VideoStream::Camera, frame).unwrap();
+    let bytes = engine.poll_transmit()?;
+    Some(Route::of(&PacketWrapper::parse_from_bytes(&bytes).unwrap()))
+}
+
+#[test]
+fn simulcast_layers_run_as_the_relay_demands_and_each_frame_names_its_layer() {
+    let mut net = Net::pair();
+    let alice = net.session_of("alice");
+    net.client("alice").take();
+    net.client("alice").engine.camera_opened(1280, 720);
+    let layers = |net: &mut Net| -> Vec<(u32, Vec<u32>)> {
+        let outputs = net.client("alice").take();
+        let active = outputs.iter().filter_map(|o| match o {
+            Output::Layers { stream: VideoStream::Camera, active } => Some(*active),
+            _ => None,
+        });
+        let keys = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Keyframe { stream: VideoStream::Camera, layer } => Some(*layer),
+                _ => None,
+            })
+            .collect();
+        active.map(|a| (a, Vec::new())).chain([(u32::MAX, keys)]).collect()
+    };
+    assert_eq!(layers(&mut net), [(0b100, vec![]), (u32::MAX, vec![])], "three layers, only the top one runs");
+    // Before any demand: the top layer alone goes out, as without simulcast.
+    assert_eq!(send_layer(&mut net, 0, true), None, "a paused layer sends nothing");
+    let top = send_layer(&mut net, 2, true).unwrap();
+    assert_eq!((top.stream.enum_value(), top.layer, top.layers, top.frame), (Ok(MediaStream::STREAM_CAMERA), 2, 3, 1));
+
+    // The relays want the two small layers, and a keyframe of the smallest.
+    let generation = net.clients["alice"].generation();
+    let now = net.now;
+    net.client("alice").engine.handle_bytes(now, generation, &demand(alice, 0b011, 0b001));
+    assert_eq!(layers(&mut net), [(0b011, vec![]), (u32::MAX, vec![0])]);
+    assert_eq!(send_layer(&mut net, 2, false), None);
+    let small = send_layer(&mut net, 0, true).unwrap();
+    let middle = send_layer(&mut net, 1, true).unwrap();
+    assert_eq!((small.layer, small.frame, small.keyframe), (0, 1, true), "frames are counted per layer");
+    assert_eq!((middle.layer, middle.frame), (1, 1));
+    // The same demand again: nothing changes, the keyframe is throttled.
+    net.client("alice").engine.handle_bytes(now + 10, generation, &demand(alice, 0b011, 0b001));
+    assert_eq!(layers(&mut net), [(u32::MAX, vec![])]);
+    // A demand from a participant (the relay stamps its session) is not obeyed.
+    let mut forged = PacketWrapper::parse_from_bytes(&demand(alice, 0, 0)).unwrap();
+    forged.session_id = net.session_of("bob");
+    net.client("alice").engine.handle_bytes(now + 20, generation, &forged.write_to_bytes().unwrap());
+    assert_eq!(layers(&mut net), [(u32::MAX, vec![])]);
+    assert_eq!(net.clients["alice"].engine.send_layers(VideoStream::Camera).active(), 0b011);
+}
+
+#[test]
+fn a_receiver_tells_its_relay_what_it_shows_and_again_after_reconnecting() {
+    let mut net = Net::pair();
+    let alice = net.session_of("alice");
+    let view = View {
+        wants: vec![(alice, VideoStream::Camera, Want::UpTo(2))],
+        camera_default: Want::SMALLEST,
+        screen_default: Want::Off,
+    };
+    net.client("bob").engine.set_view(view.clone());
+    net.settle();
+    assert_eq!(net.subscriptions["bob"], view.to_subscription());
+    net.subscriptions.clear();
+    net.client("bob").engine.set_view(view.clone());
+    net.settle();
+    assert!(net.subscriptions.is_empty(), "an unchanged view is not sent again");
+    net.cut("bob", 1006);
+    net.advance(BACKOFF_MS[0] as Millis + 1);
+    net.admit("bob");
+    assert_eq!(net.subscriptions["bob"], view.to_subscription(), "a new session is told at once");
+}
+
+#[test]
+fn a_receiver_follows_the_layer_the_relay_switches_it_to() {
+    let mut net = Net::pair();
+    net.client("alice").engine.camera_opened(1280, 720);
+    let now = net.now;
+    let (generation, alice) = (net.clients["alice"].generation(), net.session_of("alice"));
+    net.client("alice").engine.handle_bytes(now, generation, &demand(alice, 0b111, 0));
+    net.client("bob").take();
+    for layer in [2, 0] {
+        for i in 0..3 {
+            let frame = EncodedVideo { layer, keyframe: i == 0, data: vec![1; 100], ..EncodedVideo::default() };
+            net.client("alice").engine.send_video(VideoStream::Camera, frame).unwrap();
+        }
+    }
+    net.advance(30);
+    let frames = net.client("bob").take();
+    let got: Vec<(u32, u64, bool)> = decoded(&frames).iter().map(|f| (f.layer, f.sequence, f.after_gap)).collect();
+    // The relay here forwards every layer; a real one forwards one. Each layer's frames are
+    // numbered on their own, and moving to another layer is not a gap.
+    assert_eq!(got, [(2, 1, false), (2, 2, false), (2, 3, false), (0, 1, false), (0, 2, false), (0, 3, false)]);
+    let bob = &net.clients["bob"].engine;
+    assert_eq!(bob.link(alice).unwrap().layer(VideoStream::Camera), Some(0));
 }

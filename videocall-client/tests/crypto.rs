@@ -12,7 +12,7 @@ use videocall_client::crypto::{
     KeyError, KeyRing, LocalIdentity, OpenError, PeerIdentity, SafetyCode, SenderKey, StaleKey,
 };
 use videocall_client::tunables::{REPLAY_WINDOW, ROTATION_GRACE_MS};
-use videocall_types::EncryptedMedia;
+use videocall_types::{EncryptedMedia, MediaStream, Route};
 
 fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
@@ -60,34 +60,68 @@ fn frames_open_for_key_holders_and_tampering_is_refused() {
     let mut ring = KeyRing::default();
     deliver_key(&key, bob, &mut ring, 11, 0);
 
-    let sealed = key.seal("alice@example.org", b"a video frame").unwrap();
+    let sealed = key.seal("alice@example.org", &Route::default(), b"a video frame").unwrap();
     assert_ne!(sealed.ciphertext, &b"a video frame"[..]);
-    assert_eq!(ring.open(11, "alice@example.org", sealed.clone(), 0).unwrap(), &b"a video frame"[..]);
+    assert_eq!(
+        ring.open(11, "alice@example.org", &Route::default(), sealed.clone(), 0).unwrap(),
+        &b"a video frame"[..]
+    );
 
     // Every part of the frame and its context is bound.
-    let mut bits = key.seal("alice@example.org", b"flip").unwrap();
+    let mut bits = key.seal("alice@example.org", &Route::default(), b"flip").unwrap();
     bits.ciphertext = flip(&bits.ciphertext, 0, 0x80);
-    let mut renumbered = key.seal("alice@example.org", b"next").unwrap();
+    let mut renumbered = key.seal("alice@example.org", &Route::default(), b"next").unwrap();
     renumbered.sequence += 1;
-    let other_user = key.seal("alice@example.org", b"mine").unwrap();
+    let other_user = key.seal("alice@example.org", &Route::default(), b"mine").unwrap();
     for (what, frame, user) in [
         ("flipped bit", &bits, "alice@example.org"),
         ("changed sequence", &renumbered, "alice@example.org"),
         ("re-attributed", &other_user, "mallory@example.org"),
     ] {
-        assert_eq!(ring.open(11, user, frame.clone(), 0), Err(OpenError::Tampered), "{what}");
+        assert_eq!(ring.open(11, user, &Route::default(), frame.clone(), 0), Err(OpenError::Tampered), "{what}");
     }
     // A forged frame does not use up its sequence: the real one still opens.
-    let real = key.seal("alice@example.org", b"real").unwrap();
+    let real = key.seal("alice@example.org", &Route::default(), b"real").unwrap();
     let mut forged = real.clone();
     forged.ciphertext = flip(&forged.ciphertext, 3, 1);
-    assert_eq!(ring.open(11, "alice@example.org", forged.clone(), 0), Err(OpenError::Tampered));
-    assert_eq!(ring.open(11, "alice@example.org", real.clone(), 0).unwrap(), &b"real"[..]);
+    assert_eq!(ring.open(11, "alice@example.org", &Route::default(), forged.clone(), 0), Err(OpenError::Tampered));
+    assert_eq!(ring.open(11, "alice@example.org", &Route::default(), real.clone(), 0).unwrap(), &b"real"[..]);
     // Unknown sender, unknown key id.
-    assert!(matches!(ring.open(12, "alice@example.org", real.clone(), 0), Err(OpenError::UnknownKey { .. })));
+    assert!(matches!(
+        ring.open(12, "alice@example.org", &Route::default(), real.clone(), 0),
+        Err(OpenError::UnknownKey { .. })
+    ));
     let mut wrong_id = real.clone();
     wrong_id.key_id = 8;
-    assert_eq!(ring.open(11, "alice@example.org", wrong_id.clone(), 0), Err(OpenError::UnknownKey { key_id: 8 }));
+    assert_eq!(
+        ring.open(11, "alice@example.org", &Route::default(), wrong_id.clone(), 0),
+        Err(OpenError::UnknownKey { key_id: 8 })
+    );
+}
+
+/// The routing header the relay reads is bound to the frame: a relay that relabels a layer, a
+/// stream, the keyframe flag or the frame counter makes the frame fail to open.
+#[test]
+fn a_relabelled_routing_header_does_not_open() {
+    let [_, bob, _] = identities();
+    let mut key = SenderKey::generate(&mut rng(6), 1);
+    let mut ring = KeyRing::default();
+    deliver_key(&key, bob, &mut ring, 1, 0);
+    let route = Route::video(MediaStream::STREAM_CAMERA, 0, 3, true, 17);
+    let relabelled = [
+        Route { layer: 2, ..route },
+        Route { layers: 1, ..route },
+        Route { stream: MediaStream::STREAM_SCREEN.into(), ..route },
+        Route { keyframe: false, ..route },
+        Route { frame: 18, ..route },
+        Route::default(),
+    ];
+    for other in relabelled {
+        let sealed = key.seal("alice", &route, b"small layer").unwrap();
+        assert_eq!(ring.open(1, "alice", &other, sealed.clone(), 0), Err(OpenError::Tampered), "{other:?}");
+        // Refused without using up the sequence: the frame as sent still opens.
+        assert_eq!(ring.open(1, "alice", &route, sealed, 0).unwrap(), &b"small layer"[..]);
+    }
 }
 
 #[test]
@@ -96,22 +130,23 @@ fn replays_are_refused_and_reordering_is_not() {
     let mut key = SenderKey::generate(&mut rng(5), 1);
     let mut ring = KeyRing::default();
     deliver_key(&key, bob, &mut ring, 1, 0);
-    let frames: Vec<EncryptedMedia> = (0..100).map(|i| key.seal("a", format!("{i}").as_bytes()).unwrap()).collect();
+    let frames: Vec<EncryptedMedia> =
+        (0..100).map(|i| key.seal("a", &Route::default(), format!("{i}").as_bytes()).unwrap()).collect();
     // Out of order within the window: fine.
     for i in (0..100).rev() {
-        assert_eq!(ring.open(1, "a", frames[i].clone(), 0).unwrap(), format!("{i}").as_bytes());
+        assert_eq!(ring.open(1, "a", &Route::default(), frames[i].clone(), 0).unwrap(), format!("{i}").as_bytes());
     }
     for frame in &frames {
-        assert_eq!(ring.open(1, "a", frame.clone(), 0), Err(OpenError::Replayed));
+        assert_eq!(ring.open(1, "a", &Route::default(), frame.clone(), 0), Err(OpenError::Replayed));
     }
     // Far behind the newest: refused even if never seen.
-    let old = key.seal("a", b"old").unwrap();
+    let old = key.seal("a", &Route::default(), b"old").unwrap();
     for _ in 0..REPLAY_WINDOW {
-        key.seal("a", b"x").unwrap();
+        key.seal("a", &Route::default(), b"x").unwrap();
     }
-    let newest = key.seal("a", b"newest").unwrap();
-    ring.open(1, "a", newest.clone(), 0).unwrap();
-    assert_eq!(ring.open(1, "a", old.clone(), 0), Err(OpenError::TooOld));
+    let newest = key.seal("a", &Route::default(), b"newest").unwrap();
+    ring.open(1, "a", &Route::default(), newest.clone(), 0).unwrap();
+    assert_eq!(ring.open(1, "a", &Route::default(), old.clone(), 0), Err(OpenError::TooOld));
 }
 
 #[test]
@@ -121,13 +156,14 @@ fn nonces_never_repeat_under_a_key() {
     let mut key = SenderKey::generate(&mut rng(6), 1);
     let mut seen = HashSet::new();
     for _ in 0..100_000 {
-        assert!(seen.insert(key.seal("a", b"").unwrap().sequence));
+        assert!(seen.insert(key.seal("a", &Route::default(), b"").unwrap().sequence));
     }
     let salts: HashSet<[u8; 4]> =
         (0..1000u64).map(|s| SenderKey::generate(&mut rng(100 + s), 1).material().salt).collect();
     assert!(salts.len() > 990, "salts come from the RNG");
     // Identical plaintexts seal to different ciphertexts.
-    let (a, b) = (key.seal("a", b"same").unwrap(), key.seal("a", b"same").unwrap());
+    let (a, b) =
+        (key.seal("a", &Route::default(), b"same").unwrap(), key.seal("a", &Route::default(), b"same").unwrap());
     assert_ne!(a.ciphertext, b.ciphertext);
 }
 
@@ -138,23 +174,29 @@ fn rotation_locks_out_who_left_and_keeps_a_grace_for_frames_in_flight() {
     let (mut bob_ring, mut carol_ring) = (KeyRing::default(), KeyRing::default());
     deliver_key(&old, bob, &mut bob_ring, 1, 0);
     deliver_key(&old, carol, &mut carol_ring, 1, 0);
-    let before = old.seal("alice", b"before").unwrap();
-    let in_flight = old.seal("alice", b"in flight").unwrap();
-    assert_eq!(carol_ring.open(1, "alice", before.clone(), 0).unwrap(), &b"before"[..]);
+    let before = old.seal("alice", &Route::default(), b"before").unwrap();
+    let in_flight = old.seal("alice", &Route::default(), b"in flight").unwrap();
+    assert_eq!(carol_ring.open(1, "alice", &Route::default(), before.clone(), 0).unwrap(), &b"before"[..]);
 
     // Carol leaves at t = 1000; Alice rotates and wraps the new key to Bob only.
     let mut new = SenderKey::generate(&mut rng(8), 2);
     deliver_key(&new, bob, &mut bob_ring, 1, 1000);
     assert_eq!(bob_ring.current_key_id(1), Some(2));
-    let after = new.seal("alice", b"after").unwrap();
-    assert_eq!(bob_ring.open(1, "alice", after.clone(), 1001).unwrap(), &b"after"[..]);
-    assert!(matches!(carol_ring.open(1, "alice", after.clone(), 1001), Err(OpenError::UnknownKey { key_id: 2 })));
+    let after = new.seal("alice", &Route::default(), b"after").unwrap();
+    assert_eq!(bob_ring.open(1, "alice", &Route::default(), after.clone(), 1001).unwrap(), &b"after"[..]);
+    assert!(matches!(
+        carol_ring.open(1, "alice", &Route::default(), after.clone(), 1001),
+        Err(OpenError::UnknownKey { key_id: 2 })
+    ));
 
     // The old key still opens frames in flight, within the grace only.
-    assert_eq!(bob_ring.open(1, "alice", in_flight.clone(), 1000 + ROTATION_GRACE_MS).unwrap(), &b"in flight"[..]);
-    let late = old.seal("alice", b"late").unwrap();
+    assert_eq!(
+        bob_ring.open(1, "alice", &Route::default(), in_flight.clone(), 1000 + ROTATION_GRACE_MS).unwrap(),
+        &b"in flight"[..]
+    );
+    let late = old.seal("alice", &Route::default(), b"late").unwrap();
     assert!(matches!(
-        bob_ring.open(1, "alice", late.clone(), 1001 + ROTATION_GRACE_MS),
+        bob_ring.open(1, "alice", &Route::default(), late.clone(), 1001 + ROTATION_GRACE_MS),
         Err(OpenError::UnknownKey { .. })
     ));
 
@@ -163,7 +205,12 @@ fn rotation_locks_out_who_left_and_keeps_a_grace_for_frames_in_flight() {
     let again = bob_ring.install(1, 2, new.material().clone(), 5000);
     assert_eq!(again, Err(StaleKey { key_id: 2, newest: 2 }));
     assert_eq!(bob_ring.install(1, 1, old.material().clone(), 5000), Err(StaleKey { key_id: 1, newest: 2 }));
-    assert_eq!(bob_ring.open(1, "alice", new.seal("alice", b"again").unwrap(), 5000).unwrap(), &b"again"[..]);
+    assert_eq!(
+        bob_ring
+            .open(1, "alice", &Route::default(), new.seal("alice", &Route::default(), b"again").unwrap(), 5000)
+            .unwrap(),
+        &b"again"[..]
+    );
     bob_ring.forget(1);
     assert_eq!(bob_ring.current_key_id(1), None);
     assert!(bob_ring.install(1, 2, new.material().clone(), 6000).is_err());
@@ -177,35 +224,54 @@ fn the_join_ratchet_is_followed_forward_and_never_back() {
     let mut k1 = SenderKey::generate(&mut rng(20), 1);
     let mut bob_ring = KeyRing::default();
     deliver_key(&k1, bob, &mut bob_ring, 1, 0);
-    let before = k1.seal("alice", b"before the join").unwrap();
+    let before = k1.seal("alice", &Route::default(), b"before the join").unwrap();
 
     let mut k2 = k1.ratchet();
     assert_eq!(k2.key_id(), 2);
     assert_ne!(k2.material(), k1.material());
     let mut new_ring = KeyRing::default();
     deliver_key(&k2, newcomer, &mut new_ring, 1, 100);
-    let after = k2.seal("alice", b"after the join").unwrap();
+    let after = k2.seal("alice", &Route::default(), b"after the join").unwrap();
 
     // Bob steps forward on the first frame under key 2; the old key keeps its grace.
-    assert_eq!(bob_ring.open(1, "alice", after.clone(), 100).unwrap(), &b"after the join"[..]);
+    assert_eq!(bob_ring.open(1, "alice", &Route::default(), after.clone(), 100).unwrap(), &b"after the join"[..]);
     assert_eq!(bob_ring.current_key_id(1), Some(2));
-    let late = k1.seal("alice", b"in flight").unwrap();
-    assert_eq!(bob_ring.open(1, "alice", late.clone(), 101).unwrap(), &b"in flight"[..]);
+    let late = k1.seal("alice", &Route::default(), b"in flight").unwrap();
+    assert_eq!(bob_ring.open(1, "alice", &Route::default(), late.clone(), 101).unwrap(), &b"in flight"[..]);
     // The newcomer opens what follows, not what came before.
-    assert!(matches!(new_ring.open(1, "alice", before.clone(), 100), Err(OpenError::UnknownKey { key_id: 1 })));
-    assert_eq!(new_ring.open(1, "alice", k2.seal("alice", b"next").unwrap(), 100).unwrap(), &b"next"[..]);
+    assert!(matches!(
+        new_ring.open(1, "alice", &Route::default(), before.clone(), 100),
+        Err(OpenError::UnknownKey { key_id: 1 })
+    ));
+    assert_eq!(
+        new_ring
+            .open(1, "alice", &Route::default(), k2.seal("alice", &Route::default(), b"next").unwrap(), 100)
+            .unwrap(),
+        &b"next"[..]
+    );
 
     // Several joins in a row: followed in one go, within the limit.
     let mut k5 = k2.ratchet().ratchet().ratchet();
-    assert_eq!(bob_ring.open(1, "alice", k5.seal("alice", b"five").unwrap(), 200).unwrap(), &b"five"[..]);
+    assert_eq!(
+        bob_ring
+            .open(1, "alice", &Route::default(), k5.seal("alice", &Route::default(), b"five").unwrap(), 200)
+            .unwrap(),
+        &b"five"[..]
+    );
     // A frame claiming a key further ahead than the ratchet reaches, or forged under the next
     // one, moves nothing.
-    let mut far = k5.seal("alice", b"far").unwrap();
+    let mut far = k5.seal("alice", &Route::default(), b"far").unwrap();
     far.key_id = 5 + videocall_client::tunables::MAX_RATCHET_STEPS + 1;
-    assert!(matches!(bob_ring.open(1, "alice", far.clone(), 200), Err(OpenError::UnknownKey { .. })));
-    let mut forged = k5.ratchet().seal("alice", b"forged").unwrap();
+    assert!(matches!(
+        bob_ring.open(1, "alice", &Route::default(), far.clone(), 200),
+        Err(OpenError::UnknownKey { .. })
+    ));
+    let mut forged = k5.ratchet().seal("alice", &Route::default(), b"forged").unwrap();
     forged.ciphertext = flip(&forged.ciphertext, 0, 1);
-    assert!(matches!(bob_ring.open(1, "alice", forged.clone(), 200), Err(OpenError::UnknownKey { .. })));
+    assert!(matches!(
+        bob_ring.open(1, "alice", &Route::default(), forged.clone(), 200),
+        Err(OpenError::UnknownKey { .. })
+    ));
     assert_eq!(bob_ring.current_key_id(1), Some(5));
 }
 
@@ -277,7 +343,7 @@ fn small_or_malformed_peer_keys_are_refused() {
     assert!(with(good_der, &signing_key).is_ok());
     // A sealed frame survives the protobuf round trip.
     let mut key = SenderKey::generate(&mut rng(12), 3);
-    let sealed = key.seal("a", b"payload").unwrap();
+    let sealed = key.seal("a", &Route::default(), b"payload").unwrap();
     let parsed = EncryptedMedia::parse_from_bytes(&sealed.write_to_bytes().unwrap()).unwrap();
     assert_eq!(parsed, sealed);
 }
@@ -332,7 +398,8 @@ fn a_key_exchange_through_packets_as_a_relay_would_carry_them() {
     frame.media_type = MediaType::VIDEO.into();
     frame.data = b"MARKER-IN-THE-PICTURE".to_vec().into();
     frame.frame_type = "key".into();
-    let sealed = packets::seal_media(&mut alice_media, "alice", &frame, true).unwrap();
+    let sealed =
+        packets::seal_media(&mut alice_media, "alice", &frame, &Route { keyframe: true, ..Route::default() }).unwrap();
     assert!(sealed.keyframe);
     let on_the_wire = sealed.write_to_bytes().unwrap();
     assert!(!on_the_wire.windows(6).any(|w| w == b"MARKER"), "the relay sees only ciphertext");

@@ -15,11 +15,16 @@ use videocall_client::crypto::statement::Envelope;
 use videocall_client::crypto::{LocalIdentity, SenderKey};
 use videocall_client::packets::{self, Refusal};
 use videocall_client::peers::Event;
-use videocall_types::{MediaPacket, PacketType, PacketWrapper};
+use videocall_types::{MediaPacket, PacketType, PacketWrapper, Route};
 
 /// The relay's own identity, for the attacks.
 fn mallory() -> &'static LocalIdentity {
     identity(99)
+}
+
+/// A routing header for a frame that is not a stream's (every receiver gets it).
+fn route(keyframe: bool) -> Route {
+    Route { keyframe, ..Route::default() }
 }
 
 fn frame(text: &str) -> MediaPacket {
@@ -65,7 +70,7 @@ fn three_join_exchange_keys_and_one_leaves() {
     assert_eq!(bob_seen_by_alice, Some(identity(1).fingerprint()));
 
     for (session, text) in [(1, "from alice"), (2, "from bob"), (3, "from carol")] {
-        room.members.get_mut(&session).unwrap().state.seal(&frame(text), false).unwrap();
+        room.members.get_mut(&session).unwrap().state.seal(&frame(text), &route(false)).unwrap();
     }
     room.settle(10);
     for (session, member) in room.members.iter_mut() {
@@ -86,7 +91,7 @@ fn three_join_exchange_keys_and_one_leaves() {
     room.settle(1000);
     assert_ne!(room.members[&1].state.key_id(), alice_before);
     assert_ne!(room.members[&2].state.key_id(), bob_before);
-    room.members.get_mut(&1).unwrap().state.seal(&frame("after carol"), true).unwrap();
+    room.members.get_mut(&1).unwrap().state.seal(&frame("after carol"), &route(true)).unwrap();
     room.settle(1001);
     assert_eq!(opened(room.members.get_mut(&2).unwrap()), vec![(1, "after carol".to_owned())]);
 
@@ -122,7 +127,7 @@ fn a_reconnect_re_exchanges_keys_under_a_new_session() {
     room.settle(200);
 
     for (from, to, text) in [(1, 5, "alice to new bob"), (5, 1, "new bob to alice")] {
-        room.members.get_mut(&from).unwrap().state.seal(&frame(text), true).unwrap();
+        room.members.get_mut(&from).unwrap().state.seal(&frame(text), &route(true)).unwrap();
         room.settle(300);
         assert_eq!(opened(room.members.get_mut(&to).unwrap()), vec![(from, text.to_owned())]);
     }
@@ -139,7 +144,7 @@ fn addressed_frames_reach_only_their_session() {
     room.join(2, "bob", 1);
     room.join(3, "carol", 2);
     room.settle(0);
-    room.members.get_mut(&1).unwrap().state.seal_to(&frame("for bob"), false, 2).unwrap();
+    room.members.get_mut(&1).unwrap().state.seal_to(&frame("for bob"), &route(false), 2).unwrap();
     room.settle(10);
     assert_eq!(opened(room.members.get_mut(&2).unwrap()), vec![(1, "for bob".to_owned())]);
     assert!(opened(room.members.get_mut(&3).unwrap()).is_empty());
@@ -157,7 +162,7 @@ fn lost_reordered_and_duplicated_frames() {
     let mut sealed = Vec::new();
     for i in 0..60 {
         let alice = room.member(1);
-        alice.state.seal(&frame(&format!("frame {i}")), false).unwrap();
+        alice.state.seal(&frame(&format!("frame {i}")), &route(false)).unwrap();
         let p = alice.state.poll_transmit().unwrap();
         sealed.push(PacketWrapper::parse_from_bytes(&room.stamp(1, p)).unwrap());
     }
@@ -242,7 +247,7 @@ fn honest_room() -> Room {
 
 /// `from` seals `text` to the room; returns what each member opened from it.
 fn say(room: &mut Room, now: u64, from: u64, text: &str) -> BTreeMap<u64, bool> {
-    room.member(from).state.seal(&frame(text), true).unwrap();
+    room.member(from).state.seal(&frame(text), &route(true)).unwrap();
     room.settle(now);
     let sessions: Vec<u64> = room.members.keys().copied().filter(|s| *s != from).collect();
     sessions.into_iter().map(|s| (s, opened(room.member(s)).contains(&(from, text.to_owned())))).collect()
@@ -377,7 +382,8 @@ fn a_forged_key_grant_stamped_as_another_sender_is_refused() {
     aes.signature.clear();
     unsigned.data = aes.write_to_bytes().unwrap();
     room.inject(10, 2, 1, unsigned);
-    let forged = packets::seal_media(&mut relay_key, "alice", &frame("the relay speaking as alice"), true).unwrap();
+    let forged =
+        packets::seal_media(&mut relay_key, "alice", &frame("the relay speaking as alice"), &route(true)).unwrap();
     room.inject(10, 2, 1, forged);
     room.settle(10);
     let bob = room.member(2);
@@ -391,7 +397,7 @@ fn a_forged_key_grant_stamped_as_another_sender_is_refused() {
 fn a_replayed_key_grant_and_replayed_frames_are_refused() {
     let mut room = honest_room();
     let since = room.forwarded.len();
-    room.member(1).state.seal(&frame("said once"), true).unwrap();
+    room.member(1).state.seal(&frame("said once"), &route(true)).unwrap();
     room.settle(10);
     // What the relay kept: Alice's earlier grant to Bob, and her frame.
     let kept_grant = room
@@ -424,7 +430,7 @@ fn a_replayed_key_grant_and_replayed_frames_are_refused() {
     room.inject(now, 2, 1, bumped);
     assert_eq!(room.member(2).refusals().last(), Some(&Refusal::BadSignature));
     // And a replayed frame under the current key opens once only.
-    room.member(1).state.seal(&frame("fresh"), true).unwrap();
+    room.member(1).state.seal(&frame("fresh"), &route(true)).unwrap();
     room.settle(now);
     let fresh = room.forwarded.last().map(|(_, b)| PacketWrapper::parse_from_bytes(b).unwrap()).unwrap();
     assert_eq!(opened(room.member(2)), vec![(1, "fresh".to_owned())]);
@@ -437,7 +443,7 @@ fn a_replayed_key_grant_and_replayed_frames_are_refused() {
 fn a_newcomer_cannot_open_what_was_sealed_before_it_joined() {
     let mut room = honest_room();
     let since = room.forwarded.len();
-    room.member(1).state.seal(&frame("before dave"), true).unwrap();
+    room.member(1).state.seal(&frame("before dave"), &route(true)).unwrap();
     room.settle(10);
     let before: Vec<PacketWrapper> = room.forwarded_to(2, since);
     let alice_key = room.member(1).state.key_id();
@@ -467,7 +473,7 @@ fn a_departed_member_cannot_open_what_is_sealed_after_it_left() {
     let mut carol = room.leave(3, 10);
     room.settle(10);
     let since = room.forwarded.len();
-    room.member(1).state.seal(&frame("after carol"), true).unwrap();
+    room.member(1).state.seal(&frame("after carol"), &route(true)).unwrap();
     room.settle(11);
     // Everything the relay forwarded to Bob since, handed to Carol (keys included): nothing
     // opens for her.
@@ -499,7 +505,7 @@ fn frames_wait_for_asynchronous_key_work_and_none_is_lost() {
         room.member(2).work(step);
         room.settle(step);
         room.member(1).work(step);
-        room.member(1).state.seal(&frame(&format!("frame {step}")), step == 0).unwrap();
+        room.member(1).state.seal(&frame(&format!("frame {step}")), &route(step == 0)).unwrap();
         room.settle(step);
     }
     room.member(2).work(10);

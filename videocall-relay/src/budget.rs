@@ -76,6 +76,11 @@ pub struct BudgetLimits {
     pub control_burst: f64,
     /// Largest `RSA_PUB_KEY` or `AES_KEY` packet.
     pub max_key_packet_bytes: usize,
+    /// Subscriptions a second, and how many may come at once.
+    pub subscriptions_per_sec: f64,
+    pub subscription_burst: f64,
+    /// Largest `SUBSCRIPTION` packet.
+    pub max_subscription_bytes: usize,
 }
 
 impl Default for BudgetLimits {
@@ -88,6 +93,9 @@ impl Default for BudgetLimits {
             control_per_sec: limits::SEND_CONTROL_PER_SEC,
             control_burst: limits::SEND_CONTROL_BURST,
             max_key_packet_bytes: limits::MAX_KEY_PACKET_BYTES,
+            subscriptions_per_sec: limits::SEND_SUBSCRIPTIONS_PER_SEC,
+            subscription_burst: limits::SEND_SUBSCRIPTION_BURST,
+            max_subscription_bytes: limits::MAX_SUBSCRIPTION_BYTES,
         }
     }
 }
@@ -104,6 +112,10 @@ pub enum OverBudget {
     Control(u32),
     #[error("a key packet of {len} bytes (the limit is {max})")]
     KeyTooLarge { len: usize, max: usize },
+    #[error("more than {0} subscriptions a second")]
+    Subscriptions(u32),
+    #[error("a subscription of {len} bytes (the limit is {max})")]
+    SubscriptionTooLarge { len: usize, max: usize },
 }
 
 /// One session's budget.
@@ -113,6 +125,7 @@ pub struct SendBudget {
     packets: TokenBucket,
     bytes: TokenBucket,
     control: TokenBucket,
+    subscriptions: TokenBucket,
 }
 
 impl SendBudget {
@@ -122,6 +135,7 @@ impl SendBudget {
             packets: TokenBucket::new(now, limits.packets_per_sec, limits.packet_burst),
             bytes: TokenBucket::new(now, limits.bytes_per_sec, limits.byte_burst),
             control: TokenBucket::new(now, limits.control_per_sec, limits.control_burst),
+            subscriptions: TokenBucket::new(now, limits.subscriptions_per_sec, limits.subscription_burst),
         }
     }
 
@@ -131,6 +145,12 @@ impl SendBudget {
         let is_key = matches!(kind, PacketType::RSA_PUB_KEY | PacketType::AES_KEY);
         if is_key && len > l.max_key_packet_bytes {
             return Err(OverBudget::KeyTooLarge { len, max: l.max_key_packet_bytes });
+        }
+        if kind == PacketType::SUBSCRIPTION {
+            if len > l.max_subscription_bytes {
+                return Err(OverBudget::SubscriptionTooLarge { len, max: l.max_subscription_bytes });
+            }
+            self.subscriptions.take(now, 1.0).map_err(|_| OverBudget::Subscriptions(l.subscriptions_per_sec as u32))?;
         }
         self.packets.take(now, 1.0).map_err(|_| OverBudget::Packets(l.packets_per_sec as u32))?;
         self.bytes.take(now, len as f64).map_err(|_| OverBudget::Bytes(l.bytes_per_sec as u64))?;

@@ -81,3 +81,37 @@ pub const MAX_ROOMS: usize = 5_000;
 /// Sessions from one client address: enough for a whole room behind one office NAT, far from
 /// what it takes to fill a relay.
 pub const MAX_SESSIONS_PER_ADDRESS: usize = MAX_PARTICIPANTS;
+
+/// Subscriptions a session may send a second, and at once. A page sends one when what it shows
+/// changes (a page of the grid, a pin, a new speaker): a few a second at most. Each makes the
+/// relay work out the demand for every sender and may tell each of them, so a flood ends here.
+pub const SEND_SUBSCRIPTIONS_PER_SEC: f64 = 10.0;
+pub const SEND_SUBSCRIPTION_BURST: f64 = 20.0;
+
+/// Largest `Subscription`: a want per sender's camera and screen in the largest room is about
+/// 4 KiB.
+pub const MAX_SUBSCRIPTION_BYTES: usize = 8 * 1024;
+
+/// A relay asks a sender for a keyframe of a layer a receiver waits to switch to at most this
+/// often: the answer needs a round trip, and a keyframe costs the sender (and everyone taking
+/// that layer) several delta frames. The same interval as a receiver's own requests.
+pub const KEYFRAME_DEMAND_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A receiver's queue holding more than this is backed up: its layers step down. About a
+/// quarter of a second of what a receiver of a 25-person grid with one speaker takes
+/// (4 Mbit/s); a single large keyframe (under 100 KB) does not reach it alone.
+pub const RECEIVER_CONGESTED_BYTES: usize = 128 * 1024;
+
+/// A receiver's queue at or under this is clear: after [`LAYER_RECOVER_AFTER`] of it the
+/// layers step back up. A few small frames in flight.
+pub const RECEIVER_CLEAR_BYTES: usize = 16 * 1024;
+
+/// Least time between two steps of a receiver's layers: a step down takes effect at the next
+/// keyframe of the smaller layer (a round trip to the sender), so stepping faster would go
+/// down to the smallest layer on one burst.
+pub const LAYER_STEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A receiver's queue clear this long moves its layers one step back up: long enough that a
+/// link that just recovered is not flooded again at once (the larger layer costs about three
+/// times the smaller), short enough that a brief loss costs seconds of a smaller picture.
+pub const LAYER_RECOVER_AFTER: Duration = Duration::from_secs(5);

@@ -37,6 +37,9 @@ pub struct RelayMetrics {
     /// Sessions ended, by reason: `left`, `timed out`, `too slow to keep up`, protocol errors.
     pub sessions_closed: Family<Reason, Counter>,
     pub bus_publish_seconds: Histogram,
+    /// Video frames not forwarded to a receiver because it takes another layer of that stream
+    /// (simulcast): what per-receiver forwarding saves.
+    pub layer_skipped: Counter,
 }
 
 impl Default for RelayMetrics {
@@ -56,6 +59,7 @@ impl Default for RelayMetrics {
             connections_refused: Family::default(),
             sessions_closed: Family::default(),
             bus_publish_seconds: Histogram::new(buckets),
+            layer_skipped: Counter::default(),
         }
     }
 }
@@ -80,6 +84,11 @@ impl RelayMetrics {
         );
         r.register("sessions_closed", "Sessions ended, by reason", self.sessions_closed.clone());
         r.register("bus_publish_seconds", "Time to hand a packet to the room bus", self.bus_publish_seconds.clone());
+        r.register(
+            "layer_skipped",
+            "Video frames not forwarded to a receiver that takes another layer of the stream",
+            self.layer_skipped.clone(),
+        );
     }
 
     pub fn dropped(&self, reason: &'static str, packets: u64) {

@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
+use protobuf::Message as _;
 use tokio::sync::{Notify, OnceCell, mpsc};
-use videocall_types::{PacketType, RoomId, UserId, limits::MAX_PACKET_BYTES};
+use videocall_types::{PacketType, PacketWrapper, RoomId, UserId, limits::MAX_PACKET_BYTES};
 
 use crate::budget::{BudgetLimits, OverBudget, SendBudget};
 use crate::bus::{BusError, BusSink, BusSubscription, RoomBus, SealError};
-use crate::room::{CloseReason, JoinError, Member, Moderation, Room, RoomConfig, RoomOutput};
+use crate::room::{CloseReason, JoinError, Member, Moderation, Room, RoomConfig, RoomOutput, SubscriptionError};
 use crate::wire::{self, WireError};
 use crate::{RelayMetrics, RoomToken, SessionId, limits};
 
@@ -72,6 +73,8 @@ pub enum SessionError {
     NotAllowed(PacketType),
     #[error("sending too fast: {0}")]
     OverBudget(OverBudget),
+    #[error("{0}")]
+    Subscription(SubscriptionError),
 }
 
 impl SessionError {
@@ -83,6 +86,7 @@ impl SessionError {
             Self::UnknownType(_) => "unknown_type",
             Self::NotAllowed(_) => "not_allowed",
             Self::OverBudget(_) => "over_budget",
+            Self::Subscription(_) => "bad_subscription",
         }
     }
 
@@ -91,7 +95,7 @@ impl SessionError {
     pub fn close_code(&self) -> u16 {
         match self {
             Self::TooLarge { .. } => 1009,
-            Self::Malformed(_) => 1007,
+            Self::Malformed(_) | Self::Subscription(_) => 1007,
             Self::UnknownType(_) | Self::NotAllowed(_) => 1008,
             Self::OverBudget(_) => CloseReason::Flooding.close_code(),
         }
@@ -531,6 +535,9 @@ impl BusSink for RoomSink {
         if delivery.refused_over_share > 0 {
             relay.metrics.dropped("sender_over_share", delivery.refused_over_share);
         }
+        if delivery.other_layer > 0 {
+            relay.metrics.layer_skipped.inc_by(delivery.other_layer);
+        }
         relay.publish_later(&slot.id, publishes);
         if emptied {
             relay.retire_if_empty(&slot);
@@ -542,6 +549,12 @@ impl BusSink for RoomSink {
             relay.metrics.dropped(why.label(), 1);
         }
     }
+}
+
+/// A client's packet, checked: to publish to the room, or a subscription for this relay.
+enum Stamped {
+    Publish(Bytes),
+    Subscription(Vec<u8>),
 }
 
 /// One client's membership of a room. Dropping it leaves the room.
@@ -585,11 +598,31 @@ impl SessionHandle {
         inner.metrics.packets_in.inc();
         inner.metrics.bytes_in.inc_by(packet.len() as u64);
         self.touch();
-        inner.publish(&self.slot.id, Some(self.member.session), stamped).await;
+        match stamped {
+            Stamped::Publish(stamped) => inner.publish(&self.slot.id, Some(self.member.session), stamped).await,
+            Stamped::Subscription(data) => self.subscribe(&data)?,
+        }
         Ok(())
     }
 
-    fn stamp(&self, packet: &[u8]) -> Result<Bytes, SessionError> {
+    /// The client's subscription, for this relay alone: it never goes on the bus.
+    fn subscribe(&self, data: &[u8]) -> Result<(), SessionError> {
+        let inner = &self.relay.inner;
+        let publishes = {
+            let mut state = self.slot.state.lock();
+            let result = state.room.subscribe(Instant::now(), self.member.session, data);
+            let publishes = inner.apply_outputs(&mut state);
+            result.map(|()| publishes)
+        };
+        let publishes = publishes.map_err(|e| {
+            inner.metrics.rejected("bad_subscription");
+            SessionError::Subscription(e)
+        })?;
+        inner.publish_later(&self.slot.id, publishes);
+        Ok(())
+    }
+
+    fn stamp(&self, packet: &[u8]) -> Result<Stamped, SessionError> {
         let max = self.relay.inner.config.max_packet_bytes;
         if packet.len() > max {
             return Err(SessionError::TooLarge { len: packet.len(), max });
@@ -598,15 +631,25 @@ impl SessionHandle {
             WireError::UnknownPacketType(_) => SessionError::UnknownType(e),
             e => SessionError::Malformed(e),
         })?;
-        // Presence and moderation are the relays' own; no client sends CONNECTION packets.
-        if matches!(header.packet_type, PacketType::PRESENCE | PacketType::MODERATION | PacketType::CONNECTION) {
+        // Presence, moderation and layer demands are the relays' own; no client sends
+        // CONNECTION packets.
+        if matches!(
+            header.packet_type,
+            PacketType::PRESENCE | PacketType::MODERATION | PacketType::CONNECTION | PacketType::LAYER_DEMAND
+        ) {
             return Err(SessionError::NotAllowed(header.packet_type));
         }
         self.budget
             .lock()
             .charge(Instant::now(), header.packet_type, packet.len())
             .map_err(SessionError::OverBudget)?;
-        Ok(stamped)
+        if header.packet_type == PacketType::SUBSCRIPTION {
+            let data = PacketWrapper::parse_from_bytes(packet)
+                .map_err(|e| SessionError::Subscription(SubscriptionError::Malformed(e.to_string())))?
+                .data;
+            return Ok(Stamped::Subscription(data));
+        }
+        Ok(Stamped::Publish(stamped))
     }
 
     /// Records that the client is alive (any frame, a pong included). Takes the room lock at

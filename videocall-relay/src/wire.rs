@@ -1,11 +1,13 @@
 //! Reading and stamping the `PacketWrapper` header without decoding `data`.
 //!
-//! The relay must know a packet's type, its addressee and its drop hint, and must overwrite the
+//! The relay must know a packet's type, its addressee and a media packet's routing header
+//! (stream, simulcast layer, keyframe, frame counter), and must overwrite the
 //! sender identity with the one from the verified token. It does that on the protobuf wire
 //! format directly: the payload bytes are copied once, never parsed or re-encoded.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use videocall_types::{PacketType, UserId};
+use protobuf::EnumOrUnknown;
+use videocall_types::{PacketType, Route, UserId};
 
 use crate::SessionId;
 
@@ -15,6 +17,10 @@ const FIELD_EMAIL: u32 = 2;
 const FIELD_SESSION_ID: u32 = 4;
 const FIELD_TO_SESSION_ID: u32 = 5;
 const FIELD_KEYFRAME: u32 = 6;
+const FIELD_STREAM: u32 = 7;
+const FIELD_LAYER: u32 = 8;
+const FIELD_LAYERS: u32 = 9;
+const FIELD_FRAME: u32 = 10;
 
 const WIRE_VARINT: u8 = 0;
 const WIRE_I64: u8 = 1;
@@ -45,7 +51,8 @@ pub struct Header {
     pub packet_type: PacketType,
     /// `Some` when the packet is addressed to one session only.
     pub to_session: Option<SessionId>,
-    pub keyframe: bool,
+    /// A media packet's routing header: stream, layer, keyframe (the drop hint), frame counter.
+    pub route: Route,
     /// The stamped sender session (0 before stamping).
     pub session_id: u64,
 }
@@ -140,8 +147,12 @@ pub fn scan(buf: &[u8]) -> Result<Header, WireError> {
 
 fn scan_with(buf: &[u8], mut each: impl FnMut(&Field)) -> Result<Header, WireError> {
     let mut packet_type_raw = None;
-    let mut header =
-        Header { packet_type: PacketType::PACKET_TYPE_UNKNOWN, to_session: None, keyframe: false, session_id: 0 };
+    let mut header = Header {
+        packet_type: PacketType::PACKET_TYPE_UNKNOWN,
+        to_session: None,
+        route: Route::default(),
+        session_id: 0,
+    };
     for field in fields(buf) {
         let field = field?;
         match field.number {
@@ -160,7 +171,25 @@ fn scan_with(buf: &[u8], mut each: impl FnMut(&Field)) -> Result<Header, WireErr
             }
             FIELD_KEYFRAME => {
                 expect_wire_type(&field, WIRE_VARINT)?;
-                header.keyframe = field.varint != 0;
+                header.route.keyframe = field.varint != 0;
+            }
+            // Out-of-range values are kept as sent (as protobuf reads them): the frame's
+            // associated data binds them, so only the sender's own values open.
+            FIELD_STREAM => {
+                expect_wire_type(&field, WIRE_VARINT)?;
+                header.route.stream = EnumOrUnknown::from_i32(field.varint as i32);
+            }
+            FIELD_LAYER => {
+                expect_wire_type(&field, WIRE_VARINT)?;
+                header.route.layer = field.varint as u32;
+            }
+            FIELD_LAYERS => {
+                expect_wire_type(&field, WIRE_VARINT)?;
+                header.route.layers = field.varint as u32;
+            }
+            FIELD_FRAME => {
+                expect_wire_type(&field, WIRE_VARINT)?;
+                header.route.frame = field.varint;
             }
             _ => {}
         }
@@ -244,7 +273,8 @@ mod tests {
     fn stamp_overwrites_identity_and_keeps_everything_else() {
         let mut sent = packet(PacketType::MEDIA, "mallory@evil", 7, b"ciphertext");
         sent.to_session_id = 99;
-        sent.keyframe = true;
+        let route = Route::video(videocall_types::MediaStream::STREAM_SCREEN, 1, 2, true, 77);
+        route.apply(&mut sent);
         let mut unknown = UnknownFields::new();
         unknown.add_length_delimited(42, b"future".to_vec());
         *sent.mut_unknown_fields() = unknown;
@@ -256,11 +286,11 @@ mod tests {
         assert_eq!(got.session_id, 1234);
         assert_eq!(got.data, b"ciphertext");
         assert_eq!(got.to_session_id, 99);
-        assert!(got.keyframe);
+        assert_eq!(Route::of(&got), route);
         assert_eq!(got.unknown_fields().get(42), Some(protobuf::UnknownValueRef::LengthDelimited(b"future")));
         assert_eq!(
             header,
-            Header { packet_type: PacketType::MEDIA, to_session: Some(sid(99)), keyframe: true, session_id: 1234 }
+            Header { packet_type: PacketType::MEDIA, to_session: Some(sid(99)), route, session_id: 1234 }
         );
         assert_eq!(scan(&stamped).unwrap(), header);
     }

@@ -29,6 +29,11 @@ enum Scenario {
     /// The `local` room with one hostile participant flooding it (`bot load --flooders 1`):
     /// compare its loss and p99 with `local`'s.
     Flooder,
+    /// The `local` room with simulcast (`bot load --simulcast`): three layers per sender, each
+    /// receiver taking the small layer of all but the speaker's large one.
+    Simulcast,
+    /// `simulcast` through a real nats-server.
+    SimulcastNats,
 }
 
 impl Scenario {
@@ -41,12 +46,14 @@ impl Scenario {
             Self::Loss => "wt, lossy link",
             Self::Flood => "wt, beside a flood",
             Self::Flooder => "ws, with a flooder",
+            Self::Simulcast => "ws, simulcast",
+            Self::SimulcastNats => "ws, simulcast, nats",
         }
     }
 
     fn transport(self) -> &'static str {
         match self {
-            Self::Local | Self::Nats | Self::Flooder => "websocket",
+            Self::Local | Self::Nats | Self::Flooder | Self::Simulcast | Self::SimulcastNats => "websocket",
             Self::Webtransport | Self::Loss | Self::Flood => "webtransport",
             Self::Mixed => "mixed",
         }
@@ -249,7 +256,7 @@ fn run_flood(args: &BenchArgs) -> Result<Row> {
 
 fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Vec<Row>> {
     let nats = match scenario {
-        Scenario::Nats => Some(NatsServer::start()?),
+        Scenario::Nats | Scenario::SimulcastNats => Some(NatsServer::start()?),
         _ => None,
     };
     if scenario == Scenario::Flood {
@@ -261,7 +268,11 @@ fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Vec<Row>> {
             name: scenario.name().to_owned(),
             participants: args.participants,
             duration: args.duration,
-            bot_args: if scenario == Scenario::Flooder { vec!["--flooders".into(), "1".into()] } else { Vec::new() },
+            bot_args: match scenario {
+                Scenario::Flooder => vec!["--flooders".into(), "1".into()],
+                Scenario::Simulcast | Scenario::SimulcastNats => vec!["--simulcast".into()],
+                _ => Vec::new(),
+            },
             link: None,
             nats: nats.as_ref(),
         };
@@ -313,7 +324,7 @@ pub fn machine() -> String {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.scenario.is_empty() || args.scenario.contains(&Scenario::Nats) {
+    if args.scenario.is_empty() || args.scenario.iter().any(|s| matches!(s, Scenario::Nats | Scenario::SimulcastNats)) {
         setup::ensure_commands(&[("nats-server", "nats-server")])?;
     }
     status(cargo().args(["build", "--release", "--locked", "-p", "actix-api", "-p", "bot"]))?;
@@ -322,6 +333,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Scenario::Local,
             Scenario::Flooder,
             Scenario::Nats,
+            Scenario::Simulcast,
+            Scenario::SimulcastNats,
             Scenario::Webtransport,
             Scenario::Mixed,
             Scenario::Loss,
@@ -337,10 +350,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     println!("\nmachine: {}", machine());
     println!(
-        "{:<18} {:>12} {:>8} {:>8} {:>10} {:>7} {:>7} {:>7} {:>7} {:>16} {:>12} {:>14}",
+        "{:<20} {:>12} {:>8} {:>11} {:>8} {:>10} {:>7} {:>7} {:>7} {:>7} {:>16} {:>9} {:>12} {:>14}",
         "scenario",
         "delivered/s",
         "MB/s",
+        "Mbit/s/rcv",
         "loss %",
         "reordered",
         "p50 ms",
@@ -348,6 +362,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "p99 ms",
         "max ms",
         "relay CPU s (cores)",
+        "µs/pkt",
         "relay RSS MB",
         "nats CPU s"
     );
@@ -356,10 +371,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         let l = |k: &str| r["latency_ms"][k].as_f64().unwrap_or(f64::NAN);
         println!(
-            "{:<18} {:>12.0} {:>8.1} {:>8.3} {:>10} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>11.1} ({:>4.2}) {:>12.1} {:>14}",
+            "{:<20} {:>12.0} {:>8.1} {:>11.2} {:>8.3} {:>10} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>11.1} ({:>4.2}) {:>9.2} {:>12.1} {:>14}",
             row.name,
             f("delivered_packets_per_sec"),
             f("delivered_mbytes_per_sec"),
+            f("downlink_mbit_per_receiver"),
             f("loss_percent"),
             r["reordered"].as_u64().unwrap_or(0),
             l("p50"),
@@ -368,6 +384,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             l("max"),
             row.server.cpu_seconds,
             row.server.cpu_seconds / row.wall,
+            // Relay CPU per delivered packet: what forwarding one packet to one receiver costs.
+            row.server.cpu_seconds * 1e6 / f("delivered_packets").max(1.0),
             row.server.peak_rss_mb,
             row.nats.as_ref().map_or("-".into(), |n| format!("{:.1}", n.cpu_seconds)),
         );

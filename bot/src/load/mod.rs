@@ -76,6 +76,12 @@ pub struct LoadArgs {
     /// packets are not counted; the summary says how they fared.
     #[arg(long, default_value_t = 0)]
     pub flooders: usize,
+    /// Simulcast: each participant sends its video in three layers (a tenth, a third and all of
+    /// `--video-bitrate`), only those the relays demand, and shows the speaker (the room's
+    /// lowest session) large and everyone else as thumbnails: it subscribes to the smallest
+    /// layer of all but the speaker, whose largest it takes.
+    #[arg(long)]
+    pub simulcast: bool,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -113,6 +119,7 @@ impl LoadArgs {
             keyframe_every: ((self.keyframe_interval * f64::from(fps)).round() as u32).max(1),
             audio_pps: self.audio_pps,
             audio_bytes: self.audio_bytes,
+            simulcast: self.simulcast,
         }
     }
 }
@@ -161,6 +168,11 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     for p in &mut participants {
         p.await_peers(room_sizes[p.room] - 1, Duration::from_secs(30)).await?;
     }
+    if args.simulcast {
+        for p in &mut participants {
+            p.subscribe().await?;
+        }
+    }
     if !args.quiet {
         eprintln!(
             "{} participants joined {rooms} room(s) on {server}; publishing for {:.0} s",
@@ -200,12 +212,15 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let mut sent_per_room = vec![0u64; rooms];
     let (mut sent_packets, mut sent_bytes) = (0u64, 0u64);
     let mut total = ReceiverStats::default();
+    let mut downlinks = Vec::new();
     for (room, sender, receiver) in running {
         let (sink, packets, bytes) = sender.await.context("sender task")??;
         sent_per_room[room] += packets;
         sent_packets += packets;
         sent_bytes += bytes;
         let (receiving, stats) = receiver.await.context("receiver task")?;
+        downlinks.push(stats.bytes as f64 * 8.0 / args.duration / 1e6);
+        total.gaps_seen += stats.gaps();
         total.merge(&stats);
         link::close(sink, receiving).await;
     }
@@ -216,7 +231,11 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             flood.merge(report);
         }
     }
-    let expected: u64 = sent_per_room.iter().zip(&room_sizes).map(|(sent, size)| sent * (*size as u64 - 1)).sum();
+    let expected: u64 = if args.simulcast {
+        total.unique + total.gaps_seen
+    } else {
+        sent_per_room.iter().zip(&room_sizes).map(|(sent, size)| sent * (*size as u64 - 1)).sum()
+    };
     let seconds = args.duration;
     let summary = Summary {
         server,
@@ -241,6 +260,9 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         duplicates: total.duplicates,
         reordered: total.reordered,
         latency_ms: Latency::of(&total.latency_us),
+        simulcast: args.simulcast,
+        downlink_mbit_per_receiver: downlinks.iter().sum::<f64>() / downlinks.len().max(1) as f64,
+        downlink_mbit_max: downlinks.iter().copied().fold(0.0, f64::max),
         flood,
     };
     if args.json {

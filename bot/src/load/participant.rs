@@ -2,7 +2,7 @@
 //! everything it receives.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -11,7 +11,10 @@ use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use videocall_types::{PacketType, PacketWrapper, PresencePacket, presence_packet::Event};
+use videocall_types::{
+    LARGEST_LAYER, LayerDemand, LayerWant, MAX_LAYERS, MediaStream, PacketType, PacketWrapper, PresencePacket, Route,
+    Subscription, presence_packet::Event,
+};
 
 use super::link::{self, LinkReceiver, LinkSender, Transport, WebTransportInfo};
 use super::payload::{self, FrameSizer, Kind, Stamp};
@@ -33,6 +36,21 @@ pub struct SendPlan {
     pub keyframe_every: u32,
     pub audio_pps: u32,
     pub audio_bytes: usize,
+    /// Video in three layers ([`LAYER_SHARES`]) sent as the relays demand, each receiver taking
+    /// the smallest layer of everyone but the speaker's largest.
+    pub simulcast: bool,
+}
+
+/// With simulcast, each layer's share of the video bitrate, smallest first: 320x180 at
+/// 150 kb/s, 640x360 at 500 kb/s and 1280x720 at 1.5 Mb/s, as the web client's layers.
+pub const LAYER_SHARES: [f64; MAX_LAYERS as usize] = [0.1, 1.0 / 3.0, 1.0];
+
+/// What the relays demand of a simulcast sender: which layers, and a keyframe.
+#[derive(Default)]
+struct Demand {
+    /// Bit n: layer n is sent. Before any demand, the top layer alone.
+    layers: AtomicU32,
+    keyframe: AtomicBool,
 }
 
 pub struct Participant {
@@ -41,6 +59,8 @@ pub struct Participant {
     sender: LinkSender,
     receiver: LinkReceiver,
     known: std::collections::HashSet<u64>,
+    /// Our own session, as the relay's member list names it.
+    session: u64,
 }
 
 #[derive(Deserialize)]
@@ -95,7 +115,7 @@ impl Participant {
     ) -> Result<Self> {
         let token = guest_token(http, server, room_name, name).await?;
         let (sender, receiver) = link::connect(transport, server, webtransport, &token.websocket_path).await?;
-        Ok(Self { user: token.user_id, room, sender, receiver, known: Default::default() })
+        Ok(Self { user: token.user_id, room, sender, receiver, known: Default::default(), session: 0 })
     }
 
     /// Reads presence until this participant knows `others` other sessions.
@@ -113,7 +133,10 @@ impl Participant {
                     continue;
                 }
                 match PresencePacket::parse_from_bytes(&packet.data).ok().and_then(|p| p.event) {
-                    Some(Event::Members(list)) => self.known.extend(list.participants.iter().map(|p| p.session_id)),
+                    Some(Event::Members(list)) => {
+                        self.session = list.you.session_id;
+                        self.known.extend(list.participants.iter().map(|p| p.session_id));
+                    }
                     Some(Event::Joined(p)) => {
                         self.known.insert(p.session_id);
                     }
@@ -127,6 +150,29 @@ impl Participant {
         Ok(())
     }
 
+    /// With simulcast: tells the relay this participant shows the speaker (the lowest session
+    /// in the room) large and everyone else as thumbnails.
+    pub async fn subscribe(&mut self) -> Result<()> {
+        let speaker = self.known.iter().copied().chain([self.session]).min().unwrap_or(0);
+        let want = |session: u64, max_layer: u32| LayerWant {
+            session,
+            stream: MediaStream::STREAM_CAMERA.into(),
+            max_layer,
+            ..Default::default()
+        };
+        let subscription = Subscription {
+            wants: (speaker != self.session).then(|| want(speaker, LARGEST_LAYER)).into_iter().collect(),
+            defaults: vec![want(0, 0)],
+            ..Default::default()
+        };
+        let packet = PacketWrapper {
+            packet_type: PacketType::SUBSCRIPTION.into(),
+            data: subscription.write_to_bytes()?,
+            ..Default::default()
+        };
+        self.sender.send(packet.write_to_bytes()?).await
+    }
+
     /// Starts publishing at `start` until `end`, and receiving until `stop` turns true.
     pub fn run(
         self,
@@ -137,8 +183,10 @@ impl Participant {
         live: Arc<Live>,
     ) -> (tokio::task::JoinHandle<Result<(LinkSender, u64, u64)>>, tokio::task::JoinHandle<(LinkReceiver, ReceiverStats)>)
     {
-        let sender = tokio::spawn(send(self.sender, plan, start, end, live.clone()));
-        let receiver = tokio::spawn(receive(self.receiver, stop, live));
+        let demand = Arc::new(Demand::default());
+        demand.layers.store(1 << (MAX_LAYERS - 1), Ordering::Relaxed);
+        let sender = tokio::spawn(send(self.sender, plan, start, end, live.clone(), demand.clone()));
+        let receiver = tokio::spawn(receive(self.receiver, stop, live, demand));
         (sender, receiver)
     }
 }
@@ -150,6 +198,7 @@ async fn send(
     start: Instant,
     end: Instant,
     live: Arc<Live>,
+    demand: Arc<Demand>,
 ) -> Result<(LinkSender, u64, u64)> {
     let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
     let mut sizer = FrameSizer::new(plan.video_frame_bytes, plan.keyframe_every);
@@ -158,7 +207,9 @@ async fn send(
     // Spread participants over a frame interval, as independent cameras would be.
     let mut video = tokio::time::interval_at(start + video_period.mul_f64(rng.random_range(0.0..1.0)), video_period);
     let mut audio = tokio::time::interval_at(start + audio_period.mul_f64(rng.random_range(0.0..1.0)), audio_period);
-    let (mut seq, mut sent_bytes) = (0u64, 0u64);
+    let (mut sent, mut sent_bytes) = (0u64, 0u64);
+    // Sequence numbers per stream: audio, then each layer (a receiver takes one layer).
+    let mut seqs = [0u64; 1 + MAX_LAYERS as usize];
     loop {
         let (kind, size, keyframe) = tokio::select! {
             _ = video.tick(), if plan.fps > 0 => {
@@ -168,15 +219,44 @@ async fn send(
             _ = audio.tick(), if plan.audio_pps > 0 => (Kind::Audio, plan.audio_bytes, false),
             _ = tokio::time::sleep_until(end) => break,
         };
-        let data = payload::encode(Stamp { kind, seq, sent_at_ns: now_ns() }, size);
-        let packet = PacketWrapper { packet_type: PacketType::MEDIA.into(), keyframe, data, ..Default::default() };
-        let bytes = packet.write_to_bytes()?;
-        sent_bytes += bytes.len() as u64;
-        link.send(bytes).await?;
-        seq += 1;
-        live.sent.fetch_add(1, Ordering::Relaxed);
+        let mut packets = Vec::with_capacity(MAX_LAYERS as usize);
+        if kind == Kind::Video && plan.simulcast {
+            let keyframe = keyframe | demand.keyframe.swap(false, Ordering::Relaxed);
+            let layers = demand.layers.load(Ordering::Relaxed);
+            for layer in (0..MAX_LAYERS).filter(|l| layers & (1 << l) != 0) {
+                let seq = &mut seqs[1 + layer as usize];
+                let size = (size as f64 * LAYER_SHARES[layer as usize]) as usize;
+                let mut packet = media(Stamp { kind, seq: *seq, sent_at_ns: now_ns() }, size);
+                Route::video(MediaStream::STREAM_CAMERA, layer, MAX_LAYERS, keyframe, *seq + 1).apply(&mut packet);
+                *seq += 1;
+                packets.push(packet);
+            }
+        } else if plan.simulcast {
+            // Audio: its own stream, always forwarded.
+            let mut packet = media(Stamp { kind, seq: seqs[0], sent_at_ns: now_ns() }, size);
+            seqs[0] += 1;
+            Route::audio(seqs[0]).apply(&mut packet);
+            packets.push(packet);
+        } else {
+            // One sequence over all of a sender's packets: every receiver gets them all.
+            let mut packet = media(Stamp { kind, seq: sent, sent_at_ns: now_ns() }, size);
+            packet.keyframe = keyframe;
+            packets.push(packet);
+        }
+        for packet in packets {
+            let bytes = packet.write_to_bytes()?;
+            sent_bytes += bytes.len() as u64;
+            link.send(bytes).await?;
+            sent += 1;
+            live.sent.fetch_add(1, Ordering::Relaxed);
+        }
     }
-    Ok((link, seq, sent_bytes))
+    Ok((link, sent, sent_bytes))
+}
+
+fn media(stamp: Stamp, size: usize) -> PacketWrapper {
+    let data = payload::encode(stamp, size);
+    PacketWrapper { packet_type: PacketType::MEDIA.into(), data, ..Default::default() }
 }
 
 /// Records every media packet received until `stop`.
@@ -184,6 +264,7 @@ async fn receive(
     mut link: LinkReceiver,
     mut stop: watch::Receiver<bool>,
     live: Arc<Live>,
+    demand: Arc<Demand>,
 ) -> (LinkReceiver, ReceiverStats) {
     let mut stats = ReceiverStats::default();
     loop {
@@ -201,12 +282,24 @@ async fn receive(
         };
         let received_at = now_ns();
         let Ok(packet) = PacketWrapper::parse_from_bytes(&bytes) else { continue };
+        if packet.packet_type.enum_value() == Ok(PacketType::LAYER_DEMAND) {
+            let Ok(told) = LayerDemand::parse_from_bytes(&packet.data) else { continue };
+            let camera = told.streams.iter().filter(|s| s.stream.enum_value() == Ok(MediaStream::STREAM_CAMERA));
+            let (layers, keyframes) = camera.fold((0, 0), |(l, k), s| (l | s.layers, k | s.keyframes));
+            demand.layers.store(layers, Ordering::Relaxed);
+            if keyframes != 0 {
+                demand.keyframe.store(true, Ordering::Relaxed);
+            }
+            continue;
+        }
         if packet.packet_type.enum_value() != Ok(PacketType::MEDIA) {
             continue;
         }
         let Some(stamp) = payload::decode(&packet.data) else { continue };
         let latency_us = received_at.saturating_sub(stamp.sent_at_ns) / 1000;
-        stats.record(&packet.email, stamp.seq, bytes.len(), latency_us);
+        // Each stream of a sender counts on its own: audio, and each simulcast layer.
+        let stream = (packet.stream.value(), packet.layer);
+        stats.record(&packet.email, stream, stamp.seq, bytes.len(), latency_us);
         live.delivered.fetch_add(1, Ordering::Relaxed);
         live.delivered_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     }

@@ -9,7 +9,9 @@ use serde::Serialize;
 #[derive(Default)]
 struct SenderTrack {
     bits: Vec<u64>,
+    lowest: Option<u64>,
     highest: Option<u64>,
+    count: u64,
 }
 
 impl SenderTrack {
@@ -24,18 +26,31 @@ impl SenderTrack {
             return (true, false);
         }
         self.bits[word] |= mask;
+        self.count += 1;
+        self.lowest = Some(self.lowest.map_or(seq, |l| l.min(seq)));
         let reordered = self.highest.is_some_and(|h| seq < h);
         self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
         (false, reordered)
     }
+
+    /// Sequence numbers missing between the first and the last received.
+    fn gaps(&self) -> u64 {
+        match (self.lowest, self.highest) {
+            (Some(l), Some(h)) => (h - l + 1).saturating_sub(self.count),
+            _ => 0,
+        }
+    }
 }
 
 pub struct ReceiverStats {
-    senders: HashMap<String, SenderTrack>,
+    /// Per sender and stream (its kind and simulcast layer; both 0 without simulcast).
+    senders: HashMap<String, HashMap<(i32, u32), SenderTrack>>,
     pub unique: u64,
     pub bytes: u64,
     pub duplicates: u64,
     pub reordered: u64,
+    /// In merged figures: the receivers' [`ReceiverStats::gaps`], summed.
+    pub gaps_seen: u64,
     /// Relay latency in microseconds.
     pub latency_us: Histogram<u64>,
 }
@@ -48,6 +63,7 @@ impl Default for ReceiverStats {
             bytes: 0,
             duplicates: 0,
             reordered: 0,
+            gaps_seen: 0,
             // 1 µs to 1 h, 3 significant figures: cannot fail for these bounds.
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
         }
@@ -55,11 +71,12 @@ impl Default for ReceiverStats {
 }
 
 impl ReceiverStats {
-    pub fn record(&mut self, sender: &str, seq: u64, bytes: usize, latency_us: u64) {
-        let track = match self.senders.get_mut(sender) {
-            Some(track) => track,
+    pub fn record(&mut self, sender: &str, stream: (i32, u32), seq: u64, bytes: usize, latency_us: u64) {
+        let streams = match self.senders.get_mut(sender) {
+            Some(streams) => streams,
             None => self.senders.entry(sender.to_owned()).or_default(),
         };
+        let track = streams.entry(stream).or_default();
         let (duplicate, reordered) = track.record(seq);
         if duplicate {
             self.duplicates += 1;
@@ -69,6 +86,12 @@ impl ReceiverStats {
         self.bytes += bytes as u64;
         self.reordered += u64::from(reordered);
         let _ = self.latency_us.record(latency_us.max(1));
+    }
+
+    /// Packets missing inside the streams received: loss, when a receiver need not get every
+    /// packet sent (simulcast: one layer of each sender, joined at a keyframe).
+    pub fn gaps(&self) -> u64 {
+        self.senders.values().flat_map(|s| s.values()).map(SenderTrack::gaps).sum()
     }
 
     pub fn merge(&mut self, other: &ReceiverStats) {
@@ -101,6 +124,12 @@ pub struct Summary {
     pub duplicates: u64,
     pub reordered: u64,
     pub latency_ms: Latency,
+    /// Simulcast (`--simulcast`): each receiver takes one layer of each sender, so loss counts
+    /// what is missing inside the streams it took, not what it was never meant to get.
+    pub simulcast: bool,
+    /// What each receiver took, Mbit/s: the mean over receivers and the largest.
+    pub downlink_mbit_per_receiver: f64,
+    pub downlink_mbit_max: f64,
     /// How the flooders (`--flooders`) fared, when there were any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flood: Option<super::flooder::FloodReport>,
@@ -144,7 +173,8 @@ impl Summary {
              loss         {} ({:.3} %)\n\
              duplicates   {}\n\
              reordered    {}\n\
-             latency ms   p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}\n",
+             latency ms   p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}\n\
+             downlink     {:.2} Mbit/s per receiver (largest {:.2}){}\n",
             self.server,
             self.transport,
             self.participants,
@@ -165,6 +195,9 @@ impl Summary {
             l.p95,
             l.p99,
             l.max,
+            self.downlink_mbit_per_receiver,
+            self.downlink_mbit_max,
+            if self.simulcast { ", simulcast: one layer of each sender" } else { "" },
         );
         table + &flood
     }
@@ -178,10 +211,12 @@ mod tests {
     fn duplicates_and_reordering_are_told_apart() {
         let mut s = ReceiverStats::default();
         for seq in [0, 1, 3, 2, 3, 200] {
-            s.record("a", seq, 10, 500);
+            s.record("a", (0, 0), seq, 10, 500);
         }
-        s.record("b", 0, 10, 1500);
+        s.record("b", (0, 0), 0, 10, 1500);
         assert_eq!((s.unique, s.duplicates, s.reordered, s.bytes), (6, 1, 1, 60));
+        // 0..=200 from "a" with 5 received: 196 missing in between.
+        assert_eq!(s.gaps(), 196);
         assert_eq!(s.latency_us.len(), 6);
     }
 }

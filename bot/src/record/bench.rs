@@ -16,7 +16,7 @@ use rand_core::OsRng;
 use videocall_client::crypto::{KeyMaterial, KeyRing, LocalIdentity, SenderKey};
 use videocall_client::packets;
 use videocall_client::peers::PeerState;
-use videocall_types::{AudioMetadata, MediaPacket, MediaType, PacketWrapper, VideoMetadata};
+use videocall_types::{AudioMetadata, MediaPacket, MediaType, PacketWrapper, Route, VideoMetadata};
 
 use super::Files;
 use super::room::RoomRecorder;
@@ -137,7 +137,8 @@ pub fn run(args: RecordBenchArgs) -> Result<()> {
             }
             for (media, key) in out {
                 for (session, user, key_material) in &mut senders {
-                    let mut packet = packets::seal_media(key_material, user, &media, key)?;
+                    let mut packet =
+                        packets::seal_media(key_material, user, &media, &Route { keyframe: key, ..Route::default() })?;
                     (packet.session_id, packet.email) = (*session, user.clone());
                     let bytes = packet.write_to_bytes()?;
                     let (before, wall_before) = (thread_cpu_seconds(), Instant::now());

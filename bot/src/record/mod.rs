@@ -30,7 +30,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use videocall_client::crypto::LocalIdentity;
 use videocall_client::messages;
 use videocall_client::peers::{Event, PeerState};
-use videocall_types::PacketWrapper;
+use videocall_types::{LARGEST_LAYER, PacketWrapper, Route};
 
 use crate::camera::{JoinArgs, wall_ms};
 use crate::load::link::{self, LinkSender};
@@ -164,7 +164,7 @@ impl Files {
                 result?;
             }
             Action::RequestKeyframe { session, screen } => {
-                let _ = core.seal_to(&messages::keyframe_request(screen), false, session);
+                let _ = core.seal_to(&messages::keyframe_request(screen, LARGEST_LAYER), &Route::default(), session);
             }
             Action::Unrecordable { session, stream, reason } => {
                 eprintln!("bot record: session {session}'s {stream:?} is not recorded: {reason}");
@@ -256,9 +256,9 @@ pub async fn run(args: RecordArgs) -> Result<()> {
                 core.work_locally(&identity, now);
                 while let Some(event) = core.poll_event() {
                     match event {
-                        Event::Media { session, user, media } => {
+                        Event::Media { session, user, media, .. } => {
                             if let Some(answer) = messages::heartbeat_answer(&media, 0) {
-                                let _ = core.seal_to(&answer, false, session);
+                                let _ = core.seal_to(&answer, &Route::default(), session);
                                 continue;
                             }
                             let name = core.peers().get(&session).map(|p| p.display_name.clone()).unwrap_or_default();
@@ -288,7 +288,7 @@ pub async fn run(args: RecordArgs) -> Result<()> {
         }
     }
     if let Some(Stop::Storage(why)) = &stop {
-        let _ = core.seal(&messages::chat(&format!("Recording stopped: {why}")), false);
+        let _ = core.seal(&messages::chat(&format!("Recording stopped: {why}")), &Route::default());
     }
     let _ = flush(&mut core, &mut sender).await;
     link::close(sender, receiver).await;

@@ -11,10 +11,13 @@
 //! - the media packets: sequence numbers per stream, heartbeats once a second with our media
 //!   state, their answers (round trip, the loss each receiver reports), keyframe requests
 //!   (throttled per peer and stream), chat;
-//! - the bitrate ladder, moved by the loss receivers report and our send queue.
+//! - the bitrate ladder, moved by the loss receivers report and our send queue;
+//! - simulcast: the camera's layers, run as the relays' demand says, each frame sealed with its
+//!   routing header; what we show, told to our relay as a subscription.
 
 mod ladder;
 mod loss;
+mod simulcast;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -22,11 +25,13 @@ use bytes::Bytes;
 use protobuf::{Message as _, MessageField};
 use rand_core::CryptoRngCore;
 use videocall_types::{
-    AudioMetadata, CloseReason, HeartbeatMetadata, MediaPacket, MediaType, PacketWrapper, VideoMetadata,
+    AudioMetadata, CloseReason, HeartbeatMetadata, LayerDemand, MAX_LAYERS, MediaPacket, MediaType, PacketType,
+    PacketWrapper, Route, VideoMetadata,
 };
 
 pub use ladder::{Ladder, RUNGS, Rung};
 pub use loss::SequenceLoss;
+pub use simulcast::{LOWER_LAYERS, LayerSpec, SendLayers, View, Want, lower_layers};
 
 use crate::Millis;
 use crate::crypto::{IdentityPublic, LocalIdentity, OpenError};
@@ -127,6 +132,8 @@ impl VideoStream {
 #[derive(Debug, Clone, Default)]
 pub struct EncodedVideo {
     pub codec: String,
+    /// The simulcast layer it was encoded for (0 the smallest).
+    pub layer: u32,
     pub keyframe: bool,
     pub data: Vec<u8>,
     /// Microseconds, as WebCodecs counts.
@@ -153,6 +160,8 @@ pub struct EncodedAudio {
 pub struct IncomingVideo {
     pub session: u64,
     pub stream: VideoStream,
+    /// The sender's simulcast layer the relay forwards us (0 the smallest).
+    pub layer: u32,
     pub codec: String,
     pub keyframe: bool,
     /// A slice of the opened packet: never copied on the way here.
@@ -252,8 +261,17 @@ pub enum Output {
     },
     /// Close the transport: we left.
     Disconnect,
-    /// Ask our encoder of this stream for a keyframe.
-    Keyframe(VideoStream),
+    /// Ask our encoder of this stream's layer for a keyframe.
+    Keyframe {
+        stream: VideoStream,
+        layer: u32,
+    },
+    /// Run the encoders of this stream's layers in `active` (bit n: layer n), pause the
+    /// others: what the relays' receivers take.
+    Layers {
+        stream: VideoStream,
+        active: u32,
+    },
     /// Reconfigure the camera's encoder.
     Rung(Rung),
     /// Start (or unmute) or stop (mute) the microphone's sender.
@@ -286,7 +304,16 @@ pub struct PeerLink {
     /// Their video's loss since our last heartbeat answer to them.
     loss: SequenceLoss,
     last_sequence: [Option<u64>; 2],
+    /// The layer of their camera and screen we last received.
+    last_layer: [Option<u32>; 2],
     last_key_request: [Option<Millis>; 2],
+}
+
+impl PeerLink {
+    /// The layer of `stream` the relay forwards us, once a frame came.
+    pub fn layer(&self, stream: VideoStream) -> Option<u32> {
+        self.last_layer[stream.index()]
+    }
 }
 
 /// The call engine. `R` draws media keys.
@@ -303,8 +330,15 @@ pub struct Engine<R> {
     next_tick: Option<Millis>,
     left: bool,
     media: MediaState,
-    /// Per stream (camera, screen, microphone): the last sequence number sent.
-    sequences: [u64; 3],
+    /// Per stream (camera, screen, microphone) and layer: the last frame number sent.
+    frames: [[u64; MAX_LAYERS as usize]; 3],
+    /// Per video stream: which layers it has and which run.
+    send: [SendLayers; 2],
+    /// What we show, for our relay.
+    view: View,
+    view_due: bool,
+    /// Whether the camera sends its lower layers too ([`Engine::set_simulcast`]).
+    simulcast: bool,
     ladder: Option<Ladder>,
     /// The camera's codec and the size of its last frame.
     sending: (String, u32, u32),
@@ -331,7 +365,11 @@ impl<R: CryptoRngCore> Engine<R> {
             next_tick: None,
             left: false,
             media,
-            sequences: [0; 3],
+            frames: [[0; MAX_LAYERS as usize]; 3],
+            send: [SendLayers::new(1), SendLayers::new(1)],
+            view: View::default(),
+            view_due: false,
+            simulcast: true,
             ladder: None,
             sending: (String::new(), 0, 0),
             queued_bytes: 0.0,
@@ -413,6 +451,8 @@ impl<R: CryptoRngCore> Engine<R> {
         }
         self.core.restart(user, room);
         self.attempts = 0;
+        // A new relay session: it knows nothing of what we show.
+        self.view_due = self.view != View::default();
         self.set_connection(Connection::Connected { transport });
         self.drive(now);
     }
@@ -503,7 +543,13 @@ impl<R: CryptoRngCore> Engine<R> {
             return;
         }
         self.heartbeat(now);
-        let worst_loss = self.links.values().map(|l| l.reported_loss).max().unwrap_or(0);
+        // With simulcast the relay moves a lossy receiver to a smaller layer: one weak link no
+        // longer steps our camera down for everyone; only our own send queue does.
+        let worst_loss = if self.send[VideoStream::Camera.index()].count() > 1 {
+            0
+        } else {
+            self.links.values().map(|l| l.reported_loss).max().unwrap_or(0)
+        };
         let Some(ladder) = self.ladder.as_mut() else { return };
         if ladder.tick(worst_loss, self.queued_bytes) {
             let rung = ladder.rung();
@@ -520,12 +566,36 @@ impl<R: CryptoRngCore> Engine<R> {
     }
 
     /// The camera opened at `width` x `height`: the ladder starts at the rung it allows, which
-    /// the camera's encoder starts with.
+    /// the camera's top layer starts with; the layers under it are [`lower_layers`] of that
+    /// rung, for the adapter to encode alongside (paused until a relay asks for them).
     pub fn camera_opened(&mut self, width: u32, height: u32) -> Rung {
         let ladder = Ladder::for_camera(width, height);
         let rung = ladder.rung();
         self.ladder = Some(ladder);
+        let count = if self.simulcast { lower_layers(rung.width).len() as u32 + 1 } else { 1 };
+        self.send[VideoStream::Camera.index()] = SendLayers::new(count);
+        let active = self.send[VideoStream::Camera.index()].active();
+        self.outputs.push_back(Output::Layers { stream: VideoStream::Camera, active });
         rung
+    }
+
+    /// Whether the camera opened next sends lower layers besides its own size (on by default;
+    /// off, a camera is one layer, which every receiver gets, as before simulcast).
+    pub fn set_simulcast(&mut self, on: bool) {
+        self.simulcast = on;
+    }
+
+    /// Which layers of `stream` we have and which run.
+    pub fn send_layers(&self, stream: VideoStream) -> &SendLayers {
+        &self.send[stream.index()]
+    }
+
+    /// What we show changed: our relay is told (now, or once connected).
+    pub fn set_view(&mut self, view: View) {
+        if view != self.view {
+            self.view = view;
+            self.view_due = true;
+        }
     }
 
     /// The microphone on or off (the user, or the host's mute).
@@ -569,7 +639,7 @@ impl<R: CryptoRngCore> Engine<R> {
         meta.video_on = self.media.video_on;
         meta.screen_on = self.media.screen_on;
         media.heartbeat_metadata = MessageField::some(meta);
-        self.seal(&media, false, session);
+        self.seal(&media, session);
     }
 
     /// A chat line from us to the room.
@@ -578,33 +648,37 @@ impl<R: CryptoRngCore> Engine<R> {
         if text.is_empty() || !self.connected() {
             return;
         }
-        self.seal(&messages::chat(text), false, 0);
+        self.seal(&messages::chat(text), 0);
         let name = self.display_name.clone();
         self.show(Update::Chat { session: 0, name, text: text.to_owned() });
     }
 
     /// Seals an encoded frame of ours for the room. Frames while not connected are dropped:
-    /// nobody could hold the key they would be sealed with.
+    /// nobody could hold the key they would be sealed with; so are frames of a layer nobody
+    /// takes (an encoder still finishing as it pauses).
     pub fn send_video(&mut self, stream: VideoStream, frame: EncodedVideo) -> Result<(), PacketError> {
-        if !self.connected() {
+        let layers = &self.send[stream.index()];
+        if !self.connected() || frame.layer >= layers.count() || !layers.is_active(frame.layer) {
             return Ok(());
         }
+        let count = layers.count();
         let mut media = MediaPacket::new();
         media.media_type = stream.media_type().into();
         media.frame_type = if frame.keyframe { "key" } else { "delta" }.into();
         media.timestamp = frame.timestamp_us;
         media.duration = frame.duration_us;
         let mut meta = VideoMetadata::new();
-        meta.sequence = self.next_sequence(stream.index());
+        meta.sequence = self.next_frame(stream.index(), frame.layer);
         (meta.width, meta.height) = (frame.width, frame.height);
         meta.capture_time_ms = frame.capture_ms;
-        if stream == VideoStream::Camera {
+        if stream == VideoStream::Camera && frame.layer + 1 == count {
             self.sending = (frame.codec.clone(), frame.width, frame.height);
         }
+        let route = Route::video(simulcast::stream_kind(stream), frame.layer, count, frame.keyframe, meta.sequence);
         meta.codec = frame.codec;
         media.video_metadata = MessageField::some(meta);
         media.data = frame.data.into();
-        self.core.seal(&media, frame.keyframe)
+        self.core.seal(&media, &route)
     }
 
     /// Seals an Opus packet of ours for the room.
@@ -621,26 +695,29 @@ impl<R: CryptoRngCore> Engine<R> {
         meta.audio_format = "opus".into();
         meta.audio_sample_rate = audio.sample_rate as f32;
         meta.audio_number_of_channels = audio.channels;
-        meta.sequence = self.next_sequence(2);
+        meta.sequence = self.next_frame(2, 0);
+        let route = Route::audio(meta.sequence);
         media.audio_metadata = MessageField::some(meta);
         media.data = audio.data.into();
-        self.core.seal(&media, false)
+        self.core.seal(&media, &route)
     }
 
-    fn next_sequence(&mut self, index: usize) -> u64 {
-        self.sequences[index] += 1;
-        self.sequences[index]
+    fn next_frame(&mut self, stream: usize, layer: u32) -> u64 {
+        let count = &mut self.frames[stream][layer as usize];
+        *count += 1;
+        *count
     }
 
-    /// Seals a small message; a failure is counted, never fatal.
-    fn seal(&mut self, media: &MediaPacket, keyframe: bool, to_session: u64) {
-        if self.connected() && self.core.seal_to(media, keyframe, to_session).is_err() {
+    /// Seals a small message (no stream's frame: every receiver gets it); a failure is
+    /// counted, never fatal.
+    fn seal(&mut self, media: &MediaPacket, to_session: u64) {
+        if self.connected() && self.core.seal_to(media, &Route::default(), to_session).is_err() {
             self.dropped += 1;
         }
     }
 
-    /// `session`'s decoder cannot go on without a keyframe of `stream`: asks them, at most
-    /// once per [`KEYFRAME_REQUEST_INTERVAL_MS`].
+    /// `session`'s decoder cannot go on without a keyframe of `stream`: asks them for one of
+    /// the layer we receive, at most once per [`KEYFRAME_REQUEST_INTERVAL_MS`].
     pub fn need_keyframe(&mut self, now: Millis, session: u64, stream: VideoStream) {
         let Some(link) = self.links.get_mut(&session) else { return };
         let last = &mut link.last_key_request[stream.index()];
@@ -648,7 +725,37 @@ impl<R: CryptoRngCore> Engine<R> {
             return;
         }
         *last = Some(now);
-        self.seal(&messages::keyframe_request(stream == VideoStream::Screen), false, session);
+        let layer = link.last_layer[stream.index()].unwrap_or(0);
+        self.seal(&messages::keyframe_request(stream == VideoStream::Screen, layer), session);
+    }
+
+    /// A relay's demand for our layers: encoders start and pause, keyframes are made.
+    fn on_demand(&mut self, now: Millis, packet: &PacketWrapper) {
+        let Ok(demand) = LayerDemand::parse_from_bytes(&packet.data) else {
+            self.dropped += 1;
+            return;
+        };
+        // Relays stamp nothing on their own packets: a demand comes from session 0.
+        if packet.session_id != 0 || self.core.session().is_some_and(|s| demand.sender != 0 && demand.sender != s) {
+            self.dropped += 1;
+            return;
+        }
+        for stream in [VideoStream::Camera, VideoStream::Screen] {
+            let (layers, keyframes) = simulcast::demand_for(&demand, stream);
+            let (changed, due) = self.send[stream.index()].demand(now, layers, keyframes);
+            if changed {
+                let active = self.send[stream.index()].active();
+                self.outputs.push_back(Output::Layers { stream, active });
+            }
+            self.outputs.extend(due.into_iter().map(|layer| Output::Keyframe { stream, layer }));
+        }
+    }
+
+    /// A keyframe of every layer of `stream` that runs.
+    fn keyframes(&mut self, stream: VideoStream) {
+        let layers = &self.send[stream.index()];
+        let due: Vec<u32> = (0..layers.count()).filter(|l| layers.is_active(*l)).collect();
+        self.outputs.extend(due.into_iter().map(|layer| Output::Keyframe { stream, layer }));
     }
 
     /// The user compared again and accepts `session`'s new key.
@@ -664,6 +771,9 @@ impl<R: CryptoRngCore> Engine<R> {
             return;
         }
         match PacketWrapper::parse_from_bytes(bytes) {
+            Ok(packet) if packet.packet_type.enum_value() == Ok(PacketType::LAYER_DEMAND) => {
+                self.on_demand(now, &packet)
+            }
             Ok(packet) => self.core.handle_packet(now, packet),
             Err(_) => self.dropped += 1,
         }
@@ -691,6 +801,17 @@ impl<R: CryptoRngCore> Engine<R> {
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         if !self.connected() {
             return None;
+        }
+        if std::mem::take(&mut self.view_due) {
+            let mut packet = PacketWrapper::new();
+            packet.packet_type = PacketType::SUBSCRIPTION.into();
+            match self.view.to_subscription().write_to_bytes() {
+                Ok(data) => packet.data = data,
+                Err(_) => self.dropped += 1,
+            }
+            if let Ok(bytes) = packet.write_to_bytes() {
+                return Some(bytes);
+            }
         }
         let packet = self.core.poll_transmit()?;
         match packet.write_to_bytes() {
@@ -750,10 +871,10 @@ impl<R: CryptoRngCore> Engine<R> {
                 self.heartbeat_to(now, session);
                 // They are about to get our media key: a keyframe lets them start at once.
                 if self.media.video_on {
-                    self.outputs.push_back(Output::Keyframe(VideoStream::Camera));
+                    self.keyframes(VideoStream::Camera);
                 }
                 if self.media.screen_on {
-                    self.outputs.push_back(Output::Keyframe(VideoStream::Screen));
+                    self.keyframes(VideoStream::Screen);
                 }
             }
             Event::KeyChanged { session, fingerprint } => {
@@ -772,7 +893,7 @@ impl<R: CryptoRngCore> Engine<R> {
                 self.set_audio(now, false);
                 self.show(Update::Notice("The host muted your microphone".into()));
             }
-            Event::Media { session, media, .. } => self.on_media(now, session, media),
+            Event::Media { session, route, media, .. } => self.on_media(now, session, route, media),
             // Sealed before their key reached us (they had not met us yet): expected while
             // joining, and no sign of an attack.
             Event::Dropped { error: PacketError::Open(OpenError::UnknownKey { .. }), .. } => self.before_key += 1,
@@ -788,10 +909,10 @@ impl<R: CryptoRngCore> Engine<R> {
         }
     }
 
-    fn on_media(&mut self, now: Millis, session: u64, media: MediaPacket) {
+    fn on_media(&mut self, now: Millis, session: u64, route: Route, media: MediaPacket) {
         match media.media_type.enum_value_or(MediaType::VIDEO) {
-            MediaType::VIDEO => self.on_video(session, VideoStream::Camera, media),
-            MediaType::SCREEN => self.on_video(session, VideoStream::Screen, media),
+            MediaType::VIDEO => self.on_video(session, VideoStream::Camera, route.layer, media),
+            MediaType::SCREEN => self.on_video(session, VideoStream::Screen, route.layer, media),
             MediaType::AUDIO => {
                 let (sample_rate, channels) = media
                     .audio_metadata
@@ -816,17 +937,29 @@ impl<R: CryptoRngCore> Engine<R> {
             MediaType::KEYFRAME_REQUEST => {
                 let stream =
                     if media.frame_type == messages::SCREEN { VideoStream::Screen } else { VideoStream::Camera };
-                self.outputs.push_back(Output::Keyframe(stream));
+                let layers = &self.send[stream.index()];
+                let layer = media.video_metadata.layer.min(layers.count() - 1);
+                if layers.is_active(layer) {
+                    self.outputs.push_back(Output::Keyframe { stream, layer });
+                }
             }
         }
     }
 
-    fn on_video(&mut self, session: u64, stream: VideoStream, mut media: MediaPacket) {
+    fn on_video(&mut self, session: u64, stream: VideoStream, layer: u32, mut media: MediaPacket) {
         let Some(meta) = media.video_metadata.take() else {
             self.dropped += 1;
             return;
         };
         let link = self.links.entry(session).or_default();
+        // Frames are numbered per layer: the relay switching layers is no gap (it switches at
+        // a keyframe), and the loss we report counts from there.
+        if link.last_layer[stream.index()].replace(layer) != Some(layer) {
+            link.last_sequence[stream.index()] = None;
+            if stream == VideoStream::Camera {
+                link.loss = SequenceLoss::default();
+            }
+        }
         let last = &mut link.last_sequence[stream.index()];
         let after_gap = last.is_some_and(|l| meta.sequence > l + 1);
         *last = Some(meta.sequence.max(last.unwrap_or(0)));
@@ -836,6 +969,7 @@ impl<R: CryptoRngCore> Engine<R> {
         self.outputs.push_back(Output::Decode(Box::new(IncomingVideo {
             session,
             stream,
+            layer,
             codec: meta.codec,
             keyframe: media.frame_type == "key",
             data: media.data,
@@ -866,7 +1000,7 @@ impl<R: CryptoRngCore> Engine<R> {
         let loss_permille = link.loss.take_permille();
         self.show(Update::PeerMedia { session, state });
         if let Some(answer) = messages::heartbeat_answer(media, loss_permille) {
-            self.seal(&answer, false, session);
+            self.seal(&answer, session);
         }
     }
 }

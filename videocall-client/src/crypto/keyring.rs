@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use thiserror::Error;
-use videocall_types::EncryptedMedia;
+use videocall_types::{EncryptedMedia, Route};
 
 use super::media_key::{KeyMaterial, OpenError, ReceiverKey};
 use crate::Millis;
@@ -63,20 +63,28 @@ impl KeyRing {
         }
     }
 
-    /// Opens a frame from `session` (user id `user`, as the relay stamped it). A frame under a
+    /// Opens a frame from `session` (user id `user`, as the relay stamped it, and the routing
+    /// header it came with). A frame under a
     /// key id a few steps ahead of the current one is tried with the ratchet; the ratchet
     /// moves only if the frame authenticates.
-    pub fn open(&mut self, session: u64, user: &str, sealed: EncryptedMedia, now: Millis) -> Result<Bytes, OpenError> {
+    pub fn open(
+        &mut self,
+        session: u64,
+        user: &str,
+        route: &Route,
+        sealed: EncryptedMedia,
+        now: Millis,
+    ) -> Result<Bytes, OpenError> {
         let unknown = OpenError::UnknownKey { key_id: sealed.key_id };
         let keys = self.senders.get_mut(&session).ok_or(unknown)?;
         let current = keys.current.key_id();
         if current == sealed.key_id {
-            return keys.current.open(user, sealed);
+            return keys.current.open(user, route, sealed);
         }
         if let Some((key, until)) = &mut keys.previous
             && key.key_id() == sealed.key_id
         {
-            return if now <= *until { key.open(user, sealed) } else { Err(unknown) };
+            return if now <= *until { key.open(user, route, sealed) } else { Err(unknown) };
         }
         let steps = sealed.key_id.wrapping_sub(current);
         if sealed.key_id <= current || steps > MAX_RATCHET_STEPS {
@@ -88,7 +96,7 @@ impl KeyRing {
         }
         let key_id = sealed.key_id;
         let mut next = ReceiverKey::new(key_id, material);
-        let plain = next.open(user, sealed).map_err(|_| unknown)?;
+        let plain = next.open(user, route, sealed).map_err(|_| unknown)?;
         self.newest.insert(session, key_id);
         self.replace(session, next, now);
         Ok(plain)

@@ -8,7 +8,7 @@ use hkdf::Hkdf;
 use rand_core::CryptoRngCore;
 use sha2::Sha256;
 use thiserror::Error;
-use videocall_types::EncryptedMedia;
+use videocall_types::{EncryptedMedia, Route};
 
 use super::replay::{ReplayWindow, Verdict};
 
@@ -73,15 +73,18 @@ impl KeyMaterial {
     }
 }
 
-/// The associated data: who sent it, under which key, at which sequence.
-fn associated_data(user: &str, key_id: u32, sequence: u64) -> Vec<u8> {
-    const LABEL: &[u8] = b"videocall media v1";
-    let mut aad = Vec::with_capacity(LABEL.len() + 2 + user.len() + 12);
+/// The associated data: who sent it, under which key, at which sequence, and the plaintext
+/// routing header relays read (stream, layer, keyframe, frame counter).
+fn associated_data(user: &str, key_id: u32, sequence: u64, route: &Route) -> Vec<u8> {
+    const LABEL: &[u8] = b"videocall media v2";
+    let route = route.to_bytes();
+    let mut aad = Vec::with_capacity(LABEL.len() + 2 + user.len() + 12 + route.len());
     aad.extend_from_slice(LABEL);
     aad.extend_from_slice(&u16::try_from(user.len()).unwrap_or(u16::MAX).to_be_bytes());
     aad.extend_from_slice(user.as_bytes());
     aad.extend_from_slice(&key_id.to_be_bytes());
     aad.extend_from_slice(&sequence.to_be_bytes());
+    aad.extend_from_slice(&route);
     aad
 }
 
@@ -140,12 +143,18 @@ impl SenderKey {
         Self::new(self.key_id.wrapping_add(1), self.material.ratchet())
     }
 
-    /// Seals one frame as `user` (the id the relay will stamp on it), in place: `plaintext`
-    /// becomes the ciphertext (no copy when it has room for the tag, [`TAG_BYTES`]).
-    pub fn seal(&mut self, user: &str, plaintext: impl Into<Vec<u8>>) -> Result<EncryptedMedia, SealError> {
+    /// Seals one frame as `user` (the id the relay will stamp on it) with its routing header,
+    /// in place: `plaintext` becomes the ciphertext (no copy when it has room for the tag,
+    /// [`TAG_BYTES`]).
+    pub fn seal(
+        &mut self,
+        user: &str,
+        route: &Route,
+        plaintext: impl Into<Vec<u8>>,
+    ) -> Result<EncryptedMedia, SealError> {
         let sequence = self.next_sequence;
         self.next_sequence = sequence.checked_add(1).ok_or(SealError::Exhausted)?;
-        let aad = associated_data(user, self.key_id, sequence);
+        let aad = associated_data(user, self.key_id, sequence, route);
         let nonce = self.material.nonce(sequence);
         let mut buffer = plaintext.into();
         self.cipher.encrypt_in_place(&Nonce::from(nonce), &aad, &mut buffer).map_err(|_| SealError::Cipher)?;
@@ -178,9 +187,10 @@ impl ReceiverKey {
         &self.material
     }
 
-    /// Opens a frame `user` sent: authenticated, and each sequence once. In place when the
-    /// ciphertext's buffer is `sealed`'s alone (a frame just parsed); else in a copy.
-    pub fn open(&mut self, user: &str, sealed: EncryptedMedia) -> Result<Bytes, OpenError> {
+    /// Opens a frame `user` sent with the routing header `route`: authenticated, and each
+    /// sequence once. In place when the ciphertext's buffer is `sealed`'s alone (a frame just
+    /// parsed); else in a copy.
+    pub fn open(&mut self, user: &str, route: &Route, sealed: EncryptedMedia) -> Result<Bytes, OpenError> {
         if sealed.key_id != self.key_id {
             return Err(OpenError::UnknownKey { key_id: sealed.key_id });
         }
@@ -189,7 +199,7 @@ impl ReceiverKey {
             Verdict::Replayed => return Err(OpenError::Replayed),
             Verdict::TooOld => return Err(OpenError::TooOld),
         }
-        let aad = associated_data(user, self.key_id, sealed.sequence);
+        let aad = associated_data(user, self.key_id, sealed.sequence, route);
         let nonce = self.material.nonce(sealed.sequence);
         let sequence = sealed.sequence;
         let mut buffer = sealed.ciphertext.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));

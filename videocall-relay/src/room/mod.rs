@@ -13,7 +13,13 @@
 //!
 //! Moderation (a host's remove, mute or end) arrives on the bus from the relay side (sender 0)
 //! and is carried out here for this relay's sessions.
+//!
+//! Simulcast video is forwarded per receiver ([`forward`]): each receiver gets one layer of
+//! each sender's stream, as its subscription and its queue allow, and every relay publishes what
+//! its receivers take of each sender so that the sender's relay can tell it which layers to
+//! encode.
 
+pub mod forward;
 mod moderation;
 mod presence;
 
@@ -21,8 +27,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use videocall_types::{PacketType, RoomId, UserId};
+use protobuf::Message as _;
+use videocall_types::{PacketType, PacketWrapper, RoomId, UserId};
 
+pub use forward::{Forwarding, Kind, SubscriptionError, Wants};
 pub use moderation::Moderation;
 pub use presence::{Member, PresenceEvent};
 
@@ -76,6 +84,8 @@ pub struct Delivery {
     /// Receivers that did not get the packet because its sender already filled its share of
     /// their control queue (the sender is closed when it is on this relay).
     pub refused_over_share: u64,
+    /// Receivers a video frame was not forwarded to: another layer of that stream is theirs.
+    pub other_layer: u64,
 }
 
 impl Delivery {
@@ -86,6 +96,7 @@ impl Delivery {
         self.dropped.bytes += other.dropped.bytes;
         self.invalid |= other.invalid;
         self.refused_over_share += other.refused_over_share;
+        self.other_layer += other.other_layer;
     }
 }
 
@@ -121,6 +132,7 @@ pub struct Room {
     remote: BTreeMap<SessionId, RemoteMember>,
     outputs: VecDeque<RoomOutput>,
     next_refresh: Option<Instant>,
+    forwarding: Forwarding,
 }
 
 /// Which local sessions a packet goes to.
@@ -142,6 +154,7 @@ impl Room {
             remote: BTreeMap::new(),
             outputs: VecDeque::new(),
             next_refresh: None,
+            forwarding: Forwarding::default(),
         }
     }
 
@@ -188,6 +201,7 @@ impl Room {
 
         let joined = presence::joined(self.origin, &member);
         self.local.insert(session, LocalSession { member, last_seen: now, outbox });
+        self.forwarding.add_receiver(session);
         let (_, too_slow) = self.fan_out(&joined, PacketClass::Control, Audience::AllExcept(Some(session)));
         self.outputs.push_back(RoomOutput::Publish { from: Some(session), payload: joined });
         if first_here {
@@ -195,7 +209,51 @@ impl Room {
             self.next_refresh = Some(now + self.config.presence_refresh);
         }
         self.end_sessions(too_slow, CloseReason::TooSlow);
+        self.flush_forwarding(Some(now));
         Ok(())
+    }
+
+    /// What a session of this relay wants of the room's video (its `Subscription`), replacing
+    /// what it asked before. Senders are told the layers that changed.
+    pub fn subscribe(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        subscription: &[u8],
+    ) -> Result<(), SubscriptionError> {
+        let wants = Wants::parse(subscription)?;
+        self.forwarding.subscribe(session, wants);
+        self.flush_forwarding(Some(now));
+        Ok(())
+    }
+
+    /// The per-receiver forwarding state (layers forwarded, caps).
+    pub fn forwarding(&self) -> &Forwarding {
+        &self.forwarding
+    }
+
+    /// Publishes this relay's changed demand for senders, and tells this relay's senders what
+    /// all relays take of them.
+    fn flush_forwarding(&mut self, now: Option<Instant>) {
+        let known = |s: SessionId| self.local.contains_key(&s) || self.remote.contains_key(&s);
+        let outputs = self.forwarding.poll(now, known);
+        self.forward_outputs(outputs);
+    }
+
+    fn forward_outputs(&mut self, outputs: Vec<forward::ForwardOutput>) {
+        for output in outputs {
+            match output {
+                forward::ForwardOutput::Publish { sender, demand } => {
+                    let payload = demand_packet(sender, forward::encode(self.origin, sender, &demand));
+                    self.outputs.push_back(RoomOutput::Publish { from: None, payload });
+                }
+                forward::ForwardOutput::Tell { sender, demand } => {
+                    let payload = demand_packet(sender, forward::encode(0, sender, &demand));
+                    let (_, too_slow) = self.fan_out(&payload, PacketClass::Control, Audience::Only(sender));
+                    self.end_sessions(too_slow, CloseReason::TooSlow);
+                }
+            }
+        }
     }
 
     /// Removes a session of this relay; the others learn it left. False if it was not here.
@@ -230,10 +288,13 @@ impl Room {
         if header.packet_type == PacketType::MODERATION {
             return self.handle_moderation(from, &packet);
         }
+        if header.packet_type == PacketType::LAYER_DEMAND {
+            return self.handle_demand(now, from, &packet);
+        }
         if let Some(remote) = from.and_then(|from| self.remote.get_mut(&from)) {
             remote.last_seen = now;
         }
-        let class = match (header.packet_type, header.keyframe) {
+        let class = match (header.packet_type, header.route.keyframe) {
             (PacketType::MEDIA, true) => PacketClass::KeyMedia,
             (PacketType::MEDIA, false) => PacketClass::Media,
             _ => PacketClass::Control,
@@ -243,8 +304,15 @@ impl Room {
             Some(_) => return Delivery::default(),
             None => Audience::AllExcept(from),
         };
-        let (delivery, too_slow) = self.fan_out_from(&packet, class, audience, from);
+        let kind = forward::Kind::of(&header.route).filter(|_| header.packet_type == PacketType::MEDIA);
+        let (delivery, too_slow) = match (kind, from, audience) {
+            (Some(kind), Some(sender), Audience::AllExcept(_)) => {
+                self.fan_out_routed(now, &packet, class, sender, kind, &header.route)
+            }
+            _ => self.fan_out_from(&packet, class, audience, from),
+        };
         self.end_sessions(too_slow, CloseReason::TooSlow);
+        self.flush_forwarding(Some(now));
         // The sender, not its receivers, pays for filling their queues.
         if delivery.refused_over_share > 0
             && let Some(sender) = from.filter(|s| self.local.contains_key(s))
@@ -255,7 +323,8 @@ impl Room {
     }
 
     /// Ends silent sessions, forgets remote members whose relay went quiet, and publishes the
-    /// periodic presence refresh.
+    /// periodic presence refresh (and with it this relay's demand for senders, so that other
+    /// relays keep it; theirs expire as their members do).
     pub fn handle_timeout(&mut self, now: Instant) {
         let silent: Vec<SessionId> = self
             .local
@@ -275,10 +344,14 @@ impl Room {
             self.forget_remote(session, CloseReason::TimedOut);
         }
 
-        if self.next_refresh.is_some_and(|due| now >= due) {
+        let refresh = self.next_refresh.is_some_and(|due| now >= due);
+        if refresh {
             self.publish_refresh();
             self.next_refresh = Some(now + self.config.presence_refresh);
         }
+        let expired = now.checked_sub(self.config.remote_member_timeout).unwrap_or(now);
+        let outputs = self.forwarding.expire(expired, refresh);
+        self.forward_outputs(outputs);
     }
 
     /// When [`Room::handle_timeout`] next has something to do.
@@ -312,6 +385,7 @@ impl Room {
                 }
             }
             PresenceEvent::Left(member) => {
+                self.forwarding.forget(member.session);
                 if self.remote.remove(&member.session).is_some() {
                     delivery = self.fan_out_checked(packet, Audience::AllExcept(None));
                 }
@@ -342,6 +416,22 @@ impl Room {
             }
         }
         delivery
+    }
+
+    /// A relay's demand for a sender's layers; only relays (sender 0) publish one. Acted on by
+    /// the sender's relay alone.
+    fn handle_demand(&mut self, now: Instant, from: Option<SessionId>, packet: &Bytes) -> Delivery {
+        let demand = PacketWrapper::parse_from_bytes(packet).ok().and_then(|w| forward::decode(&w.data));
+        let Some((origin, sender, demand)) = demand.filter(|_| from.is_none()) else {
+            return Delivery { invalid: true, ..Delivery::default() };
+        };
+        if !self.local.contains_key(&sender) {
+            return Delivery::default();
+        }
+        if let Some(tell) = self.forwarding.on_demand(now, origin, sender, demand) {
+            self.forward_outputs(vec![tell]);
+        }
+        Delivery::default()
     }
 
     /// A host's action; only the relay side (sender 0) may publish one.
@@ -384,6 +474,7 @@ impl Room {
     }
 
     fn forget_remote(&mut self, session: SessionId, reason: CloseReason) {
+        self.forwarding.forget(session);
         if let Some(gone) = self.remote.remove(&session) {
             let left = presence::left(self.origin, &gone.member, reason.as_str());
             self.fan_out_checked(&left, Audience::AllExcept(None));
@@ -433,12 +524,41 @@ impl Room {
         (fan.delivery, fan.too_slow)
     }
 
+    /// Queues a sender's video frame for each receiver whose layer of that stream it is; each
+    /// receiver's queue moves its layers.
+    fn fan_out_routed(
+        &mut self,
+        now: Instant,
+        packet: &Bytes,
+        class: PacketClass,
+        sender: SessionId,
+        kind: forward::Kind,
+        route: &videocall_types::Route,
+    ) -> (Delivery, Vec<SessionId>) {
+        let mut fan = FanOut { packet, class, from: Some(sender), delivery: Delivery::default(), too_slow: Vec::new() };
+        let Self { local, outputs, forwarding, .. } = self;
+        for (id, s) in local.iter_mut().filter(|(id, _)| **id != sender) {
+            if !forwarding.admit(now, *id, sender, kind, route) {
+                fan.delivery.other_layer += 1;
+                continue;
+            }
+            let dropped_before = fan.delivery.dropped.packets;
+            fan.enqueue(*id, &mut s.outbox, outputs);
+            let dropped = fan.delivery.dropped.packets > dropped_before;
+            forwarding.observe_queue(now, *id, s.outbox.bytes(), dropped);
+        }
+        (fan.delivery, fan.too_slow)
+    }
+
     /// Removes sessions of this relay and tells everyone. Sessions that overflow on the way
     /// (their outbox cannot take the leave notice) are ended as too slow.
     fn end_sessions(&mut self, sessions: Vec<SessionId>, reason: CloseReason) {
         let mut work: Vec<(SessionId, CloseReason)> = sessions.into_iter().map(|s| (s, reason)).collect();
+        let mut ended = false;
         while let Some((session, reason)) = work.pop() {
             let Some(gone) = self.local.remove(&session) else { continue };
+            ended = true;
+            self.forwarding.forget(session);
             if reason != CloseReason::Left {
                 self.outputs.push_back(RoomOutput::Close { session, reason });
             }
@@ -450,7 +570,22 @@ impl Room {
         if self.local.is_empty() {
             self.next_refresh = None;
         }
+        // Who left took their demand with them.
+        if ended {
+            self.flush_forwarding(None);
+        }
     }
+}
+
+/// A `LAYER_DEMAND` packet about `sender`, addressed to it.
+fn demand_packet(sender: SessionId, data: Vec<u8>) -> Bytes {
+    let packet = PacketWrapper {
+        packet_type: PacketType::LAYER_DEMAND.into(),
+        to_session_id: sender.get(),
+        data,
+        ..Default::default()
+    };
+    Bytes::from(packet.write_to_bytes().unwrap_or_default())
 }
 
 struct FanOut<'a> {

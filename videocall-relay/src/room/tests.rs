@@ -82,6 +82,8 @@ struct Net {
     subscribed: Vec<bool>,
     room: RoomId,
     config: RoomConfig,
+    /// The layer demands relays told their senders: (session, camera layers, camera keyframes).
+    told: Vec<(u64, u32, u32)>,
 }
 
 impl Net {
@@ -96,6 +98,7 @@ impl Net {
             closed: Vec::new(),
             woken: Vec::new(),
             partitioned: Vec::new(),
+            told: Vec::new(),
         }
     }
 
@@ -150,6 +153,17 @@ impl Net {
     fn recv(&mut self, relay: usize, session: u64) -> Vec<Seen> {
         let mut out = Vec::new();
         self.relays[relay].drain(sid(session), &mut out, usize::MAX);
+        // What the relays tell a sender of its layers is kept apart (`told`).
+        out.retain(|packet| {
+            let w = PacketWrapper::parse_from_bytes(packet).unwrap();
+            if w.packet_type.enum_value() != Ok(PacketType::LAYER_DEMAND) {
+                return true;
+            }
+            let (origin, about, demand) = forward::decode(&w.data).unwrap();
+            assert_eq!((origin, about, w.to_session_id), (0, sid(session), session), "a sender is told of itself");
+            self.told.push((session, demand[0].0, demand[0].1));
+            false
+        });
         for packet in &out {
             let w = PacketWrapper::parse_from_bytes(packet).unwrap();
             if let Ok(PresencePacket { event: Some(Event::Members(l)), .. }) = PresencePacket::parse_from_bytes(&w.data)
@@ -452,4 +466,235 @@ fn a_sender_filling_its_share_of_a_receivers_control_queue_is_closed_and_the_rec
     net.send(0, 4, media(5, 10, false));
     assert_eq!(net.recv(0, 1), vec![Seen::Media(5)]);
     assert_eq!(net.recv(1, 3).last(), Some(&Seen::Media(5)));
+}
+
+// Simulcast forwarding.
+
+/// A camera frame of `layer` (of three): its payload's first byte says layer and number.
+fn camera(layer: u32, n: u8, keyframe: bool) -> Bytes {
+    let mut w = PacketWrapper {
+        packet_type: PacketType::MEDIA.into(),
+        data: vec![layer as u8 * 100 + n],
+        ..Default::default()
+    };
+    videocall_types::Route::video(videocall_types::MediaStream::STREAM_CAMERA, layer, 3, keyframe, u64::from(n))
+        .apply(&mut w);
+    Bytes::from(w.write_to_bytes().unwrap())
+}
+
+/// Every layer's frame `n` from `from`, as a three-layer sender sends them.
+fn all_layers(net: &mut Net, relay: usize, from: u64, n: u8, keyframe: bool) {
+    for layer in 0..3 {
+        net.send(relay, from, camera(layer, n, keyframe));
+    }
+}
+
+fn subscription(wants: &[(u64, Option<u32>)], camera_default: Option<u32>) -> Vec<u8> {
+    use videocall_types::{LayerWant, MediaStream, Subscription};
+    let want = |session: u64, w: Option<u32>| LayerWant {
+        session,
+        stream: MediaStream::STREAM_CAMERA.into(),
+        max_layer: w.unwrap_or(0),
+        off: w.is_none(),
+        ..Default::default()
+    };
+    Subscription {
+        wants: wants.iter().map(|(s, w)| want(*s, *w)).collect(),
+        defaults: vec![want(0, camera_default)],
+        ..Default::default()
+    }
+    .write_to_bytes()
+    .unwrap()
+}
+
+fn media_of(seen: Vec<Seen>) -> Vec<u8> {
+    seen.into_iter()
+        .filter_map(|s| match s {
+            Seen::Media(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One sender, a receiver of thumbnails and one that never subscribed (every largest layer).
+fn grid() -> Net {
+    let mut net = Net::new(1, RoomConfig::default());
+    for (s, u) in [(1, "sender"), (2, "grid"), (3, "viewer")] {
+        net.join(0, member(s, u));
+    }
+    net.relays[0].subscribe(net.now, sid(2), &subscription(&[], Some(0))).unwrap();
+    net.settle();
+    for s in 1..=3 {
+        net.recv(0, s);
+    }
+    net.told.clear();
+    net
+}
+
+#[test]
+fn each_receiver_gets_one_layer_as_it_asked_and_the_sender_only_what_is_taken() {
+    let mut net = grid();
+    all_layers(&mut net, 0, 1, 1, true);
+    all_layers(&mut net, 0, 1, 2, false);
+    assert_eq!(media_of(net.recv(0, 2)), [1, 2], "the grid's thumbnail: layer 0 only");
+    assert_eq!(media_of(net.recv(0, 3)), [201, 202], "no subscription: the largest layer");
+    // The sender was told to encode layers 0 and 2 (and not 1, which nobody takes).
+    net.recv(0, 1);
+    assert_eq!(net.told.last().map(|t| t.1), Some(0b101), "{:?}", net.told);
+    let d = net.relays[0].handle_bus(net.now, Some(sid(1)), camera(1, 3, false));
+    assert_eq!((d.packets, d.other_layer), (0, 2), "a layer nobody takes goes nowhere");
+}
+
+#[test]
+fn a_receiver_switches_layers_only_at_a_keyframe_and_the_sender_is_asked_for_one() {
+    let mut net = grid();
+    all_layers(&mut net, 0, 1, 1, true);
+    net.recv(0, 2);
+    net.recv(0, 1);
+    net.told.clear();
+    // A second later (the viewer's first keyframe request for layer 2 is a second old), the
+    // grid pins the sender: it wants the largest layer now.
+    net.now += limits::KEYFRAME_DEMAND_INTERVAL;
+    net.relays[0].subscribe(net.now, sid(2), &subscription(&[(1, Some(2))], Some(0))).unwrap();
+    net.settle();
+    net.recv(0, 1);
+    assert_eq!(net.told, [(1, 0b101, 0b100)], "layers 0 (still forwarded) and 2, a keyframe of 2 asked for");
+    // Until the keyframe comes, the small layer keeps flowing: no black tile.
+    all_layers(&mut net, 0, 1, 2, false);
+    assert_eq!(media_of(net.recv(0, 2)), [2]);
+    // The keyframe request is throttled: one a second per layer.
+    net.told.clear();
+    all_layers(&mut net, 0, 1, 3, false);
+    net.recv(0, 1);
+    assert!(net.told.is_empty(), "asked again within a second: {:?}", net.told);
+    net.now += limits::KEYFRAME_DEMAND_INTERVAL;
+    all_layers(&mut net, 0, 1, 4, false);
+    net.recv(0, 1);
+    assert_eq!(net.told, [(1, 0b101, 0b100)], "asked again after a second");
+    net.recv(0, 2);
+    // The large layer's keyframe: the switch. The small layer stops, and the sender is told
+    // nobody takes it any more.
+    net.told.clear();
+    all_layers(&mut net, 0, 1, 5, true);
+    all_layers(&mut net, 0, 1, 6, false);
+    assert_eq!(media_of(net.recv(0, 2)), [5, 205, 206], "the small layer up to the large one's keyframe");
+    assert_eq!(net.relays[0].forwarding().current(sid(2), sid(1), Kind::Camera), Some(2));
+    net.recv(0, 1);
+    assert_eq!(net.told.last().map(|t| t.1), Some(0b100));
+}
+
+#[test]
+fn nobody_watching_pauses_the_sender_and_a_two_person_call_sends_one_layer() {
+    let mut net = Net::new(1, RoomConfig::default());
+    net.join(0, member(1, "alice"));
+    net.join(0, member(2, "bob"));
+    all_layers(&mut net, 0, 1, 1, true);
+    net.recv(0, 1);
+    assert_eq!(net.told.last().map(|t| t.1), Some(0b100), "two people: the top layer alone");
+    assert_eq!(media_of(net.recv(0, 2)), [201]);
+    // Bob shows nobody's camera (a screen share fills his page).
+    net.relays[0].subscribe(net.now, sid(2), &subscription(&[], None)).unwrap();
+    net.settle();
+    net.recv(0, 1);
+    assert_eq!(net.told.last().map(|t| t.1), Some(0), "nobody takes any layer: all paused");
+    all_layers(&mut net, 0, 1, 2, false);
+    assert!(media_of(net.recv(0, 2)).is_empty());
+}
+
+#[test]
+fn a_backed_up_receiver_steps_down_before_anything_is_dropped_and_back_up_when_clear() {
+    let mut net = Net::new(1, RoomConfig::default());
+    for (s, u) in [(1, "sender"), (2, "throttled"), (3, "fine")] {
+        net.join(0, member(s, u));
+    }
+    let big = |layer: u32, n: u8, keyframe: bool| {
+        let mut w = PacketWrapper::parse_from_bytes(&camera(layer, n, keyframe)).unwrap();
+        w.data.resize(if layer == 2 { 20_000 } else { 2_000 }, 0);
+        Bytes::from(w.write_to_bytes().unwrap())
+    };
+    // The throttled receiver drains nothing: its queue grows past the congestion mark.
+    let mut n = 0u8;
+    let mut send = |net: &mut Net, keyframe: bool| {
+        n = n.wrapping_add(1);
+        for layer in 0..3 {
+            net.send(0, 1, big(layer, n, keyframe));
+        }
+        net.recv(0, 3);
+    };
+    send(&mut net, true);
+    for _ in 0..7 {
+        send(&mut net, false);
+    }
+    assert_eq!(net.relays[0].forwarding().cap(sid(2)), Some(1), "one layer down");
+    assert_eq!(net.relays[0].forwarding().cap(sid(3)), Some(2), "the other receiver is not affected");
+    send(&mut net, true);
+    assert_eq!(net.relays[0].forwarding().current(sid(2), sid(1), Kind::Camera), Some(1), "switched at the keyframe");
+    assert_eq!(net.relays[0].forwarding().current(sid(3), sid(1), Kind::Camera), Some(2));
+    // Within the step interval, no second step even though the queue is still full.
+    send(&mut net, false);
+    assert_eq!(net.relays[0].forwarding().cap(sid(2)), Some(1));
+    net.now += limits::LAYER_STEP_INTERVAL;
+    send(&mut net, false);
+    assert_eq!(net.relays[0].forwarding().cap(sid(2)), Some(0), "still backed up a second later: down again");
+    let d = net.relays[0].handle_bus(net.now, Some(sid(1)), big(0, 99, false));
+    assert_eq!(d.dropped.packets, 0, "nothing dropped on the way down");
+    // The queue drains and stays clear: one step back up after the recovery time.
+    net.recv(0, 2);
+    send(&mut net, false);
+    net.recv(0, 2);
+    net.now += limits::LAYER_RECOVER_AFTER;
+    send(&mut net, false);
+    assert_eq!(net.relays[0].forwarding().cap(sid(2)), Some(1), "one step up after a clear spell");
+    assert!(net.closed.is_empty());
+}
+
+#[test]
+fn relays_combine_their_receivers_demand_for_a_sender_on_another_relay() {
+    let mut net = Net::new(2, RoomConfig::default());
+    net.join(0, member(1, "sender"));
+    net.join(0, member(2, "viewer-here"));
+    net.join(1, member(3, "grid-there"));
+    net.relays[1].subscribe(net.now, sid(3), &subscription(&[], Some(0))).unwrap();
+    net.settle();
+    all_layers(&mut net, 0, 1, 1, true);
+    net.recv(0, 1);
+    assert_eq!(net.told.last().map(|t| t.1), Some(0b101), "relay 0 wants the top layer, relay 1 the smallest");
+    assert_eq!(media_of(net.recv(0, 2)), [201]);
+    assert_eq!(media_of(net.recv(1, 3)), [1], "relay 1 filters for its own receiver");
+    // The grid leaves: relay 1 has nobody left who takes layer 0.
+    assert!(net.relays[1].leave(sid(3)));
+    net.settle();
+    net.recv(0, 1);
+    assert_eq!(net.told.last().map(|t| t.1), Some(0b100));
+}
+
+#[test]
+fn a_gone_relays_demand_expires_and_a_hostile_demand_or_subscription_is_refused() {
+    let mut net = Net::new(2, RoomConfig::default());
+    net.join(0, member(1, "sender"));
+    net.join(1, member(3, "grid-there"));
+    net.relays[1].subscribe(net.now, sid(3), &subscription(&[], Some(0))).unwrap();
+    net.settle();
+    all_layers(&mut net, 0, 1, 1, true);
+    net.recv(0, 1);
+    assert_eq!(net.told.last().map(|t| t.1), Some(0b001));
+    // Relay 1 falls off the bus: its demand is forgotten with its members.
+    net.partitioned.push(1);
+    for _ in 0..3 {
+        let now = net.now;
+        net.relays[0].touch(now, sid(1));
+        net.advance(net.config.remote_member_timeout / 3);
+    }
+    net.recv(0, 1);
+    assert_eq!(net.told.last().map(|t| t.1), Some(0), "{:?}", net.told);
+    // A demand under a session's subject (a participant, or anyone on NATS posing as one).
+    let demand = demand_packet(sid(1), forward::encode(7, sid(1), &[(0b111, 0b111), (0, 0)]));
+    assert!(net.relays[0].handle_bus(net.now, Some(sid(3)), demand).invalid);
+    // Subscriptions that are not one, or too long, are the sender's error.
+    assert!(matches!(net.relays[0].subscribe(net.now, sid(1), b"\xff\xff"), Err(SubscriptionError::Malformed(_))));
+    let many: Vec<(u64, Option<u32>)> = (1..=500).map(|s| (s, Some(0))).collect();
+    assert!(matches!(
+        net.relays[0].subscribe(net.now, sid(1), &subscription(&many, Some(0))),
+        Err(SubscriptionError::TooMany { .. })
+    ));
 }

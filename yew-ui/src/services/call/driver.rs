@@ -121,7 +121,10 @@ pub struct Driver {
 pub fn start(start: Start, identity: BrowserIdentity, frames: Rc<Frames>, page: ToPageFn) -> UnboundedSender<Msg> {
     let (tx, rx) = unbounded();
     let media = MediaState { audio_on: start.audio_on, video_on: start.video_on, screen_on: false };
-    let engine = Engine::new(OsRng, identity.public().clone(), &start.display_name, media);
+    let mut engine = Engine::new(OsRng, identity.public().clone(), &start.display_name, media);
+    // The camera is one layer here: its encoder runs while someone takes it (the relays'
+    // demand) and pauses while nobody does.
+    engine.set_simulcast(false);
     let now = js::now_ms();
     let driver = Driver {
         engine,
@@ -291,14 +294,14 @@ impl Driver {
                 spawn_local(connect::attempt(self.params.clone(), generation, self.tx.clone()));
             }
             Output::Disconnect => self.stop(),
-            Output::Keyframe(VideoStream::Camera) => {
-                if let Some(camera) = &self.camera {
-                    camera.request_keyframe();
+            Output::Keyframe { stream, .. } => {
+                if let Some(sender) = self.sender(stream) {
+                    sender.request_keyframe();
                 }
             }
-            Output::Keyframe(VideoStream::Screen) => {
-                if let Some(screen) = &self.screen {
-                    screen.request_keyframe();
+            Output::Layers { stream, active } => {
+                if let Some(sender) = self.sender(stream) {
+                    sender.set_wanted(active != 0);
                 }
             }
             Output::Rung(rung) => {
@@ -346,6 +349,13 @@ impl Driver {
                 }
                 (self.page)(ToPage::Update(update));
             }
+        }
+    }
+
+    fn sender(&self, stream: VideoStream) -> Option<&VideoSender> {
+        match stream {
+            VideoStream::Camera => self.camera.as_ref(),
+            VideoStream::Screen => self.screen.as_ref(),
         }
     }
 

@@ -1,0 +1,217 @@
+//! Simulcast: the camera in up to [`MAX_LAYERS`] sizes, each sealed and sent on its own, and
+//! what a receiver asks the relay for.
+//!
+//! A sender encodes only the layers some receiver takes: the relays combine their receivers'
+//! wishes into a [`LayerDemand`] (which layers, which need a keyframe), and [`SendLayers`]
+//! turns it into which encoders run. A receiver tells its relay what it shows ([`View`], sent
+//! as a `Subscription`): a thumbnail gets the small layer, a speaker the large one, someone
+//! off screen nothing.
+
+use videocall_types::{LARGEST_LAYER, LayerDemand, LayerWant, MAX_LAYERS, MediaStream, Subscription};
+
+use super::VideoStream;
+use crate::Millis;
+
+/// One simulcast layer below the camera's own size: its size and bitrate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerSpec {
+    pub width: u32,
+    pub height: u32,
+    /// Bits per second.
+    pub bitrate: u32,
+    pub fps: f64,
+}
+
+/// The layers under the camera's top one, smallest first. 320x180 at 150 kb/s is a grid
+/// thumbnail (a 25-person grid shows tiles about that size, and 23 of them cost 3.5 Mb/s);
+/// 640x360 at 500 kb/s is a tile in a small grid or a laptop's pinned view. The top layer is
+/// the camera's own size at the ladder's bitrate (1280x720 at 1.5 Mb/s at best).
+pub const LOWER_LAYERS: [LayerSpec; 2] = [
+    LayerSpec { width: 320, height: 180, bitrate: 150_000, fps: 15.0 },
+    LayerSpec { width: 640, height: 360, bitrate: 500_000, fps: 30.0 },
+];
+
+/// The lower layers a camera sending `width` x `height` at the top gets: those narrower than
+/// it, smallest first. A 720p camera sends three layers, a 640x480 one two, a 320x240 one one.
+pub fn lower_layers(width: u32) -> Vec<LayerSpec> {
+    LOWER_LAYERS.iter().copied().filter(|l| l.width < width).take(MAX_LAYERS as usize - 1).collect()
+}
+
+/// A sender answers keyframe demands for one layer at most this often: a hostile relay (or
+/// many relays at once) cannot make it send keyframes back to back. Relays ask at most once a
+/// second per layer; 250 ms lets a second relay's request through soon after the first's.
+pub const DEMANDED_KEYFRAME_INTERVAL_MS: Millis = 250;
+
+/// What one of our video streams sends: which layers run, per the relays' demand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendLayers {
+    count: u32,
+    /// Bit n: layer n is encoded and sent.
+    active: u32,
+    last_keyframe: [Option<Millis>; MAX_LAYERS as usize],
+}
+
+impl SendLayers {
+    /// `count` layers (1 to [`MAX_LAYERS`]); until a relay says otherwise only the top one
+    /// runs, which is what a call without simulcast sends.
+    pub fn new(count: u32) -> Self {
+        let count = count.clamp(1, MAX_LAYERS);
+        Self { count, active: 1 << (count - 1), last_keyframe: [None; MAX_LAYERS as usize] }
+    }
+
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    pub fn active(&self) -> u32 {
+        self.active
+    }
+
+    pub fn is_active(&self, layer: u32) -> bool {
+        self.active & (1 << layer) != 0
+    }
+
+    /// Applies a relay's demand for this stream: returns whether the active layers changed,
+    /// and the layers to make a keyframe on now. A demand for a layer above ours is for our
+    /// top one (a receiver asked for more than we have).
+    pub fn demand(&mut self, now: Millis, layers: u32, keyframes: u32) -> (bool, Vec<u32>) {
+        let (layers, keyframes) = (self.fold(layers), self.fold(keyframes));
+        let changed = layers != self.active;
+        self.active = layers;
+        let mut due = Vec::new();
+        for layer in 0..self.count {
+            if keyframes & (1 << layer) == 0 || !self.is_active(layer) {
+                continue;
+            }
+            let last = &mut self.last_keyframe[layer as usize];
+            if last.is_some_and(|t| now < t + DEMANDED_KEYFRAME_INTERVAL_MS) {
+                continue;
+            }
+            *last = Some(now);
+            due.push(layer);
+        }
+        (changed, due)
+    }
+
+    fn fold(&self, mask: u32) -> u32 {
+        let top = self.count - 1;
+        let own = mask & ((1 << self.count) - 1);
+        if mask >> self.count != 0 { own | (1 << top) } else { own }
+    }
+}
+
+/// The demand for `stream` in a relay's packet: (layers, keyframes). A stream the demand does
+/// not name is wanted by nobody.
+pub fn demand_for(demand: &LayerDemand, stream: VideoStream) -> (u32, u32) {
+    let kind = stream_kind(stream);
+    demand
+        .streams
+        .iter()
+        .filter(|s| s.stream.enum_value() == Ok(kind))
+        .fold((0, 0), |(l, k), s| (l | s.layers, k | s.keyframes))
+}
+
+pub fn stream_kind(stream: VideoStream) -> MediaStream {
+    match stream {
+        VideoStream::Camera => MediaStream::STREAM_CAMERA,
+        VideoStream::Screen => MediaStream::STREAM_SCREEN,
+    }
+}
+
+/// How much of one sender's stream a receiver wants.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Nothing (not on screen).
+    Off,
+    /// Up to this layer (0 the smallest); the sender's largest if it has fewer.
+    UpTo(u32),
+}
+
+impl Want {
+    pub const LARGEST: Want = Want::UpTo(LARGEST_LAYER);
+    pub const SMALLEST: Want = Want::UpTo(0);
+}
+
+/// What a receiver shows, for its relay: per sender and stream, and for everyone else.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub wants: Vec<(u64, VideoStream, Want)>,
+    pub camera_default: Want,
+    pub screen_default: Want,
+}
+
+impl Default for View {
+    /// Everything at its largest: what a client that never subscribes gets.
+    fn default() -> Self {
+        Self { wants: Vec::new(), camera_default: Want::LARGEST, screen_default: Want::LARGEST }
+    }
+}
+
+impl View {
+    pub fn to_subscription(&self) -> Subscription {
+        let want = |session: u64, stream: VideoStream, want: Want| {
+            let mut w = LayerWant::new();
+            w.session = session;
+            w.stream = stream_kind(stream).into();
+            match want {
+                Want::Off => w.off = true,
+                Want::UpTo(layer) => w.max_layer = layer.min(MAX_LAYERS - 1),
+            }
+            w
+        };
+        let mut subscription = Subscription::new();
+        subscription.wants = self.wants.iter().map(|(session, stream, w)| want(*session, *stream, *w)).collect();
+        subscription.defaults =
+            vec![want(0, VideoStream::Camera, self.camera_default), want(0, VideoStream::Screen, self.screen_default)];
+        subscription
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cameras_get_the_layers_that_fit_under_them() {
+        assert_eq!(lower_layers(1280).len(), 2);
+        assert_eq!(lower_layers(640), vec![LOWER_LAYERS[0]]);
+        assert!(lower_layers(320).is_empty());
+    }
+
+    #[test]
+    fn demand_runs_the_wanted_layers_and_throttles_keyframes() {
+        let mut send = SendLayers::new(3);
+        assert_eq!(send.active(), 0b100, "before any demand: the top layer, as without simulcast");
+        assert_eq!(send.demand(0, 0b001, 0b001), (true, vec![0]));
+        assert_eq!(send.active(), 0b001);
+        assert_eq!(send.demand(100, 0b001, 0b001), (false, vec![]), "throttled");
+        assert_eq!(send.demand(300, 0b011, 0b011), (true, vec![0, 1]));
+        assert_eq!(send.demand(300, 0, 0), (true, vec![]), "nobody watching: everything paused");
+        assert_eq!(send.demand(400, 0, 0b111), (false, vec![]), "no keyframe on a paused layer");
+    }
+
+    #[test]
+    fn demand_beyond_our_layers_is_for_our_top_one() {
+        let mut one = SendLayers::new(1);
+        assert_eq!(one.demand(0, 0b100, 0b100), (false, vec![0]));
+        let mut two = SendLayers::new(2);
+        assert_eq!(two.demand(0, 0b101, 0), (true, vec![]));
+        assert_eq!(two.active(), 0b11);
+    }
+
+    #[test]
+    fn a_view_names_every_stream_kind() {
+        let view = View {
+            wants: vec![(7, VideoStream::Camera, Want::Off), (8, VideoStream::Camera, Want::UpTo(9))],
+            camera_default: Want::SMALLEST,
+            screen_default: Want::LARGEST,
+        };
+        let s = view.to_subscription();
+        assert!(s.wants[0].off);
+        assert_eq!((s.wants[1].session, s.wants[1].max_layer), (8, MAX_LAYERS - 1));
+        assert_eq!(s.defaults.len(), 2);
+        assert_eq!(s.defaults[0].stream.enum_value(), Ok(MediaStream::STREAM_CAMERA));
+    }
+}
