@@ -41,8 +41,6 @@ pub struct Session {
     generation: Option<u32>,
     /// Set to ask the encoder for a keyframe.
     pub force_key: Arc<AtomicBool>,
-    /// Whether anyone takes the camera (the relays' demand).
-    sending: bool,
 }
 
 impl Session {
@@ -50,15 +48,7 @@ impl Session {
     pub fn new(identity: LocalIdentity, name: &str, codec: &str, force_key: Arc<AtomicBool>) -> Self {
         let media = MediaState { audio_on: false, video_on: true, screen_on: false };
         let engine = Engine::new(OsRng, identity.public().clone(), name, media);
-        Self {
-            identity,
-            engine,
-            codec: codec.to_owned(),
-            started: Instant::now(),
-            generation: None,
-            force_key,
-            sending: true,
-        }
+        Self { identity, engine, codec: codec.to_owned(), started: Instant::now(), generation: None, force_key }
     }
 
     pub fn peers(&self) -> usize {
@@ -140,14 +130,6 @@ impl Session {
             match output {
                 Output::Connect { generation } => self.generation = Some(generation),
                 Output::Keyframe { stream: VideoStream::Camera, .. } => self.force_key.store(true, Ordering::Relaxed),
-                // Frames of a layer nobody takes are not sent (the engine drops them); one
-                // taken again starts with a keyframe.
-                Output::Layers { stream: VideoStream::Camera, active } => {
-                    if active != 0 && !std::mem::replace(&mut self.sending, true) {
-                        self.force_key.store(true, Ordering::Relaxed);
-                    }
-                    self.sending = active != 0;
-                }
                 // Nobody is here to compare fingerprints again: a changed key is never accepted.
                 Output::Show(Update::KeyChanged { session, fingerprint }) => {
                     tracing::warn!(session, %fingerprint, "a participant's key changed; it gets nothing from us");

@@ -286,7 +286,11 @@ async fn receive(
             let Ok(told) = LayerDemand::parse_from_bytes(&packet.data) else { continue };
             let camera = told.streams.iter().filter(|s| s.stream.enum_value() == Ok(MediaStream::STREAM_CAMERA));
             let (layers, keyframes) = camera.fold((0, 0), |(l, k), s| (l | s.layers, k | s.keyframes));
-            demand.layers.store(layers, Ordering::Relaxed);
+            // No layer at all leaves the layers as they are (as the web client and the bot
+            // camera do): a relay that never saw them could not ask for them again.
+            if layers != 0 {
+                demand.layers.store(layers, Ordering::Relaxed);
+            }
             if keyframes != 0 {
                 demand.keyframe.store(true, Ordering::Relaxed);
             }

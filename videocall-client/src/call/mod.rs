@@ -451,8 +451,14 @@ impl<R: CryptoRngCore> Engine<R> {
         }
         self.core.restart(user, room);
         self.attempts = 0;
-        // A new relay session: it knows nothing of what we show.
+        // A new relay session: it knows nothing of what we show, nor of what we sent.
         self.view_due = self.view != View::default();
+        for stream in [VideoStream::Camera, VideoStream::Screen] {
+            if self.send[stream.index()].reset() {
+                let active = self.send[stream.index()].active();
+                self.outputs.push_back(Output::Layers { stream, active });
+            }
+        }
         self.set_connection(Connection::Connected { transport });
         self.drive(now);
     }

@@ -59,6 +59,13 @@ impl SendLayers {
         Self { count, active: 1 << (count - 1), last_keyframe: [None; MAX_LAYERS as usize] }
     }
 
+    /// A new relay session knows nothing of what we sent before: back to the top layer alone.
+    /// Returns whether the active layers changed.
+    pub fn reset(&mut self) -> bool {
+        let fresh = Self::new(self.count);
+        std::mem::replace(self, fresh).active != self.active
+    }
+
     pub fn count(&self) -> u32 {
         self.count
     }
@@ -73,9 +80,12 @@ impl SendLayers {
 
     /// Applies a relay's demand for this stream: returns whether the active layers changed,
     /// and the layers to make a keyframe on now. A demand for a layer above ours is for our
-    /// top one (a receiver asked for more than we have).
+    /// top one (a receiver asked for more than we have). A demand for no layer at all leaves
+    /// the stream as it is: a relay that has not seen our video yet (a receiver on another
+    /// relay, or a relay we just reconnected to) could never ask for it again.
     pub fn demand(&mut self, now: Millis, layers: u32, keyframes: u32) -> (bool, Vec<u32>) {
         let (layers, keyframes) = (self.fold(layers), self.fold(keyframes));
+        let layers = if layers == 0 { self.active } else { layers };
         let changed = layers != self.active;
         self.active = layers;
         let mut due = Vec::new();
@@ -188,8 +198,9 @@ mod tests {
         assert_eq!(send.active(), 0b001);
         assert_eq!(send.demand(100, 0b001, 0b001), (false, vec![]), "throttled");
         assert_eq!(send.demand(300, 0b011, 0b011), (true, vec![0, 1]));
-        assert_eq!(send.demand(300, 0, 0), (true, vec![]), "nobody watching: everything paused");
-        assert_eq!(send.demand(400, 0, 0b111), (false, vec![]), "no keyframe on a paused layer");
+        assert_eq!(send.demand(300, 0, 0), (false, vec![]), "no layer at all: nothing stops");
+        assert_eq!(send.active(), 0b011);
+        assert_eq!(send.demand(400, 0b001, 0b110), (true, vec![]), "no keyframe on a paused layer");
     }
 
     #[test]

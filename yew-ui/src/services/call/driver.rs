@@ -122,8 +122,8 @@ pub fn start(start: Start, identity: BrowserIdentity, frames: Rc<Frames>, page: 
     let (tx, rx) = unbounded();
     let media = MediaState { audio_on: start.audio_on, video_on: start.video_on, screen_on: false };
     let mut engine = Engine::new(OsRng, identity.public().clone(), &start.display_name, media);
-    // The camera is one layer here: its encoder runs while someone takes it (the relays'
-    // demand) and pauses while nobody does.
+    // The camera is one layer here (its one layer always runs: `Output::Layers` has nothing
+    // to pause).
     engine.set_simulcast(false);
     let now = js::now_ms();
     let driver = Driver {
@@ -299,11 +299,7 @@ impl Driver {
                     sender.request_keyframe();
                 }
             }
-            Output::Layers { stream, active } => {
-                if let Some(sender) = self.sender(stream) {
-                    sender.set_wanted(active != 0);
-                }
-            }
+            Output::Layers { .. } => {}
             Output::Rung(rung) => {
                 if let Some(camera) = &self.camera {
                     camera.set_rung(rung.bitrate, rung.fps);

@@ -71,8 +71,6 @@ struct Shared {
     stopped: Cell<bool>,
     /// The camera is off: frames are closed unencoded (the page disables the track).
     paused: Cell<bool>,
-    /// Nobody in the room takes this stream (the relays' demand): frames are closed unencoded.
-    unwanted: Cell<bool>,
     /// (frame timestamp, capture wall time) of frames in the encoder.
     captured: RefCell<VecDeque<(f64, f64)>>,
     dropped: Cell<u64>,
@@ -106,7 +104,6 @@ impl VideoSender {
             last_key_ms: Cell::new(0.0),
             stopped: Cell::new(false),
             paused: Cell::new(false),
-            unwanted: Cell::new(false),
             captured: RefCell::new(VecDeque::new()),
             dropped: Cell::new(0),
             encode_ms: RefCell::new(VecDeque::new()),
@@ -173,14 +170,6 @@ impl VideoSender {
         self.shared.force_key.set(true);
     }
 
-    /// Whether anyone in the room takes this stream; taken again, the first frame is a
-    /// keyframe.
-    pub fn set_wanted(&self, wanted: bool) {
-        if self.shared.unwanted.replace(!wanted) && wanted {
-            self.shared.force_key.set(true);
-        }
-    }
-
     /// Capture-to-encoded times of the latest frames, milliseconds.
     pub fn encode_ms(&self) -> Vec<f64> {
         self.shared.encode_ms.borrow().iter().copied().collect()
@@ -208,7 +197,7 @@ async fn capture_loop(reader: web_sys::ReadableStreamDefaultReader, encoder: Vid
             frame.close();
             break;
         }
-        if shared.paused.get() || shared.unwanted.get() {
+        if shared.paused.get() {
             frame.close();
             continue;
         }
