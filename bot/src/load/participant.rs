@@ -11,6 +11,7 @@ use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use videocall_client::call::VideoStream;
 use videocall_types::{
     LARGEST_LAYER, LayerDemand, LayerWant, MAX_LAYERS, MediaStream, PacketType, PacketWrapper, PresencePacket, Route,
     Subscription, presence_packet::Event,
@@ -284,8 +285,7 @@ async fn receive(
         let Ok(packet) = PacketWrapper::parse_from_bytes(&bytes) else { continue };
         if packet.packet_type.enum_value() == Ok(PacketType::LAYER_DEMAND) {
             let Ok(told) = LayerDemand::parse_from_bytes(&packet.data) else { continue };
-            let camera = told.streams.iter().filter(|s| s.stream.enum_value() == Ok(MediaStream::STREAM_CAMERA));
-            let (layers, keyframes) = camera.fold((0, 0), |(l, k), s| (l | s.layers, k | s.keyframes));
+            let (layers, keyframes) = videocall_client::call::demand_for(&told, VideoStream::Camera);
             // No layer at all leaves the layers as they are (as the web client and the bot
             // camera do): a relay that never saw them could not ask for them again.
             if layers != 0 {

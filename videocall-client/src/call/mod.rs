@@ -31,7 +31,7 @@ use videocall_types::{
 
 pub use ladder::{Ladder, RUNGS, Rung};
 pub use loss::SequenceLoss;
-pub use simulcast::{LOWER_LAYERS, LayerSpec, SendLayers, View, Want, lower_layers};
+pub use simulcast::{LOWER_LAYERS, LayerSpec, SendLayers, View, Want, demand_for, lower_layers};
 
 use crate::Millis;
 use crate::crypto::{IdentityPublic, LocalIdentity, OpenError};

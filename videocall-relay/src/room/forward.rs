@@ -39,15 +39,15 @@ impl Kind {
 
     /// The stream a routing header names, if it is one whose layers are chosen per receiver.
     pub fn of(route: &Route) -> Option<Kind> {
-        match route.stream.enum_value() {
-            Ok(MediaStream::STREAM_CAMERA) => Some(Kind::Camera),
-            Ok(MediaStream::STREAM_SCREEN) => Some(Kind::Screen),
-            _ => None,
-        }
+        route.stream.enum_value().ok().and_then(Self::from_proto)
     }
 
     fn from_proto(stream: MediaStream) -> Option<Kind> {
-        Self::of(&Route { stream: stream.into(), ..Route::default() })
+        match stream {
+            MediaStream::STREAM_CAMERA => Some(Kind::Camera),
+            MediaStream::STREAM_SCREEN => Some(Kind::Screen),
+            _ => None,
+        }
     }
 
     fn proto(self) -> MediaStream {
