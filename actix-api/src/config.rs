@@ -151,6 +151,11 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite:videocall.db")]
     pub database_url: String,
 
+    /// How long to keep trying a PostgreSQL database that cannot be reached yet at start-up
+    /// (started beside this server, it may take that long to answer), seconds.
+    #[arg(long, env = "DATABASE_WAIT_SECS", default_value_t = 60)]
+    pub database_wait_secs: u64,
+
     /// OpenID Connect issuer URL (its `/.well-known/openid-configuration` is read). Set: a
     /// "Sign in" button, and meetings may require signed-in users. Unset: guests only.
     #[arg(long, env = "OIDC_ISSUER_URL", requires = "oidc_client_id")]

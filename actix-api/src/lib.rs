@@ -175,7 +175,7 @@ pub fn kiosk_token(config: &Config, room: &str) -> Result<String> {
 /// Binds, starts the relay and the HTTP workers, and returns once the server accepts connections.
 pub async fn start(config: Config) -> Result<RunningServer> {
     let config = config.normalized();
-    let store = Store::connect(&config.database_url)
+    let store = Store::connect_waiting(&config.database_url, std::time::Duration::from_secs(config.database_wait_secs))
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
     let (relay, tokens, mut registry) = config.relay.start_relay(&format!("actix-api {}", config.listen)).await?;

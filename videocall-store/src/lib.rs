@@ -43,6 +43,11 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// [`Store::connect_waiting`]'s first pause, doubling up to [`CONNECT_RETRY_MAX`]: a database
+/// that is about to answer is found within a second, one that takes long is not hammered.
+const CONNECT_RETRY_FIRST: Duration = Duration::from_millis(250);
+const CONNECT_RETRY_MAX: Duration = Duration::from_secs(4);
+
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -89,6 +94,27 @@ impl Store {
         let store = Self { pool, backend };
         migrate::run(&store.pool, backend).await?;
         Ok(store)
+    }
+
+    /// [`Store::connect`], trying a PostgreSQL server again while it cannot be reached (its
+    /// name not resolvable yet, refusing connections, starting up) for up to `wait`: a database
+    /// started beside the server (compose, a cluster) takes seconds before it answers, and a
+    /// server that gave up at once would only be restarted into the same race. Other errors,
+    /// and SQLite (a file opens or it does not), end it at once.
+    pub async fn connect_waiting(url: &str, wait: Duration) -> Result<Self> {
+        let wait = if url.starts_with("postgres") { wait } else { Duration::ZERO };
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = CONNECT_RETRY_FIRST;
+        loop {
+            match Self::connect(url).await {
+                Err(StoreError::Connect(e)) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(error = %e, retry_in = ?pause, "the database is not reachable yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(CONNECT_RETRY_MAX);
+                }
+                result => return result,
+            }
+        }
     }
 
     pub fn backend(&self) -> Backend {

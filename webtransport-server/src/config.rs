@@ -72,6 +72,11 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// How long to keep trying a PostgreSQL database that cannot be reached yet at start-up
+    /// (started beside this server, it may take that long to answer), seconds.
+    #[arg(long, env = "DATABASE_WAIT_SECS", default_value_t = 60)]
+    pub database_wait_secs: u64,
+
     #[command(flatten)]
     pub cert: CertArgs,
 

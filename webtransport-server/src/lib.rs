@@ -211,7 +211,10 @@ pub async fn run(mut config: Config) -> Result<RunningServer> {
     let (relay, tokens, registry) = config.relay.start_relay(&format!("webtransport-server {}", config.listen)).await?;
     match config.database_url.as_deref() {
         Some(url) => {
-            let store = videocall_store::Store::connect(url).await.context("opening the database (DATABASE_URL)")?;
+            let wait = std::time::Duration::from_secs(config.database_wait_secs);
+            let store = videocall_store::Store::connect_waiting(url, wait)
+                .await
+                .context("opening the database (DATABASE_URL)")?;
             relay.set_revocations(Arc::new(StoreRevocations(store)));
         }
         None => tracing::warn!(
