@@ -191,3 +191,82 @@ async fn the_relay_survives_a_nats_restart_and_readyz_reports_the_outage() {
     assert!(metrics.contains("videocall_packets_dropped_total{reason=\"bus_unavailable\"}"), "{metrics}");
     server.stop().await;
 }
+
+/// An audio packet from a client, `seq` in its data and its route's frame counter.
+fn audio(seq: u32) -> Vec<u8> {
+    let mut packet = media(&seq.to_be_bytes());
+    videocall_types::Route::audio(u64::from(seq)).apply(&mut packet);
+    packet.write_to_bytes().unwrap()
+}
+
+/// The next `n` audio packets `client` receives (anything else skipped): their sequence numbers.
+async fn audio_received(client: &mut Client, n: usize) -> Vec<u32> {
+    let mut seqs = Vec::new();
+    while seqs.len() < n {
+        let p = tokio::time::timeout(Duration::from_secs(10), next_packet(client)).await.expect("audio in time");
+        if p.packet_type.enum_value() == Ok(PacketType::MEDIA) {
+            seqs.push(u32::from_be_bytes(p.data[..4].try_into().unwrap()));
+        }
+    }
+    seqs
+}
+
+/// `videocall_media_kept_here_total` of `relay`.
+async fn kept_here(relay: &RunningServer) -> u64 {
+    let metrics = common::metrics(relay).await;
+    let line = metrics.lines().find(|l| l.starts_with("videocall_media_kept_here_total ")).unwrap_or_default();
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// A room's media goes on NATS only while another relay serves the room: with the whole room
+/// on one relay, its sessions hear each other in-process and nats-server sees none of it; once
+/// someone joins on a second relay, the same sender's media reaches them over NATS, in order,
+/// and the first relay's own sessions still get it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_goes_on_nats_only_while_another_relay_serves_the_room() {
+    let nats = NatsServer::start().unwrap();
+    let relays = [start(config_on(&nats)).await, start(config_on(&nats)).await];
+    let urls: Vec<String> = relays.iter().map(http_url).collect();
+    let spy = async_nats::connect(nats.url()).await.unwrap();
+    let mut on_nats = spy.subscribe("room.kept.*").await.unwrap();
+    spy.flush().await.unwrap();
+
+    let mut ada = Client::join(&urls[0], &guest(&urls[0], "kept", "Ada").await).await;
+    let mut bob = Client::join(&urls[0], &guest(&urls[0], "kept", "Bob").await).await;
+    await_presence(&mut ada, 1).await;
+    await_presence(&mut bob, 1).await;
+    // What the room's joining put on NATS (presence) is not what this test counts.
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), on_nats.next()).await {}
+
+    for seq in 0..50 {
+        ada.ws.send(Message::Binary(audio(seq).into())).await.unwrap();
+    }
+    assert_eq!(audio_received(&mut bob, 50).await, (0..50).collect::<Vec<_>>());
+    assert_eq!(kept_here(&relays[0]).await, 50, "every packet stayed on the relay");
+    let mut published = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), on_nats.next()).await {
+        published += 1;
+    }
+    assert!(published < 5, "{published} messages on NATS while the room was on one relay (presence refreshes at most)");
+
+    // Cyd joins on the second relay: the first learns it (Ada hears of Cyd from it), and
+    // Ada's media goes on NATS from then on.
+    let mut cyd = Client::join(&urls[1], &guest(&urls[1], "kept", "Cyd").await).await;
+    await_presence(&mut cyd, 2).await;
+    let joined = async { while !matches!(ada.recv().await, Ok(Received::Joined(..))) {} };
+    tokio::time::timeout(Duration::from_secs(20), joined).await.expect("Ada hears that Cyd joined");
+    for seq in 50..100 {
+        ada.ws.send(Message::Binary(audio(seq).into())).await.unwrap();
+    }
+    assert_eq!(audio_received(&mut cyd, 50).await, (50..100).collect::<Vec<_>>(), "over NATS, in order");
+    assert_eq!(audio_received(&mut bob, 50).await, (50..100).collect::<Vec<_>>(), "in-process, once");
+    assert_eq!(kept_here(&relays[0]).await, 50, "nothing more kept back");
+    let mut published = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), on_nats.next()).await {
+        published += 1;
+    }
+    assert!(published >= 50, "only {published} messages on NATS with the room on two relays");
+    for relay in relays {
+        relay.stop().await;
+    }
+}

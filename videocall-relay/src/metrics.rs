@@ -40,6 +40,9 @@ pub struct RelayMetrics {
     /// Video frames not forwarded to a receiver because it takes another layer of that stream
     /// (simulcast): what per-receiver forwarding saves.
     pub layer_skipped: Counter,
+    /// Media packets delivered to this relay's sessions only, not published to the bus: no
+    /// other relay serves their room.
+    pub media_kept_here: Counter,
 }
 
 impl Default for RelayMetrics {
@@ -60,6 +63,7 @@ impl Default for RelayMetrics {
             sessions_closed: Family::default(),
             bus_publish_seconds: Histogram::new(buckets),
             layer_skipped: Counter::default(),
+            media_kept_here: Counter::default(),
         }
     }
 }
@@ -88,6 +92,11 @@ impl RelayMetrics {
             "layer_skipped",
             "Video frames not forwarded to a receiver that takes another layer of the stream",
             self.layer_skipped.clone(),
+        );
+        r.register(
+            "media_kept_here",
+            "Media packets delivered on this relay only: no other relay served their room",
+            self.media_kept_here.clone(),
         );
     }
 

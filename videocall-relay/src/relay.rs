@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use protobuf::Message as _;
 use tokio::sync::{Notify, OnceCell, mpsc};
-use videocall_types::{PacketType, PacketWrapper, RoomId, UserId, limits::MAX_PACKET_BYTES};
+use videocall_types::{MediaStream, PacketType, PacketWrapper, RoomId, UserId, limits::MAX_PACKET_BYTES};
 
 use crate::budget::{BudgetLimits, OverBudget, SendBudget};
 use crate::bus::{BusError, BusSink, BusSubscription, RoomBus, SealError};
@@ -218,6 +218,9 @@ struct RoomSlot {
 
 struct RoomState {
     room: Room,
+    /// Another relay serves the room (its members are known here): media goes on the bus. Read
+    /// without the room's lock on every packet a client sends; set after every change.
+    elsewhere: Arc<AtomicBool>,
     signals: HashMap<SessionId, Arc<SessionSignal>>,
     /// Set when the room left the relay's map; a joiner holding this slot must start over.
     retired: bool,
@@ -341,7 +344,7 @@ impl Relay {
         let session = SessionId::random();
         let member = Member { session, user: token.user.clone(), name: token.name.clone(), recorder: token.recorder };
         let signal = Arc::new(SessionSignal::default());
-        let (slot, publishes) = loop {
+        let (slot, elsewhere, publishes) = loop {
             let slot = self.slot(&token.room)?;
             let sink = Arc::new(RoomSink { slot: Arc::downgrade(&slot), relay: Arc::downgrade(&self.inner) });
             slot.subscription.get_or_try_init(|| self.inner.bus.subscribe(&token.room, sink)).await?;
@@ -352,8 +355,9 @@ impl Relay {
             state.room.join(Instant::now(), member.clone())?;
             state.signals.insert(session, signal.clone());
             let publishes = self.inner.apply_outputs(&mut state);
+            let elsewhere = state.elsewhere.clone();
             drop(state);
-            break (slot, publishes);
+            break (slot, elsewhere, publishes);
         };
         self.inner.metrics.sessions.inc();
         for (from, payload) in publishes {
@@ -363,6 +367,7 @@ impl Relay {
         Ok(SessionHandle {
             relay: self.clone(),
             slot,
+            elsewhere,
             member,
             signal,
             last_touch_ms: AtomicU64::new(0),
@@ -385,6 +390,7 @@ impl Relay {
                 id: room.clone(),
                 state: Mutex::new(RoomState {
                     room: Room::new(room.clone(), self.inner.origin, self.inner.config.room),
+                    elsewhere: Arc::default(),
                     signals: HashMap::new(),
                     retired: false,
                 }),
@@ -398,6 +404,7 @@ impl Relay {
 impl Inner {
     /// Carries out a room's outputs under its lock; returns the publishes to make after it.
     fn apply_outputs(&self, state: &mut RoomState) -> Publishes {
+        state.elsewhere.store(state.room.served_elsewhere(), Ordering::Relaxed);
         let mut publishes = Vec::new();
         while let Some(output) = state.room.poll_output() {
             match output {
@@ -431,6 +438,15 @@ impl Inner {
 
     async fn publish(&self, room: &RoomId, from: Option<SessionId>, payload: Bytes) {
         publish_measured(&*self.bus, &self.metrics, room, from, payload).await;
+    }
+
+    /// A client's media of a room no other relay serves: to this relay's sessions only.
+    async fn publish_here(&self, room: &RoomId, from: SessionId, payload: Bytes) {
+        self.metrics.media_kept_here.inc();
+        if let Err(e) = self.bus.publish_here(room, Some(from), payload).await {
+            self.metrics.dropped("bus_unavailable", 1);
+            tracing::debug!(room = %room, error = %e, "in-process delivery failed");
+        }
     }
 
     /// Removes a room that has no local session left, unless someone joined meanwhile.
@@ -553,7 +569,11 @@ impl BusSink for RoomSink {
 
 /// A client's packet, checked: to publish to the room, or a subscription for this relay.
 enum Stamped {
-    Publish(Bytes),
+    /// `media`: a frame of a stream (camera, screen, audio), which only receivers want.
+    Publish {
+        stamped: Bytes,
+        media: bool,
+    },
     Subscription(Vec<u8>),
 }
 
@@ -561,6 +581,8 @@ enum Stamped {
 pub struct SessionHandle {
     relay: Relay,
     slot: Arc<RoomSlot>,
+    /// The room's: another relay serves it, so our media goes on the bus.
+    elsewhere: Arc<AtomicBool>,
     member: Member,
     signal: Arc<SessionSignal>,
     last_touch_ms: AtomicU64,
@@ -599,7 +621,12 @@ impl SessionHandle {
         inner.metrics.bytes_in.inc_by(packet.len() as u64);
         self.touch();
         match stamped {
-            Stamped::Publish(stamped) => inner.publish(&self.slot.id, Some(self.member.session), stamped).await,
+            // Media nobody on another relay takes stays here; everything else (keys, presence,
+            // heartbeats, chat) always goes on the bus.
+            Stamped::Publish { stamped, media: true } if !self.elsewhere.load(Ordering::Relaxed) => {
+                inner.publish_here(&self.slot.id, self.member.session, stamped).await;
+            }
+            Stamped::Publish { stamped, .. } => inner.publish(&self.slot.id, Some(self.member.session), stamped).await,
             Stamped::Subscription(data) => self.subscribe(&data)?,
         }
         Ok(())
@@ -649,7 +676,8 @@ impl SessionHandle {
                 .data;
             return Ok(Stamped::Subscription(data));
         }
-        Ok(Stamped::Publish(stamped))
+        let media = header.route.stream.value() != MediaStream::STREAM_NONE as i32;
+        Ok(Stamped::Publish { stamped, media })
     }
 
     /// Records that the client is alive (any frame, a pong included). Takes the room lock at

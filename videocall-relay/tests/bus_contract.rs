@@ -216,3 +216,27 @@ async fn a_relays_own_sessions_hear_each_other_without_nats() {
     assert_eq!(next(&mut rx).await, (sid(2), Bytes::from_static(b"without nats")));
     nothing_more(&mut rx).await;
 }
+
+/// `publish_here` reaches this relay's own subscription and nothing on NATS: another relay
+/// subscribed to the room never gets it, while a `publish` right after reaches both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_here_stays_off_nats() {
+    let server = NatsServer::start().unwrap();
+    let key = BusKey::derive(&TokenKey::from_secret(b"the relays' shared secret, 32 bytes+").unwrap());
+    let a = NatsBus::connect(&server.url(), key.clone(), NatsBusOptions::default()).await.unwrap();
+    let b = NatsBus::connect(&server.url(), key, NatsBusOptions::default()).await.unwrap();
+    let r = room("here");
+    let (sa, mut on_a) = sink();
+    let (sb, mut on_b) = sink();
+    let _sub_a = a.subscribe(&r, sa).await.unwrap();
+    let _sub_b = b.subscribe(&r, sb).await.unwrap();
+    await_subscription(&a, &r, &mut on_b).await;
+    while tokio::time::timeout(Duration::from_millis(100), on_a.recv()).await.is_ok() {}
+    a.publish_here(&r, sid(1), Bytes::from_static(b"here only")).await.unwrap();
+    a.publish(&r, sid(1), Bytes::from_static(b"everywhere")).await.unwrap();
+    assert_eq!(next(&mut on_a).await, (sid(1), Bytes::from_static(b"here only")));
+    assert_eq!(next(&mut on_a).await, (sid(1), Bytes::from_static(b"everywhere")));
+    assert_eq!(next(&mut on_b).await, (sid(1), Bytes::from_static(b"everywhere")), "the other relay: only the publish");
+    nothing_more(&mut on_a).await;
+    nothing_more(&mut on_b).await;
+}

@@ -71,6 +71,18 @@ pub trait RoomBus: Send + Sync + 'static {
         payload: Bytes,
     ) -> BoxFuture<'a, Result<(), BusError>>;
 
+    /// Delivers one packet of `from` to this relay's own subscribers of the room only: media
+    /// of a room no other relay serves, which nobody on the bus would take. In one process
+    /// that is [`RoomBus::publish`].
+    fn publish_here<'a>(
+        &'a self,
+        room: &'a RoomId,
+        from: Option<SessionId>,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        self.publish(room, from, payload)
+    }
+
     /// Subscribes to every packet of the room until the returned guard is dropped.
     fn subscribe<'a>(
         &'a self,

@@ -8,7 +8,8 @@
 //! connection asks NATS not to echo what it publishes (`no_echo`): from NATS it takes only what
 //! other relays published. With the whole room on one relay, taking every packet back from
 //! nats-server (and opening it) had cost the relay 0.28 cores against 0.18 with the in-process
-//! bus; without it, 0.24 (docs/benchmarks.md, "NATS without the echo").
+//! bus; without it, 0.24 (docs/benchmarks.md, "NATS without the echo"). A room's media goes to
+//! NATS only while another relay serves the room ([`RoomBus::publish_here`] otherwise).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -121,6 +122,15 @@ impl RoomBus for NatsBus {
             }
         }
         .boxed()
+    }
+
+    fn publish_here<'a>(
+        &'a self,
+        room: &'a RoomId,
+        from: Option<SessionId>,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        self.local.publish(room, from, payload)
     }
 
     fn subscribe<'a>(

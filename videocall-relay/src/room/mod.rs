@@ -8,6 +8,8 @@
 //! Every packet a client sends goes out on the bus and comes back through the relay's one
 //! subscription for the room ([`Room::handle_bus`]), so a packet reaches the other sessions on
 //! this relay the same way it reaches those on other relays, and the sender never gets its own.
+//! (Media of a room no other relay serves, [`Room::served_elsewhere`], the driver hands to the
+//! bus for this relay's subscription alone: nobody elsewhere would take it.)
 //! Presence is the exception: a relay tells its own sessions about joins and leaves directly and
 //! ignores its own presence packets when they come back from the bus.
 //!
@@ -169,6 +171,11 @@ impl Room {
 
     pub fn has_local(&self) -> bool {
         !self.local.is_empty()
+    }
+
+    /// Whether another relay has members in this room: only then need its media go on the bus.
+    pub fn served_elsewhere(&self) -> bool {
+        !self.remote.is_empty()
     }
 
     /// Everyone in the room as this relay knows it, local sessions first.
