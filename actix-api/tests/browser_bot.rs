@@ -96,3 +96,54 @@ async fn a_page_decodes_every_tile_of_a_six_person_room() {
     ada.quit().await;
     server.stop().await;
 }
+
+/// Simulcast through a real page: five native cameras, each sending two layers (640x360 and
+/// the 320x180 thumbnail layer under it), in one page's grid. The page asks its relay for the
+/// thumbnails only, so every tile decodes 320x180 (layer 0). Pinning one camera makes its tile
+/// large: the page asks for that camera's large layer, and its 640x360 frames are decoded
+/// within a second; the others stay small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grid_takes_the_small_layers_and_a_pinned_camera_its_large_one_within_a_second() {
+    let server = start_with_client().await;
+    let room = "simulcast";
+    let ada = Participant::join(&server.http, room, "Ada", "auto").await;
+    let bots: Vec<KillOnDrop> = (1..=5)
+        .map(|n| {
+            let transport = if n % 2 == 0 { "webtransport" } else { "websocket" };
+            let name = format!("Camera {n}");
+            bot_camera_as(&server.http, room, transport, &name, &["--width", "640", "--height", "360", "--fps", "15"])
+        })
+        .collect();
+    let small = |p: &serde_json::Value| {
+        p["layer"] == 0 && p["width"] == 320 && p["height"] == 180 && p["frames_decoded"].as_u64().unwrap_or(0) >= 30
+    };
+    let stats = ada.wait_for_peers(5, Duration::from_secs(60), small).await;
+    for peer in stats["peers"].as_array().unwrap() {
+        assert_eq!(peer["decode_errors"], 0, "{peer:#}");
+    }
+    assert_eq!(stats["dropped"], 0, "{stats:#}");
+
+    let pinned = stats["peers"][0]["session"].as_u64().unwrap();
+    let started = std::time::Instant::now();
+    common::web_client::click(&ada.browser, &format!(".tile[data-session='{pinned}'] .pin")).await;
+    let large = loop {
+        let stats = ada.stats().await;
+        let peers = stats["peers"].as_array().cloned().unwrap_or_default();
+        let it = peers.iter().find(|p| p["session"] == pinned).cloned().unwrap_or_default();
+        if it["layer"] == 1 && it["width"] == 640 && it["height"] == 360 {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the pinned camera never came large: {stats:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("simulcast: the pinned camera's large layer decoded {} ms after the click", large.as_millis());
+    assert!(large < Duration::from_secs(1), "pinning took {large:?}");
+    // The others stay on their thumbnails.
+    let stats = ada.stats().await;
+    for peer in stats["peers"].as_array().unwrap().iter().filter(|p| p["session"] != pinned) {
+        assert!(small(peer), "{peer:#}");
+    }
+    drop(bots);
+    ada.quit().await;
+    server.stop().await;
+}

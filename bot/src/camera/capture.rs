@@ -4,16 +4,17 @@
 //! the encoder so the last frames still go out.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
+use videocall_client::call::LayerSpec;
 
 use super::coded::Codec;
 use super::encode::{self, Encoded, EncoderChoice, VideoEncoder};
-use super::frame::I420Frame;
+use super::frame::{self, I420Frame};
 use super::pattern::TestPattern;
 use super::session::{OutFrame, wall_ms};
 use super::v4l2::V4l2Camera;
@@ -34,17 +35,80 @@ pub struct Config {
 }
 
 impl Config {
-    /// The encoder this configuration asks for, at `width`x`height`.
+    /// The encoder this configuration asks for, at `width`x`height`: the top layer's.
     fn open_encoder(&self, (width, height): (usize, usize)) -> Result<Box<dyn VideoEncoder + Send>> {
         encode::open(self.encoder, self.codec, width, height, self.fps, self.bitrate)
     }
+
+    /// A lower layer's encoder, at its size, bitrate and frame rate.
+    fn open_layer_encoder(
+        &self,
+        (width, height): (usize, usize),
+        spec: &LayerSpec,
+    ) -> Result<Box<dyn VideoEncoder + Send>> {
+        encode::open(self.encoder, self.codec, width, height, spec.fps.round() as u32, spec.bitrate)
+    }
 }
+
+/// The camera's simulcast layers as the call engine runs them: which are encoded, which owe a
+/// keyframe. The capture thread reads it, the network side (the relays' demand) writes it.
+#[derive(Debug)]
+pub struct Layers {
+    /// The layers under the top one, smallest first, once the engine planned them: until then
+    /// the camera is its top layer alone.
+    lower: OnceLock<Vec<LayerSpec>>,
+    /// Bit n: layer n is encoded.
+    active: AtomicU32,
+    /// Bit n: layer n's next frame is a keyframe.
+    keys: AtomicU32,
+}
+
+impl Default for Layers {
+    /// Every layer runs and starts with a keyframe.
+    fn default() -> Self {
+        Self { lower: OnceLock::new(), active: AtomicU32::new(u32::MAX), keys: AtomicU32::new(u32::MAX) }
+    }
+}
+
+impl Layers {
+    /// The engine planned these layers under the top one (once; later plans are ignored).
+    pub fn plan(&self, lower: &[LayerSpec]) {
+        let _ = self.lower.set(lower.to_vec());
+    }
+
+    /// Which layers run (bit n: layer n).
+    pub fn set_active(&self, active: u32) {
+        self.active.store(active, Ordering::Relaxed);
+    }
+
+    /// Every layer's next frame is a keyframe (a newcomer, a reconnection, lost frames).
+    pub fn request_keyframes(&self) {
+        self.keys.store(u32::MAX, Ordering::Relaxed);
+    }
+
+    /// `layer`'s next frame is a keyframe.
+    pub fn request_keyframe(&self, layer: u32) {
+        self.keys.fetch_or(1 << layer, Ordering::Relaxed);
+    }
+
+    fn take_keyframe(&self, layer: u32) -> bool {
+        self.keys.fetch_and(!(1 << layer), Ordering::Relaxed) & (1 << layer) != 0
+    }
+
+    fn is_active(&self, layer: u32) -> bool {
+        self.active.load(Ordering::Relaxed) & (1 << layer) != 0
+    }
+}
+
+/// A layer takes a frame when this share of its frame interval has passed since its last one:
+/// a 15 fps layer of a 30 fps camera takes every other frame even when capture jitters.
+const FRAME_INTERVAL_SLACK: f64 = 0.9;
 
 /// What the capture thread and the network side share.
 #[derive(Default)]
 pub struct Shared {
-    /// Set to ask the encoder for a keyframe.
-    pub force_key: Arc<AtomicBool>,
+    /// The simulcast layers: which run, which owe a keyframe.
+    pub layers: Arc<Layers>,
     pub camera_on: AtomicBool,
     pub captured: AtomicU64,
     /// Set to stop: the thread drains the encoder, sends what came out and ends.
@@ -63,6 +127,8 @@ impl Shared {
 /// What was opened, for the status line.
 pub struct Opened {
     pub source: String,
+    /// The size frames come at (what the source gave, which may differ from what was asked).
+    pub size: (usize, usize),
     pub encoder: String,
     pub codec: String,
 }
@@ -141,13 +207,45 @@ fn reacquire(config: &Config, shared: &Shared) -> Option<Source> {
     None
 }
 
+/// One simulcast layer's encoder.
+struct LayerEncoder {
+    encoder: Box<dyn VideoEncoder + Send>,
+    /// `None`: the top layer, at the camera's size; else this layer's.
+    spec: Option<LayerSpec>,
+    /// (width, height) the encoder was opened for.
+    size: (usize, usize),
+    /// Timestamp of the last frame this layer encoded.
+    last_us: Option<u64>,
+}
+
+/// The size a layer (`None`: the top one) encodes a `width` x `height` frame at: the spec's
+/// width (even sides, the camera's aspect), never larger than the frame.
+fn layer_size(spec: Option<LayerSpec>, (width, height): (usize, usize)) -> (usize, usize) {
+    match spec {
+        Some(spec) if (spec.width as usize) < width => {
+            let even = |v: usize| (v / 2 * 2).max(2);
+            (even(spec.width as usize), even(height * spec.width as usize / width))
+        }
+        _ => (width, height),
+    }
+}
+
+impl LayerEncoder {
+    /// Whether a frame at `timestamp_us` is due at this layer's frame rate (`camera_fps` for
+    /// the top layer).
+    fn due(&self, timestamp_us: u64, camera_fps: u32) -> bool {
+        let fps = self.spec.map_or(f64::from(camera_fps), |s| s.fps).max(1.0);
+        let interval = 1e6 / fps * FRAME_INTERVAL_SLACK;
+        self.last_us.is_none_or(|last| timestamp_us.saturating_sub(last) as f64 >= interval)
+    }
+}
+
 struct Worker {
     config: Config,
     shared: Arc<Shared>,
     out: mpsc::Sender<OutFrame>,
-    encoder: Box<dyn VideoEncoder + Send>,
-    /// (width, height) the encoder was opened for.
-    encoding: (usize, usize),
+    /// Smallest layer first; the last is the top one.
+    encoders: Vec<LayerEncoder>,
     started: Instant,
     /// `started` on the wall clock, milliseconds.
     started_ms: f64,
@@ -158,8 +256,8 @@ struct Worker {
 }
 
 impl Worker {
-    /// Hands an encoded frame to the network side; false once that side is gone.
-    fn emit(&mut self, encoded: Encoded, size: (usize, usize)) -> bool {
+    /// Hands an encoded frame of `layer` to the network side; false once that side is gone.
+    fn emit(&mut self, layer: u32, encoded: Encoded, size: (usize, usize)) -> bool {
         while self.in_flight.front().is_some_and(|(ts, _)| *ts < encoded.timestamp_us) {
             self.in_flight.pop_front();
         }
@@ -168,6 +266,7 @@ impl Worker {
             _ => wall_ms(),
         };
         let frame = OutFrame {
+            layer,
             keyframe: encoded.keyframe,
             data: encoded.data,
             capture_ms,
@@ -177,38 +276,81 @@ impl Worker {
         };
         match self.out.try_send(frame) {
             Ok(()) => true,
-            // The network is behind: this frame is lost, so the next must stand alone.
+            // The network is behind: this frame is lost, so the layer's next must stand alone.
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.force_key.store(true, Ordering::Relaxed);
+                self.shared.layers.request_keyframe(layer);
                 true
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 
+    /// The layers the engine planned, once it has: the lower layers' encoders open (the top
+    /// one moves to the end).
+    fn open_lower_layers(&mut self, size: (usize, usize)) -> Result<()> {
+        let Some(lower) = self.shared.layers.lower.get() else { return Ok(()) };
+        if self.encoders.len() == lower.len() + 1 {
+            return Ok(());
+        }
+        let mut encoders = Vec::with_capacity(lower.len() + 1);
+        for spec in lower {
+            let size = layer_size(Some(*spec), size);
+            let encoder = self.config.open_layer_encoder(size, spec)?;
+            encoders.push(LayerEncoder { encoder, spec: Some(*spec), size, last_us: None });
+        }
+        encoders.extend(self.encoders.pop());
+        self.encoders = encoders;
+        self.shared.layers.request_keyframes();
+        Ok(())
+    }
+
     /// `shutter_us`: when the frame was taken, microseconds since the stream began: what
-    /// receivers and recordings space frames by.
+    /// receivers and recordings space frames by. Each running layer that is due encodes it
+    /// (scaled to its size); false once the network side is gone.
     fn encode(&mut self, frame: &I420Frame, capture_ms: f64, shutter_us: u64) -> Result<bool> {
         let size = (frame.width, frame.height);
-        if size != self.encoding {
-            // The camera came back at another size: the encoder starts again.
-            self.encoder = self.config.open_encoder(size)?;
-            self.encoding = size;
-        }
+        self.open_lower_layers(size)?;
         let timestamp_us = self.last_timestamp_us.map_or(shutter_us, |last| shutter_us.max(last + 1));
         self.last_timestamp_us = Some(timestamp_us);
         self.in_flight.push_back((timestamp_us, capture_ms));
-        let key = self.shared.force_key.swap(false, Ordering::Relaxed);
-        match self.encoder.encode(frame, key, timestamp_us).context("encoding")? {
-            Some(encoded) => Ok(self.emit(encoded, size)),
-            None => {
+        for index in 0..self.encoders.len() {
+            let layer_index = index as u32;
+            let layers = self.shared.layers.clone();
+            let layer = &mut self.encoders[index];
+            if !layers.is_active(layer_index) || !layer.due(timestamp_us, self.config.fps) {
+                continue;
+            }
+            let want = layer_size(layer.spec, size);
+            if want != layer.size {
+                // The camera came back at another size: the encoder starts again.
+                layer.encoder = match layer.spec {
+                    Some(spec) => self.config.open_layer_encoder(want, &spec)?,
+                    None => self.config.open_encoder(want)?,
+                };
+                layer.size = want;
+                layers.request_keyframe(layer_index);
+            }
+            let scaled;
+            let picture = if want == size {
+                frame
+            } else {
+                scaled = frame::scale(frame, want.0, want.1).context("scaling a layer")?;
+                &scaled
+            };
+            layer.last_us = Some(timestamp_us);
+            let key = layers.take_keyframe(layer_index);
+            let Some(encoded) = layer.encoder.encode(picture, key, timestamp_us).context("encoding")? else {
                 // Skipped or still inside: ask again with the next frame.
                 if key {
-                    self.shared.force_key.store(true, Ordering::Relaxed);
+                    layers.request_keyframe(layer_index);
                 }
-                Ok(true)
+                continue;
+            };
+            if !self.emit(layer_index, encoded, want) {
+                return Ok(false);
             }
         }
+        Ok(true)
     }
 
     fn run(&mut self, mut source: Source) -> Result<()> {
@@ -226,7 +368,7 @@ impl Worker {
                     let Some(back) = reacquire(&self.config, &self.shared) else { break };
                     source = back;
                     self.shared.camera_on.store(true, Ordering::Relaxed);
-                    self.shared.force_key.store(true, Ordering::Relaxed);
+                    self.shared.layers.request_keyframes();
                     continue;
                 }
             };
@@ -252,10 +394,12 @@ impl Worker {
                 next = now;
             }
         }
-        // Stopping: what is still inside the encoder goes out too.
-        let size = self.encoding;
-        for encoded in self.encoder.finish().context("draining the encoder")? {
-            self.emit(encoded, size);
+        // Stopping: what is still inside the encoders goes out too.
+        for index in 0..self.encoders.len() {
+            let size = self.encoders[index].size;
+            for encoded in self.encoders[index].encoder.finish().context("draining the encoder")? {
+                self.emit(index as u32, encoded, size);
+            }
         }
         Ok(())
     }
@@ -274,6 +418,7 @@ pub fn spawn(config: Config, shared: Arc<Shared>, out: mpsc::Sender<OutFrame>) -
                 let encoder = config.open_encoder(size)?;
                 let opened = Opened {
                     source: description,
+                    size,
                     encoder: encoder.name().to_owned(),
                     codec: encoder.codec().to_owned(),
                 };
@@ -282,8 +427,7 @@ pub fn spawn(config: Config, shared: Arc<Shared>, out: mpsc::Sender<OutFrame>) -
                     config,
                     shared: shared.clone(),
                     out,
-                    encoder,
-                    encoding: size,
+                    encoders: vec![LayerEncoder { encoder, spec: None, size, last_us: None }],
                     started: Instant::now(),
                     started_ms: wall_ms(),
                     last_timestamp_us: None,

@@ -21,6 +21,8 @@ pub enum ConvertError {
     ShortBuffer { format: &'static str, width: usize, height: usize, needed: usize, got: usize },
     #[error("MJPEG: {0}")]
     Jpeg(String),
+    #[error("scaling: {0}")]
+    Scale(String),
     #[error("MJPEG: a {got_width}x{got_height} picture in a {width}x{height} stream")]
     JpegSize { width: usize, height: usize, got_width: usize, got_height: usize },
 }
@@ -46,6 +48,33 @@ impl I420Frame {
         let (u, v) = chroma.split_at_mut(luma / 4);
         (y, u, v)
     }
+}
+
+/// `frame` scaled to `width` x `height` (even sides), each plane filtered bilinearly: a
+/// simulcast layer's picture from the camera's.
+pub fn scale(frame: &I420Frame, width: usize, height: usize) -> Result<I420Frame, ConvertError> {
+    use fast_image_resize::images::{Image, ImageRef};
+    use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+    let mut out = I420Frame::new(width, height)?;
+    if (width, height) == (frame.width, frame.height) {
+        out.data.copy_from_slice(&frame.data);
+        return Ok(out);
+    }
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    let mut resizer = Resizer::new();
+    let (from, to) = (frame.planes(), out.planes_mut());
+    let planes = [(from.0, to.0, 1), (from.1, to.1, 2), (from.2, to.2, 2)];
+    for (src, dst, div) in planes {
+        let (sw, sh, dw, dh) = (frame.width / div, frame.height / div, width / div, height / div);
+        let src = ImageRef::new(sw as u32, sh as u32, src, PixelType::U8).map_err(scale_error)?;
+        let mut dst = Image::from_slice_u8(dw as u32, dh as u32, dst, PixelType::U8).map_err(scale_error)?;
+        resizer.resize(&src, &mut dst, &options).map_err(scale_error)?;
+    }
+    Ok(out)
+}
+
+fn scale_error(e: impl std::fmt::Display) -> ConvertError {
+    ConvertError::Scale(e.to_string())
 }
 
 fn check_size(width: usize, height: usize) -> Result<(), ConvertError> {
@@ -156,6 +185,20 @@ pub fn mjpeg_to_i420(src: &[u8], width: usize, height: usize) -> Result<I420Fram
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scaling_halves_each_plane_and_keeps_flat_colour() {
+        let mut frame = I420Frame::new(64, 36).unwrap();
+        let (y, u, v) = frame.planes_mut();
+        y.fill(90);
+        u.fill(60);
+        v.fill(200);
+        let small = scale(&frame, 32, 18).unwrap();
+        assert_eq!((small.width, small.height, small.data.len()), (32, 18, 32 * 18 * 3 / 2));
+        let (y, u, v) = small.planes();
+        assert!(y.iter().all(|&s| s == 90) && u.iter().all(|&s| s == 60) && v.iter().all(|&s| s == 200));
+        assert_eq!(scale(&frame, 31, 18), Err(ConvertError::OddSize { width: 31, height: 18 }));
+    }
 
     /// A 4x2 frame whose every sample is distinct, in I420.
     fn known() -> I420Frame {

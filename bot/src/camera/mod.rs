@@ -181,7 +181,6 @@ pub async fn run(args: CameraArgs) -> Result<()> {
     link::check_server(&args.join.server)?;
     let transport = Transport::from(args.join.transport);
     let shared = Arc::new(capture::Shared::default());
-    shared.force_key.store(true, Ordering::Relaxed);
     let (frames_tx, mut frames) = mpsc::channel::<OutFrame>(OUT_QUEUE);
     let config = capture::Config {
         device: args.device.clone(),
@@ -201,7 +200,8 @@ pub async fn run(args: CameraArgs) -> Result<()> {
     let identity = tokio::task::spawn_blocking(|| LocalIdentity::generate(&mut OsRng))
         .await?
         .context("generating the identity key")?;
-    let mut session = Session::new(identity, &args.name, &opened.codec, shared.force_key.clone());
+    let size = (opened.size.0 as u32, opened.size.1 as u32);
+    let mut session = Session::new(identity, &args.name, &opened.codec, size, shared.layers.clone());
     // CPU from here on is the camera's, not the one-off RSA key.
     let cpu_before = cpu_seconds();
     eprintln!("bot camera: key fingerprint {}", session.fingerprint());
@@ -242,7 +242,7 @@ pub async fn run(args: CameraArgs) -> Result<()> {
         };
         first = false;
         session.connected(generation, transport, &user, &room);
-        shared.force_key.store(true, Ordering::Relaxed);
+        shared.layers.request_keyframes();
         eprintln!("bot camera: in room {} as {user} ({encoder_name}, {})", args.join.room, opened.codec);
         // Frames encoded while we were away are stale: start from the next one.
         while frames.try_recv().is_ok() {}

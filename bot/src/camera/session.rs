@@ -4,20 +4,24 @@
 //! newcomers answered with a keyframe.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use rand_core::OsRng;
 use videocall_client::Millis;
-use videocall_client::call::{EncodedVideo, Engine, Failure, MediaState, Output, TransportKind, Update, VideoStream};
+use videocall_client::call::{
+    EncodedVideo, Engine, Failure, MediaState, Output, TransportKind, Update, VideoStream, View, Want,
+};
 use videocall_client::crypto::LocalIdentity;
 
+use super::capture::Layers;
 use crate::load::link::{LinkReceiver, LinkSender, Transport, WebTransportInfo};
 use crate::load::participant::{GuestToken, guest_token_as};
 
 /// One encoded frame on its way out.
 pub struct OutFrame {
+    /// The simulcast layer (0 the smallest).
+    pub layer: u32,
     pub data: Vec<u8>,
     pub keyframe: bool,
     /// Wall-clock milliseconds when the frame was captured.
@@ -39,16 +43,30 @@ pub struct Session {
     started: Instant,
     /// The attempt the engine asked for last.
     generation: Option<u32>,
-    /// Set to ask the encoder for a keyframe.
-    pub force_key: Arc<AtomicBool>,
+    /// The camera's layers: which run and which owe a keyframe, as the engine says.
+    layers: Arc<Layers>,
 }
 
 impl Session {
-    /// A camera called `name`, microphone off.
-    pub fn new(identity: LocalIdentity, name: &str, codec: &str, force_key: Arc<AtomicBool>) -> Self {
+    /// A camera called `name`, microphone off, capturing at `width` x `height`: the engine
+    /// plans its simulcast layers (`layers` tells the capture thread).
+    pub fn new(
+        identity: LocalIdentity,
+        name: &str,
+        codec: &str,
+        (width, height): (u32, u32),
+        layers: Arc<Layers>,
+    ) -> Self {
         let media = MediaState { audio_on: false, video_on: true, screen_on: false };
-        let engine = Engine::new(OsRng, identity.public().clone(), name, media);
-        Self { identity, engine, codec: codec.to_owned(), started: Instant::now(), generation: None, force_key }
+        let mut engine = Engine::new(OsRng, identity.public().clone(), name, media);
+        engine.camera_opened(width, height);
+        // It watches nobody: no relay need forward it anyone's video, nor ask a sender for it.
+        engine.set_view(View { wants: Vec::new(), camera_default: Want::Off, screen_default: Want::Off });
+        layers.plan(engine.camera_lower_layers());
+        let mut session =
+            Self { identity, engine, codec: codec.to_owned(), started: Instant::now(), generation: None, layers };
+        session.drain();
+        session
     }
 
     pub fn peers(&self) -> usize {
@@ -129,14 +147,16 @@ impl Session {
         while let Some(output) = self.engine.poll_output() {
             match output {
                 Output::Connect { generation } => self.generation = Some(generation),
-                Output::Keyframe { stream: VideoStream::Camera, .. } => self.force_key.store(true, Ordering::Relaxed),
+                Output::Keyframe { stream: VideoStream::Camera, layer } => self.layers.request_keyframe(layer),
+                Output::Layers { stream: VideoStream::Camera, active } => self.layers.set_active(active),
                 // Nobody is here to compare fingerprints again: a changed key is never accepted.
                 Output::Show(Update::KeyChanged { session, fingerprint }) => {
                     tracing::warn!(session, %fingerprint, "a participant's key changed; it gets nothing from us");
                 }
                 Output::Show(Update::Refused(counts)) => tracing::warn!(?counts, "refused key packets"),
                 Output::Show(Update::Notice(notice)) => tracing::info!(%notice),
-                // The bot watches nobody, has no microphone, a fixed bitrate and no screen.
+                // The bot watches nobody, has no microphone, a fixed bitrate (the ladder's rungs
+                // are ignored) and no screen.
                 _ => {}
             }
         }
@@ -146,8 +166,7 @@ impl Session {
     pub fn send_frame(&mut self, frame: OutFrame) -> Result<()> {
         let video = EncodedVideo {
             codec: self.codec.clone(),
-            // One layer: the bot's camera is not simulcast.
-            layer: 0,
+            layer: frame.layer,
             keyframe: frame.keyframe,
             data: frame.data,
             timestamp_us: frame.timestamp_us,

@@ -16,6 +16,7 @@
 //!   routing header; what we show, told to our relay as a subscription.
 
 mod ladder;
+mod layout;
 mod loss;
 mod simulcast;
 
@@ -30,6 +31,7 @@ use videocall_types::{
 };
 
 pub use ladder::{Ladder, RUNGS, Rung};
+pub use layout::{GRID_PAGE, Layout, Mode, STRIP_PAGE, Stage, want_for_width};
 pub use loss::SequenceLoss;
 pub use simulcast::{LOWER_LAYERS, LayerSpec, SendLayers, View, Want, demand_for, lower_layers};
 
@@ -339,6 +341,8 @@ pub struct Engine<R> {
     view_due: bool,
     /// Whether the camera sends its lower layers too ([`Engine::set_simulcast`]).
     simulcast: bool,
+    /// The camera's layers under its top one, smallest first.
+    camera_lower: Vec<LayerSpec>,
     ladder: Option<Ladder>,
     /// The camera's codec and the size of its last frame.
     sending: (String, u32, u32),
@@ -370,6 +374,7 @@ impl<R: CryptoRngCore> Engine<R> {
             view: View::default(),
             view_due: false,
             simulcast: true,
+            camera_lower: Vec::new(),
             ladder: None,
             sending: (String::new(), 0, 0),
             queued_bytes: 0.0,
@@ -578,8 +583,8 @@ impl<R: CryptoRngCore> Engine<R> {
         let ladder = Ladder::for_camera(width, height);
         let rung = ladder.rung();
         self.ladder = Some(ladder);
-        let count = if self.simulcast { lower_layers(rung.width).len() as u32 + 1 } else { 1 };
-        self.send[VideoStream::Camera.index()] = SendLayers::new(count);
+        self.camera_lower = if self.simulcast { lower_layers(rung.width) } else { Vec::new() };
+        self.send[VideoStream::Camera.index()] = SendLayers::new(self.camera_lower.len() as u32 + 1);
         let active = self.send[VideoStream::Camera.index()].active();
         self.outputs.push_back(Output::Layers { stream: VideoStream::Camera, active });
         rung
@@ -589,6 +594,12 @@ impl<R: CryptoRngCore> Engine<R> {
     /// off, a camera is one layer, which every receiver gets, as before simulcast).
     pub fn set_simulcast(&mut self, on: bool) {
         self.simulcast = on;
+    }
+
+    /// The camera's layers under its top one, smallest first, as [`Engine::camera_opened`]
+    /// planned them: the adapter encodes one per entry besides the top layer.
+    pub fn camera_lower_layers(&self) -> &[LayerSpec] {
+        &self.camera_lower
     }
 
     /// Which layers of `stream` we have and which run.

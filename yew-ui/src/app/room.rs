@@ -10,9 +10,12 @@ use super::lobby::Lobby;
 use crate::components::{
     ChatPanel, ConnectionStatus, Controls, Diagnostics, HostPanel, ParticipantList, PeerTile, ScreenTile, SelfTile,
 };
-use crate::hooks::{Admission, JoinChoice, RoomHandle, use_admission, use_identity, use_local_media, use_room};
+use crate::hooks::{
+    Admission, JoinChoice, RoomHandle, use_admission, use_identity, use_local_media, use_room, use_width,
+};
 use crate::services::api::{MeetingView, SessionInfo};
-use crate::types::room::Connection;
+use crate::types::room::{Connection, Participant, RoomAction};
+use videocall_client::call::{Mode, Stage};
 
 #[derive(Properties, PartialEq)]
 pub struct RoomPageProps {
@@ -125,6 +128,31 @@ fn CallView(props: &CallViewProps) -> Html {
         let room = room.clone();
         Callback::from(move |session: u64| room.accept_key_change(session))
     };
+    let on_pin = {
+        let room = room.clone();
+        Callback::from(move |session: u64| room.state.dispatch(RoomAction::Pin(session)))
+    };
+    // Who is where, and what that costs: each tile's layer by the width it is drawn at. Hooks
+    // come before any early return.
+    let sessions: Vec<u64> = state.participants.keys().copied().collect();
+    let layout = state.stage.layout(&sessions);
+    let screens: Vec<(u64, &Participant)> =
+        state.participants.iter().filter(|(_, p)| p.screen_on).map(|(s, p)| (*s, p)).collect();
+    let count = layout.tiles.len() + 1 + screens.len();
+    // A pinned or speaking person large, the others a strip under them; else a square grid.
+    let columns = if layout.main.is_some() { count } else { (count as f64).sqrt().ceil().max(1.0) as usize };
+    let (tiles_ref, main_ref) = (use_node_ref(), use_node_ref());
+    let (tiles_width, main_width) = (use_width(tiles_ref.clone()), use_width(main_ref.clone()));
+    // Less the gaps between tiles, which a layer's choice never hinges on.
+    let tile_width = tiles_width / columns as u32;
+    {
+        let (room, view) = (room.clone(), Stage::view(&layout, tile_width, main_width));
+        use_effect_with(view, move |view| {
+            if let Some(call) = room.call() {
+                call.set_view(view.clone());
+            }
+        });
+    }
     if let Connection::Closed { reason } = &state.connection {
         let rejoin = Callback::from(|_: MouseEvent| {
             if let Some(w) = web_sys::window() {
@@ -141,8 +169,25 @@ fn CallView(props: &CallViewProps) -> Html {
             </main>
         };
     }
-    let count = state.participants.len() + 1 + state.participants.values().filter(|p| p.screen_on).count();
-    let columns = (count as f64).sqrt().ceil().max(1.0) as usize;
+    let tile = |session: u64| {
+        let Some(p) = state.participants.get(&session) else { return html! {} };
+        html! {
+            <PeerTile key={session.to_string()} session={session} participant={p.clone()}
+                pinned={state.stage.pinned() == Some(session)} on_pin={on_pin.clone()} />
+        }
+    };
+    let (mode, next_mode, mode_label) = match state.stage.mode() {
+        Mode::Grid => ("grid", Mode::Speaker, "Speaker view"),
+        Mode::Speaker => ("speaker", Mode::Grid, "Grid view"),
+    };
+    let to_page = |page: usize| {
+        let room = room.clone();
+        Callback::from(move |_: MouseEvent| room.state.dispatch(RoomAction::Page(page)))
+    };
+    let on_mode = {
+        let room = room.clone();
+        Callback::from(move |_: MouseEvent| room.state.dispatch(RoomAction::Mode(next_mode)))
+    };
     html! {
         <main class="call">
             <header>
@@ -154,15 +199,28 @@ fn CallView(props: &CallViewProps) -> Html {
                 if let Some(notice) = &state.notice { <p class="notice" id="notice">{ notice }</p> }
             </header>
             <div class="stage">
-                <section class="grid" style={format!("grid-template-columns: repeat({columns}, 1fr)")}>
-                    <SelfTile stream={stream} name={state.me.display_name.clone()} audio_on={state.me.audio_on} video_on={state.me.video_on} speaking={state.me.speaking} />
-                    { for state.participants.iter().map(|(session, p)| html! {
-                        <PeerTile key={session.to_string()} session={*session} participant={p.clone()} />
-                    }) }
-                    { for state.participants.iter().filter(|(_, p)| p.screen_on).map(|(session, p)| html! {
-                        <ScreenTile key={format!("screen-{session}")} session={*session} name={p.display_name.clone()} frames={p.stats.screen_frames} />
-                    }) }
-                </section>
+                <div class={classes!("tiles", mode)} ref={tiles_ref}>
+                    <nav class="view-bar">
+                        <button id="view-mode" onclick={on_mode}>{ mode_label }</button>
+                        if layout.pages > 1 {
+                            <button id="page-prev" disabled={layout.page == 0} onclick={to_page(layout.page.saturating_sub(1))}>{"‹"}</button>
+                            <span id="page" data-page={layout.page.to_string()} data-pages={layout.pages.to_string()}>
+                                { format!("Page {} of {}", layout.page + 1, layout.pages) }
+                            </span>
+                            <button id="page-next" disabled={layout.page + 1 == layout.pages} onclick={to_page(layout.page + 1)}>{"›"}</button>
+                        }
+                    </nav>
+                    if let Some(main) = layout.main {
+                        <section class="main-tile" ref={main_ref}>{ tile(main) }</section>
+                    }
+                    <section class="grid" style={format!("grid-template-columns: repeat({columns}, 1fr)")}>
+                        <SelfTile stream={stream} name={state.me.display_name.clone()} audio_on={state.me.audio_on} video_on={state.me.video_on} speaking={state.me.speaking} />
+                        { for layout.tiles.iter().map(|s| tile(*s)) }
+                        { for screens.iter().map(|(session, p)| html! {
+                            <ScreenTile key={format!("screen-{session}")} session={*session} name={p.display_name.clone()} frames={p.stats.screen_frames} />
+                        }) }
+                    </section>
+                </div>
                 <aside>
                     if let Some(id) = &props.host_of { <HostPanel meeting={id.clone()} /> }
                     <ParticipantList state={state.clone()} host={props.host.clone()} i_host={props.host_of.is_some()} on_accept_key={on_accept_key} />

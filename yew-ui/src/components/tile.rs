@@ -12,6 +12,11 @@ use crate::types::room::{Participant, canvas_id};
 pub struct PeerTileProps {
     pub session: u64,
     pub participant: Participant,
+    /// In the large tile because the user pinned them.
+    #[prop_or_default]
+    pub pinned: bool,
+    /// Pin (or unpin) this person.
+    pub on_pin: Callback<u64>,
 }
 
 #[function_component]
@@ -20,8 +25,14 @@ pub fn PeerTile(props: &PeerTileProps) -> Html {
     let id = canvas_id(VideoStream::Camera, props.session);
     let canvas = use_tile_canvas(id.clone());
     let class = classes!("tile", p.speaking.then_some("speaking"), (!p.video_on).then_some("camera-off"));
+    let on_pin = {
+        let (session, on_pin) = (props.session, props.on_pin.clone());
+        Callback::from(move |_: MouseEvent| on_pin.emit(session))
+    };
+    let pin_title = if props.pinned { "unpin" } else { "pin: show large" };
     html! {
         <div {class} data-session={props.session.to_string()} data-frames={p.stats.frames_decoded.to_string()}
+             data-pinned={props.pinned.to_string()} data-layer={p.stats.layer.map(|l| l.to_string()).unwrap_or_default()}
              data-audio={p.stats.audio_frames.to_string()} data-key-id={p.key_id.map(|k| k.to_string()).unwrap_or_default()}>
             <canvas ref={canvas} {id} class="video"></canvas>
             if !p.video_on {
@@ -32,6 +43,9 @@ pub fn PeerTile(props: &PeerTileProps) -> Html {
                 <span class="name">{ &p.display_name }</span>
                 if p.fingerprint.is_some() { <span class="badge e2ee" title="end-to-end encrypted: keys exchanged">{"E2EE"}</span> }
             </div>
+            <button class={classes!("pin", props.pinned.then_some("pinned"))} title={pin_title} onclick={on_pin}>
+                { if props.pinned { "Unpin" } else { "Pin" } }
+            </button>
         </div>
     }
 }

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use videocall_client::call::VideoStream;
 pub use videocall_client::call::{Connection, Update};
+use videocall_client::call::{Mode, Stage, VideoStream};
 
 use super::stats::PeerStats;
 
@@ -74,6 +74,8 @@ pub struct RoomState {
     pub safety_code: String,
     /// Key packets refused, by reason (`videocall_client::peers::PeerState::refused`).
     pub refused: BTreeMap<String, u64>,
+    /// What the page shows: grid or speaker view, the pinned person, the page, the speaker.
+    pub stage: Stage,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +86,12 @@ pub enum RoomAction {
     Call(Update),
     /// Periodic: each peer's statistics and whether they speak; ours.
     Stats { peers: Vec<(u64, PeerStats, bool)>, me_speaking: bool },
+    /// Pin this person in the large tile (again: unpin).
+    Pin(u64),
+    /// The grid or the speaker view.
+    Mode(Mode),
+    /// Show this page (from 0).
+    Page(usize),
 }
 
 impl From<Update> for RoomAction {
@@ -111,6 +119,7 @@ impl RoomState {
             notice: None,
             safety_code: String::new(),
             refused: BTreeMap::new(),
+            stage: Stage::default(),
         }
     }
 
@@ -123,13 +132,22 @@ impl RoomState {
             RoomAction::Call(update) => self.update(update),
             RoomAction::Stats { peers, me_speaking } => {
                 self.me.speaking = me_speaking;
+                let mut heard = Vec::new();
                 for (session, stats, speaking) in peers {
                     if let Some(p) = self.participants.get_mut(&session) {
+                        if speaking {
+                            heard.push((session, stats.audio_level));
+                        }
                         p.stats = stats;
                         p.speaking = speaking;
                     }
                 }
+                heard.sort_by(|a, b| b.1.total_cmp(&a.1));
+                self.stage.heard(&heard.into_iter().map(|(s, _)| s).collect::<Vec<_>>());
             }
+            RoomAction::Pin(session) => self.stage.toggle_pin(session),
+            RoomAction::Mode(mode) => self.stage.set_mode(mode),
+            RoomAction::Page(page) => self.stage.set_page(page),
         }
     }
 
@@ -159,6 +177,7 @@ impl RoomState {
             }
             Update::Left { session } => {
                 self.participants.remove(&session);
+                self.stage.forget(session);
             }
             Update::PeerKey { session, fingerprint } => {
                 if let Some(p) = self.participants.get_mut(&session) {

@@ -19,6 +19,10 @@ pub struct PeerStats {
     /// Video frames missing from the sequence, per thousand, over the last report interval.
     pub loss_permille: u32,
     pub screen_frames: u64,
+    /// The layer of their camera the relay forwards us (0 the smallest), once a frame came.
+    pub layer: Option<u32>,
+    /// How loud their decoded audio plays (RMS): the loudest speaker takes the large tile.
+    pub audio_level: f32,
 }
 
 const WINDOW_MS: f64 = 2_000.0;

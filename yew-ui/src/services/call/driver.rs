@@ -121,10 +121,7 @@ pub struct Driver {
 pub fn start(start: Start, identity: BrowserIdentity, frames: Rc<Frames>, page: ToPageFn) -> UnboundedSender<Msg> {
     let (tx, rx) = unbounded();
     let media = MediaState { audio_on: start.audio_on, video_on: start.video_on, screen_on: false };
-    let mut engine = Engine::new(OsRng, identity.public().clone(), &start.display_name, media);
-    // The camera is one layer here (its one layer always runs: `Output::Layers` has nothing
-    // to pause).
-    engine.set_simulcast(false);
+    let engine = Engine::new(OsRng, identity.public().clone(), &start.display_name, media);
     let now = js::now_ms();
     let driver = Driver {
         engine,
@@ -264,6 +261,7 @@ impl Driver {
                 }
             }
             CallCommand::Stats(id) => (self.page)(ToPage::StatsJson { id, json: super::stats::json(self) }),
+            CallCommand::SetView(view) => self.engine.set_view(view),
         }
     }
 
@@ -294,12 +292,16 @@ impl Driver {
                 spawn_local(connect::attempt(self.params.clone(), generation, self.tx.clone()));
             }
             Output::Disconnect => self.stop(),
-            Output::Keyframe { stream, .. } => {
+            Output::Keyframe { stream, layer } => {
                 if let Some(sender) = self.sender(stream) {
-                    sender.request_keyframe();
+                    sender.request_keyframe(layer);
                 }
             }
-            Output::Layers { .. } => {}
+            Output::Layers { stream, active } => {
+                if let Some(sender) = self.sender(stream) {
+                    sender.set_active(active);
+                }
+            }
             Output::Rung(rung) => {
                 if let Some(camera) = &self.camera {
                     camera.set_rung(rung.bitrate, rung.fps);
@@ -403,8 +405,9 @@ impl Driver {
         })
     }
 
-    /// The camera's codec is chosen: its sender starts at the ladder's rung, paused while the
-    /// camera is off.
+    /// The camera's codec is chosen: its sender starts at the ladder's rung with the layers
+    /// the engine planned under it, running those the relays take, paused while the camera is
+    /// off.
     fn start_camera(&mut self, codec: String) {
         self.codec = Some(codec);
         let (Some(frames), Some(codec), Some(ladder)) = (self.camera_frames.take(), &self.codec, self.engine.ladder())
@@ -412,8 +415,10 @@ impl Driver {
             return;
         };
         let rung = ladder.rung();
-        match VideoSender::start(&frames, codec, rung.bitrate, rung.fps, self.video_sink(VideoStream::Camera)) {
+        let lower = self.engine.camera_lower_layers();
+        match VideoSender::start(&frames, codec, rung.bitrate, rung.fps, lower, self.video_sink(VideoStream::Camera)) {
             Ok(sender) => {
+                sender.set_active(self.engine.send_layers(VideoStream::Camera).active());
                 sender.set_paused(!self.engine.media().video_on);
                 self.camera = Some(sender);
             }
@@ -426,8 +431,11 @@ impl Driver {
             return;
         }
         let codec = self.codec.clone().unwrap_or_else(|| "vp8".into());
-        match VideoSender::start(frames, &codec, SCREEN_BITRATE, SCREEN_FPS, self.video_sink(VideoStream::Screen)) {
+        // Screen share keeps one high layer: text shrunk to a thumbnail is unreadable anyway.
+        match VideoSender::start(frames, &codec, SCREEN_BITRATE, SCREEN_FPS, &[], self.video_sink(VideoStream::Screen))
+        {
             Ok(sender) => {
+                sender.set_active(self.engine.send_layers(VideoStream::Screen).active());
                 self.screen = Some(sender);
                 self.engine.set_screen(now, true);
             }

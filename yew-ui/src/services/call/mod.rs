@@ -65,6 +65,8 @@ pub enum Command {
     Leave,
     /// `window.videocallStats()`: resolve this promise with the figures as JSON.
     Stats(js_sys::Function),
+    /// What the page shows: the call asks our relay for those layers.
+    SetView(videocall_client::call::View),
 }
 
 /// A joined (or joining) call: a handle to its page task. Cloning shares it.
@@ -137,6 +139,11 @@ impl Call {
 
     pub fn accept_key_change(&self, session: u64) {
         self.send(Command::AcceptKeyChange(session));
+    }
+
+    /// The page shows this now (tiles, the large one, nobody else): our relay is told.
+    pub fn set_view(&self, view: videocall_client::call::View) {
+        self.send(Command::SetView(view));
     }
 
     /// Leaves for good: the connection closes, the camera and microphone stop.

@@ -212,6 +212,7 @@ impl Page {
             Command::Chat(text) => self.tell(CallCommand::Chat(text)),
             Command::AcceptKeyChange(session) => self.tell(CallCommand::AcceptKeyChange(session)),
             Command::Leave => self.tell(CallCommand::Leave),
+            Command::SetView(view) => self.tell(CallCommand::SetView(view)),
             Command::Stats(resolve) => {
                 let id = self.next_stats;
                 self.next_stats = self.next_stats.wrapping_add(1);

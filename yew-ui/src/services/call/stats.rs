@@ -40,8 +40,10 @@ pub fn report(driver: &mut Driver) -> ToPage {
             stats.decode_errors += audio.errors();
         }
         stats.audio_played_ms = playout.played_ms;
+        stats.audio_level = playout.level;
         if let Some(link) = driver.engine.link(*session) {
             (stats.rtt_ms, stats.dropped_packets) = (link.rtt_ms, link.dropped);
+            stats.layer = link.layer(VideoStream::Camera);
         }
         list.push((*session, stats, playout.level > SPEAKING_LEVEL));
     }
@@ -89,6 +91,7 @@ pub fn json(driver: &Driver) -> String {
                 "audio_played_ms": out.map_or(0.0, |o| o.stats(*session).played_ms),
                 "rtt_ms": link.and_then(|l| l.rtt_ms),
                 "dropped": link.map_or(0, |l| l.dropped),
+                "layer": link.and_then(|l| l.layer(VideoStream::Camera)),
                 "latency_ms": latency,
                 "first_frame_ms": first,
                 "key_at_ms": link.and_then(|l| l.key_at).map(|t| page(t as f64)),
@@ -110,6 +113,10 @@ pub fn json(driver: &Driver) -> String {
         "codec": driver.codec.clone().unwrap_or_default(),
         "frames_dropped_at_capture": driver.camera.as_ref().map_or(0, |v| v.dropped()),
         "encode_ms": driver.camera.as_ref().map(|v| v.encode_ms()),
+        "sending_layers": driver.camera.as_ref().map(|v| {
+            let (active, count) = v.layers();
+            json!({ "count": count, "active": active })
+        }),
         "audio_running": out.is_some_and(|o| o.running()),
         "peers": list,
     })

@@ -4,7 +4,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use videocall_client::call::Update;
+use videocall_client::call::{Update, View};
 use wasm_bindgen::JsValue;
 
 use crate::services::js;
@@ -61,6 +61,8 @@ pub enum CallCommand {
     Leave,
     /// `window.videocallStats()`: answer with `ToPage::StatsJson` and this id.
     Stats(u32),
+    /// What the page shows now: the layers to ask our relay for.
+    SetView(View),
 }
 
 /// The worker to the page.

@@ -1,13 +1,16 @@
 //! Camera or screen frames (a `MediaStreamTrackProcessor`'s stream, opened on the page and
-//! transferred to the call's worker) → WebCodecs `VideoEncoder` → encoded frames.
-//! Every captured `VideoFrame` is closed as soon as the encoder has it (or is dropped), so the
-//! capture pipeline never stalls.
+//! transferred to the call's worker) → one WebCodecs `VideoEncoder` per simulcast layer →
+//! encoded frames, each naming its layer. Every layer encodes the same captured frame: the
+//! top one at the frame's own size, the lower ones at their configured sizes (the browser's
+//! encoder scales a frame to the size it is configured for). Every captured `VideoFrame` is
+//! closed as soon as the encoders have it (or it is dropped), so the capture pipeline never
+//! stalls.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use videocall_client::call::EncodedVideo;
+use videocall_client::call::{EncodedVideo, LayerSpec};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{
@@ -25,10 +28,13 @@ use crate::services::js;
 pub const CODECS: &[&str] = &["avc1.42e028", "vp8", "vp09.00.10.08"];
 /// A keyframe at least this often, so a receiver that lost one recovers by itself.
 const KEYFRAME_INTERVAL_MS: f64 = 3_000.0;
-/// A frame arriving while this many wait in the encoder is dropped at capture instead of
-/// queued: a queued frame is latency, and a machine that cannot keep up gets fewer frames, not
-/// older ones.
+/// A frame arriving while this many wait in a layer's encoder is not given to that encoder:
+/// a queued frame is latency, and a machine that cannot keep up gets fewer frames, not older
+/// ones.
 const MAX_ENCODE_QUEUE: u32 = 1;
+/// A layer at `fps` takes a frame when this share of its frame interval has passed since its
+/// last one: a 15 fps layer fed 30 fps takes every other frame even when capture jitters.
+const FRAME_INTERVAL_SLACK: f64 = 0.9;
 
 pub type OnEncoded = Rc<dyn Fn(EncodedVideo)>;
 
@@ -60,17 +66,22 @@ fn encoder_config(codec: &str, width: u32, height: u32, bitrate: u32, fps: f64) 
     config
 }
 
-struct Shared {
-    codec: String,
+/// One layer's settings and figures, shared with its encoder's output callback.
+struct Layer {
+    index: u32,
+    /// The size this layer is encoded at: `None`, the frame's own (the top layer); else at most
+    /// this width, the frame's aspect kept.
+    spec: Option<LayerSpec>,
     bitrate: Cell<u32>,
     fps: Cell<f64>,
     /// Size the encoder is configured for; a frame of another size reconfigures it.
     size: Cell<(u32, u32)>,
+    /// The relays' receivers take this layer: it is encoded.
+    active: Cell<bool>,
     force_key: Cell<bool>,
     last_key_ms: Cell<f64>,
-    stopped: Cell<bool>,
-    /// The camera is off: frames are closed unencoded (the page disables the track).
-    paused: Cell<bool>,
+    /// Timestamp of the last frame this layer encoded, microseconds.
+    last_frame_us: Cell<Option<f64>>,
     /// (frame timestamp, capture wall time) of frames in the encoder.
     captured: RefCell<VecDeque<(f64, f64)>>,
     dropped: Cell<u64>,
@@ -78,37 +89,151 @@ struct Shared {
     encode_ms: RefCell<VecDeque<f64>>,
 }
 
-pub struct VideoSender {
+impl Layer {
+    /// The size this layer encodes a `width` x `height` frame at: even sides (the codecs'
+    /// 4:2:0 wants them), never larger than the frame.
+    fn size_for(&self, width: u32, height: u32) -> (u32, u32) {
+        match self.spec {
+            Some(spec) if spec.width < width && width > 0 => {
+                let even = |v: u32| (v / 2 * 2).max(2);
+                let h = (u64::from(height) * u64::from(spec.width) / u64::from(width)) as u32;
+                (even(spec.width), even(h))
+            }
+            _ => (width, height),
+        }
+    }
+
+    /// Whether a frame at `timestamp_us` is due for this layer's frame rate.
+    fn due(&self, timestamp_us: f64) -> bool {
+        let interval_us = 1e6 / self.fps.get().max(1.0) * FRAME_INTERVAL_SLACK;
+        self.last_frame_us.get().is_none_or(|last| timestamp_us < last || timestamp_us - last >= interval_us)
+    }
+}
+
+/// One layer's encoder and the callbacks it holds.
+struct LayerEncoder {
     encoder: VideoEncoder,
-    shared: Rc<Shared>,
+    layer: Rc<Layer>,
     _output: Closure<dyn FnMut(EncodedVideoChunk)>,
     _error: Closure<dyn FnMut(JsValue)>,
 }
 
+struct Shared {
+    codec: String,
+    stopped: Cell<bool>,
+    /// The camera is off: frames are closed unencoded (the page disables the track).
+    paused: Cell<bool>,
+}
+
+pub struct VideoSender {
+    /// Smallest layer first; the last is the top one.
+    layers: Rc<Vec<LayerEncoder>>,
+    shared: Rc<Shared>,
+}
+
 impl VideoSender {
-    /// Starts encoding `frames` with `codec` at `bitrate`; encoded frames go to `on_encoded`.
-    /// The sender reads `frames` until it is dropped.
+    /// Starts encoding `frames` with `codec`: the top layer at the frames' size, `bitrate` and
+    /// `fps`, and under it one layer per `lower` (smallest first), all running until
+    /// [`VideoSender::set_active`] says otherwise. Encoded frames go to `on_encoded`. The
+    /// sender reads `frames` until it is dropped.
     pub fn start(
         frames: &ReadableStream,
         codec: &str,
         bitrate: u32,
         fps: f64,
+        lower: &[LayerSpec],
         on_encoded: OnEncoded,
     ) -> Result<Self, String> {
-        let shared = Rc::new(Shared {
-            codec: codec.to_owned(),
-            bitrate: Cell::new(bitrate),
-            fps: Cell::new(fps),
-            size: Cell::new((0, 0)),
-            force_key: Cell::new(true),
-            last_key_ms: Cell::new(0.0),
-            stopped: Cell::new(false),
-            paused: Cell::new(false),
-            captured: RefCell::new(VecDeque::new()),
-            dropped: Cell::new(0),
-            encode_ms: RefCell::new(VecDeque::new()),
-        });
-        let out = shared.clone();
+        let shared = Rc::new(Shared { codec: codec.to_owned(), stopped: Cell::new(false), paused: Cell::new(false) });
+        let specs = lower.iter().copied().map(Some).chain(std::iter::once(None));
+        let layers = specs
+            .enumerate()
+            .map(|(index, spec)| {
+                let (bitrate, fps) = spec.map_or((bitrate, fps), |s| (s.bitrate, s.fps));
+                let layer = Rc::new(Layer {
+                    index: index as u32,
+                    spec,
+                    bitrate: Cell::new(bitrate),
+                    fps: Cell::new(fps),
+                    size: Cell::new((0, 0)),
+                    active: Cell::new(true),
+                    force_key: Cell::new(true),
+                    last_key_ms: Cell::new(0.0),
+                    last_frame_us: Cell::new(None),
+                    captured: RefCell::new(VecDeque::new()),
+                    dropped: Cell::new(0),
+                    encode_ms: RefCell::new(VecDeque::new()),
+                });
+                LayerEncoder::new(layer, shared.clone(), on_encoded.clone())
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let layers = Rc::new(layers);
+        spawn_local(capture_loop(reader(frames)?, layers.clone(), shared.clone()));
+        Ok(Self { layers, shared })
+    }
+
+    fn top(&self) -> &Layer {
+        // `start` makes the top layer always.
+        &self.layers[self.layers.len() - 1].layer
+    }
+
+    /// The next frame of `layer` will be a keyframe (a receiver asked, or a relay switches
+    /// someone to it).
+    pub fn request_keyframe(&self, layer: u32) {
+        if let Some(l) = self.layers.get(layer as usize) {
+            l.layer.force_key.set(true);
+        }
+    }
+
+    /// Which layers run (bit n: layer n): what the relays' receivers take. A layer that starts
+    /// again starts with a keyframe.
+    pub fn set_active(&self, active: u32) {
+        for l in self.layers.iter() {
+            let on = active & (1 << l.layer.index) != 0;
+            if on && !l.layer.active.get() {
+                l.layer.force_key.set(true);
+            }
+            l.layer.active.set(on);
+        }
+    }
+
+    /// Moves the top layer to a ladder rung (the page asks the camera for its size): its
+    /// encoder follows the frames.
+    pub fn set_rung(&self, bitrate: u32, fps: f64) {
+        let top = self.top();
+        top.bitrate.set(bitrate);
+        top.fps.set(fps);
+        top.size.set((0, 0)); // reconfigure at the next frame
+    }
+
+    /// Off: frames are closed unencoded; back on, each layer's first is a keyframe.
+    pub fn set_paused(&self, paused: bool) {
+        self.shared.paused.set(paused);
+        for l in self.layers.iter() {
+            l.layer.force_key.set(true);
+        }
+    }
+
+    /// Capture-to-encoded times of the top layer's latest frames, milliseconds.
+    pub fn encode_ms(&self) -> Vec<f64> {
+        self.top().encode_ms.borrow().iter().copied().collect()
+    }
+
+    /// Frames not encoded because an encoder was behind, all layers.
+    pub fn dropped(&self) -> u64 {
+        self.layers.iter().map(|l| l.layer.dropped.get()).sum()
+    }
+
+    /// The layers that run (bit n: layer n), and how many there are.
+    pub fn layers(&self) -> (u32, u32) {
+        let active = self.layers.iter().filter(|l| l.layer.active.get()).fold(0, |m, l| m | (1 << l.layer.index));
+        (active, self.layers.len() as u32)
+    }
+}
+
+impl LayerEncoder {
+    fn new(layer: Rc<Layer>, shared: Rc<Shared>, on_encoded: OnEncoded) -> Result<Self, String> {
+        let out = layer.clone();
         let output = Closure::<dyn FnMut(EncodedVideoChunk)>::new(move |chunk: EncodedVideoChunk| {
             let mut data = vec![0u8; chunk.byte_length() as usize];
             if chunk.copy_to_with_u8_slice(&mut data).is_err() {
@@ -130,8 +255,8 @@ impl VideoSender {
             drop(encode_ms);
             let (width, height) = out.size.get();
             on_encoded(EncodedVideo {
-                codec: out.codec.clone(),
-                layer: 0,
+                codec: shared.codec.clone(),
+                layer: out.index,
                 keyframe: chunk.type_() == EncodedVideoChunkType::Key,
                 data,
                 timestamp_us: timestamp,
@@ -141,90 +266,73 @@ impl VideoSender {
                 capture_ms,
             });
         });
-        let error = Closure::<dyn FnMut(JsValue)>::new(|e: JsValue| {
-            web_sys::console::warn_2(&"video encoder error".into(), &e);
+        let index = layer.index;
+        let error = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            web_sys::console::warn_3(&"video encoder error, layer".into(), &index.into(), &e);
         });
         let encoder =
             VideoEncoder::new(&VideoEncoderInit::new(error.as_ref().unchecked_ref(), output.as_ref().unchecked_ref()))
                 .map_err(|e| js::describe(&e))?;
-        spawn_local(capture_loop(reader(frames)?, encoder.clone(), shared.clone()));
-        Ok(Self { encoder, shared, _output: output, _error: error })
+        Ok(Self { encoder, layer, _output: output, _error: error })
     }
 
-    /// The next frame will be a keyframe (a receiver asked, or joined).
-    pub fn request_keyframe(&self) {
-        self.shared.force_key.set(true);
-    }
-
-    /// Moves to a ladder rung (the page asks the camera for its size): the encoder follows
-    /// the frames.
-    pub fn set_rung(&self, bitrate: u32, fps: f64) {
-        self.shared.bitrate.set(bitrate);
-        self.shared.fps.set(fps);
-        self.shared.size.set((0, 0)); // reconfigure at the next frame
-    }
-
-    /// Off: frames are closed unencoded; back on, the first is a keyframe.
-    pub fn set_paused(&self, paused: bool) {
-        self.shared.paused.set(paused);
-        self.shared.force_key.set(true);
-    }
-
-    /// Capture-to-encoded times of the latest frames, milliseconds.
-    pub fn encode_ms(&self) -> Vec<f64> {
-        self.shared.encode_ms.borrow().iter().copied().collect()
-    }
-
-    /// Frames dropped at capture because the encoder was behind.
-    pub fn dropped(&self) -> u64 {
-        self.shared.dropped.get()
+    /// Gives `frame` (captured at `capture_ms`) to this layer's encoder if the layer runs, is
+    /// due and keeps up.
+    fn offer(&self, codec: &str, frame: &VideoFrame, capture_ms: f64, now: f64) {
+        let (layer, encoder) = (&self.layer, &self.encoder);
+        if !layer.active.get() || encoder.state() == CodecState::Closed || !layer.due(frame.timestamp()) {
+            return;
+        }
+        let size = layer.size_for(frame.display_width(), frame.display_height());
+        if size != layer.size.get() {
+            let config = encoder_config(codec, size.0, size.1, layer.bitrate.get(), layer.fps.get());
+            if encoder.configure(&config).is_err() {
+                return;
+            }
+            layer.size.set(size);
+            layer.force_key.set(true);
+        }
+        if encoder.encode_queue_size() >= MAX_ENCODE_QUEUE {
+            layer.dropped.set(layer.dropped.get() + 1);
+            return;
+        }
+        let key = layer.force_key.get() || now - layer.last_key_ms.get() >= KEYFRAME_INTERVAL_MS;
+        let options = VideoEncoderEncodeOptions::new();
+        options.set_key_frame(key);
+        layer.captured.borrow_mut().push_back((frame.timestamp(), capture_ms));
+        if encoder.encode_with_options(frame, &options).is_ok() {
+            layer.last_frame_us.set(Some(frame.timestamp()));
+            if key {
+                layer.force_key.set(false);
+                layer.last_key_ms.set(now);
+            }
+        }
     }
 }
 
 impl Drop for VideoSender {
     fn drop(&mut self) {
         self.shared.stopped.set(true);
-        if self.encoder.state() != CodecState::Closed {
-            let _ = self.encoder.close();
+        for l in self.layers.iter() {
+            if l.encoder.state() != CodecState::Closed {
+                let _ = l.encoder.close();
+            }
         }
     }
 }
 
-async fn capture_loop(reader: web_sys::ReadableStreamDefaultReader, encoder: VideoEncoder, shared: Rc<Shared>) {
+async fn capture_loop(reader: web_sys::ReadableStreamDefaultReader, layers: Rc<Vec<LayerEncoder>>, shared: Rc<Shared>) {
     while let Some(value) = next_frame(&reader).await {
         let frame: VideoFrame = value.unchecked_into();
-        if shared.stopped.get() || encoder.state() == CodecState::Closed {
+        if shared.stopped.get() {
             frame.close();
             break;
         }
-        if shared.paused.get() {
-            frame.close();
-            continue;
-        }
-        let capture_ms = js::wall_ms();
-        let size = (frame.display_width(), frame.display_height());
-        if size != shared.size.get() {
-            let config = encoder_config(&shared.codec, size.0, size.1, shared.bitrate.get(), shared.fps.get());
-            if encoder.configure(&config).is_err() {
-                frame.close();
-                continue;
+        if !shared.paused.get() {
+            let (capture_ms, now) = (js::wall_ms(), js::now_ms());
+            for layer in layers.iter() {
+                layer.offer(&shared.codec, &frame, capture_ms, now);
             }
-            shared.size.set(size);
-            shared.force_key.set(true);
-        }
-        if encoder.encode_queue_size() >= MAX_ENCODE_QUEUE {
-            shared.dropped.set(shared.dropped.get() + 1);
-            frame.close();
-            continue;
-        }
-        let now = js::now_ms();
-        let key = shared.force_key.get() || now - shared.last_key_ms.get() >= KEYFRAME_INTERVAL_MS;
-        let options = VideoEncoderEncodeOptions::new();
-        options.set_key_frame(key);
-        shared.captured.borrow_mut().push_back((frame.timestamp(), capture_ms));
-        if encoder.encode_with_options(&frame, &options).is_ok() && key {
-            shared.force_key.set(false);
-            shared.last_key_ms.set(now);
         }
         frame.close();
     }
