@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
-use videocall_client::call::LayerSpec;
+use videocall_client::call::{LayerSpec, frame_due};
 
 use super::coded::Codec;
 use super::encode::{self, Encoded, EncoderChoice, VideoEncoder};
@@ -99,10 +99,6 @@ impl Layers {
         self.active.load(Ordering::Relaxed) & (1 << layer) != 0
     }
 }
-
-/// A layer takes a frame when this share of its frame interval has passed since its last one:
-/// a 15 fps layer of a 30 fps camera takes every other frame even when capture jitters.
-const FRAME_INTERVAL_SLACK: f64 = 0.9;
 
 /// What the capture thread and the network side share.
 #[derive(Default)]
@@ -218,25 +214,18 @@ struct LayerEncoder {
     last_us: Option<u64>,
 }
 
-/// The size a layer (`None`: the top one) encodes a `width` x `height` frame at: the spec's
-/// width (even sides, the camera's aspect), never larger than the frame.
+/// The size a layer (`None`: the top one) encodes a `width` x `height` frame at.
 fn layer_size(spec: Option<LayerSpec>, (width, height): (usize, usize)) -> (usize, usize) {
-    match spec {
-        Some(spec) if (spec.width as usize) < width => {
-            let even = |v: usize| (v / 2 * 2).max(2);
-            (even(spec.width as usize), even(height * spec.width as usize / width))
-        }
-        _ => (width, height),
-    }
+    let (w, h) = spec.map_or((width as u32, height as u32), |s| s.size_for(width as u32, height as u32));
+    (w as usize, h as usize)
 }
 
 impl LayerEncoder {
     /// Whether a frame at `timestamp_us` is due at this layer's frame rate (`camera_fps` for
     /// the top layer).
     fn due(&self, timestamp_us: u64, camera_fps: u32) -> bool {
-        let fps = self.spec.map_or(f64::from(camera_fps), |s| s.fps).max(1.0);
-        let interval = 1e6 / fps * FRAME_INTERVAL_SLACK;
-        self.last_us.is_none_or(|last| timestamp_us.saturating_sub(last) as f64 >= interval)
+        let fps = self.spec.map_or(f64::from(camera_fps), |s| s.fps);
+        frame_due(fps, self.last_us.map(|t| t as f64), timestamp_us as f64)
     }
 }
 

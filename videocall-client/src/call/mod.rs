@@ -33,7 +33,7 @@ use videocall_types::{
 pub use ladder::{Ladder, RUNGS, Rung};
 pub use layout::{GRID_PAGE, Layout, Mode, STRIP_PAGE, Stage, want_for_width};
 pub use loss::SequenceLoss;
-pub use simulcast::{LOWER_LAYERS, LayerSpec, SendLayers, View, Want, demand_for, lower_layers};
+pub use simulcast::{LOWER_LAYERS, LayerSpec, SendLayers, View, Want, demand_for, frame_due, lower_layers};
 
 use crate::Millis;
 use crate::crypto::{IdentityPublic, LocalIdentity, OpenError};

@@ -31,6 +31,31 @@ pub const LOWER_LAYERS: [LayerSpec; 2] = [
     LayerSpec { width: 640, height: 360, bitrate: 500_000, fps: 30.0 },
 ];
 
+impl LayerSpec {
+    /// The size this layer encodes a `width` x `height` camera frame at: its own width with
+    /// the camera's aspect ratio, even sides (4:2:0 wants them), never larger than the frame.
+    pub fn size_for(&self, width: u32, height: u32) -> (u32, u32) {
+        if width == 0 || self.width >= width {
+            return (width, height);
+        }
+        let even = |v: u32| (v / 2 * 2).max(2);
+        let scaled = u64::from(height) * u64::from(self.width) / u64::from(width);
+        (even(self.width), even(scaled as u32))
+    }
+}
+
+/// A layer at `fps` takes a frame when this share of its frame interval has passed since its
+/// last one: a 15 fps layer of a 30 fps camera takes every other frame even when capture jitters.
+const FRAME_INTERVAL_SLACK: f64 = 0.9;
+
+/// Whether a layer at `fps` that last took a frame at `last_us` takes the one at
+/// `timestamp_us` (microseconds); the first frame, and one from before the last (a restarted
+/// clock), always.
+pub fn frame_due(fps: f64, last_us: Option<f64>, timestamp_us: f64) -> bool {
+    let interval_us = 1e6 / fps.max(1.0) * FRAME_INTERVAL_SLACK;
+    last_us.is_none_or(|last| timestamp_us < last || timestamp_us - last >= interval_us)
+}
+
 /// The lower layers a camera sending `width` x `height` at the top gets: those narrower than
 /// it, smallest first. A 720p camera sends three layers, a 640x480 one two, a 320x240 one one.
 pub fn lower_layers(width: u32) -> Vec<LayerSpec> {
@@ -182,6 +207,30 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_layer_keeps_the_cameras_aspect_and_never_grows() {
+        let thumb = LOWER_LAYERS[0];
+        assert_eq!(thumb.size_for(1280, 720), (320, 180));
+        assert_eq!(thumb.size_for(640, 480), (320, 240));
+        assert_eq!(thumb.size_for(320, 240), (320, 240), "as large as the frame: the frame");
+        assert_eq!(thumb.size_for(1366, 768), (320, 178), "even sides");
+    }
+
+    #[test]
+    fn a_slower_layer_takes_every_other_frame() {
+        let mut last = None;
+        let mut taken = 0;
+        for t in (0..8).map(|i| f64::from(i) * 33_333.0) {
+            if frame_due(15.0, last, t) {
+                last = Some(t);
+                taken += 1;
+            }
+        }
+        assert_eq!(taken, 4);
+        assert!(frame_due(30.0, Some(33_333.0), 66_666.0));
+        assert!(frame_due(15.0, Some(900_000.0), 0.0), "a restarted clock");
+    }
 
     #[test]
     fn cameras_get_the_layers_that_fit_under_them() {

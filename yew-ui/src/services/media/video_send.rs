@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use videocall_client::call::{EncodedVideo, LayerSpec};
+use videocall_client::call::{EncodedVideo, LayerSpec, frame_due};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{
@@ -32,9 +32,6 @@ const KEYFRAME_INTERVAL_MS: f64 = 3_000.0;
 /// a queued frame is latency, and a machine that cannot keep up gets fewer frames, not older
 /// ones.
 const MAX_ENCODE_QUEUE: u32 = 1;
-/// A layer at `fps` takes a frame when this share of its frame interval has passed since its
-/// last one: a 15 fps layer fed 30 fps takes every other frame even when capture jitters.
-const FRAME_INTERVAL_SLACK: f64 = 0.9;
 
 pub type OnEncoded = Rc<dyn Fn(EncodedVideo)>;
 
@@ -90,23 +87,9 @@ struct Layer {
 }
 
 impl Layer {
-    /// The size this layer encodes a `width` x `height` frame at: even sides (the codecs'
-    /// 4:2:0 wants them), never larger than the frame.
+    /// The size this layer encodes a `width` x `height` frame at.
     fn size_for(&self, width: u32, height: u32) -> (u32, u32) {
-        match self.spec {
-            Some(spec) if spec.width < width && width > 0 => {
-                let even = |v: u32| (v / 2 * 2).max(2);
-                let h = (u64::from(height) * u64::from(spec.width) / u64::from(width)) as u32;
-                (even(spec.width), even(h))
-            }
-            _ => (width, height),
-        }
-    }
-
-    /// Whether a frame at `timestamp_us` is due for this layer's frame rate.
-    fn due(&self, timestamp_us: f64) -> bool {
-        let interval_us = 1e6 / self.fps.get().max(1.0) * FRAME_INTERVAL_SLACK;
-        self.last_frame_us.get().is_none_or(|last| timestamp_us < last || timestamp_us - last >= interval_us)
+        self.spec.map_or((width, height), |spec| spec.size_for(width, height))
     }
 }
 
@@ -280,7 +263,10 @@ impl LayerEncoder {
     /// due and keeps up.
     fn offer(&self, codec: &str, frame: &VideoFrame, capture_ms: f64, now: f64) {
         let (layer, encoder) = (&self.layer, &self.encoder);
-        if !layer.active.get() || encoder.state() == CodecState::Closed || !layer.due(frame.timestamp()) {
+        if !layer.active.get()
+            || encoder.state() == CodecState::Closed
+            || !frame_due(layer.fps.get(), layer.last_frame_us.get(), frame.timestamp())
+        {
             return;
         }
         let size = layer.size_for(frame.display_width(), frame.display_height());
