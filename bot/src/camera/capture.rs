@@ -125,6 +125,8 @@ pub struct Opened {
     pub source: String,
     /// The size frames come at (what the source gave, which may differ from what was asked).
     pub size: (usize, usize),
+    /// The encoder can run once per simulcast layer; else the camera is one layer.
+    pub simulcast: bool,
     pub encoder: String,
     pub codec: String,
 }
@@ -408,6 +410,7 @@ pub fn spawn(config: Config, shared: Arc<Shared>, out: mpsc::Sender<OutFrame>) -
                 let opened = Opened {
                     source: description,
                     size,
+                    simulcast: encoder.simulcast(),
                     encoder: encoder.name().to_owned(),
                     codec: encoder.codec().to_owned(),
                 };

@@ -70,6 +70,10 @@ pub trait VideoEncoder {
     fn codec(&self) -> &str;
     /// What is encoding, for the status line ("openh264 (software)").
     fn name(&self) -> &str;
+    /// Whether more encoders like it can run beside it, one per simulcast layer.
+    fn simulcast(&self) -> bool {
+        true
+    }
     /// Encodes one frame; `keyframe` forces one. `None` when the encoder skipped the frame or
     /// has not finished it yet (a later call returns it, with its `timestamp_us`).
     fn encode(&mut self, frame: &I420Frame, keyframe: bool, timestamp_us: u64) -> Result<Option<Encoded>>;

@@ -508,6 +508,12 @@ impl VideoEncoder for M2mEncoder {
         &self.codec_string
     }
 
+    fn simulcast(&self) -> bool {
+        // A board's encoder is often one instance, and vicodec will not open a second at
+        // another size (the VM test found it): with one, the camera is one layer.
+        false
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -201,7 +201,7 @@ pub async fn run(args: CameraArgs) -> Result<()> {
         .await?
         .context("generating the identity key")?;
     let size = (opened.size.0 as u32, opened.size.1 as u32);
-    let mut session = Session::new(identity, &args.name, &opened.codec, size, shared.layers.clone());
+    let mut session = Session::new(identity, &args.name, &opened.codec, size, opened.simulcast, shared.layers.clone());
     // CPU from here on is the camera's, not the one-off RSA key.
     let cpu_before = cpu_seconds();
     eprintln!("bot camera: key fingerprint {}", session.fingerprint());

@@ -49,16 +49,19 @@ pub struct Session {
 
 impl Session {
     /// A camera called `name`, microphone off, capturing at `width` x `height`: the engine
-    /// plans its simulcast layers (`layers` tells the capture thread).
+    /// plans its simulcast layers, none under the top one without `simulcast` (`layers` tells
+    /// the capture thread).
     pub fn new(
         identity: LocalIdentity,
         name: &str,
         codec: &str,
         (width, height): (u32, u32),
+        simulcast: bool,
         layers: Arc<Layers>,
     ) -> Self {
         let media = MediaState { audio_on: false, video_on: true, screen_on: false };
         let mut engine = Engine::new(OsRng, identity.public().clone(), name, media);
+        engine.set_simulcast(simulcast);
         engine.camera_opened(width, height);
         // It watches nobody: no relay need forward it anyone's video, nor ask a sender for it.
         engine.set_view(View { wants: Vec::new(), camera_default: Want::Off, screen_default: Want::Off });
