@@ -304,9 +304,9 @@ impl Worker {
         let timestamp_us = self.last_timestamp_us.map_or(shutter_us, |last| shutter_us.max(last + 1));
         self.last_timestamp_us = Some(timestamp_us);
         self.in_flight.push_back((timestamp_us, capture_ms));
+        let layers = self.shared.layers.clone();
         for index in 0..self.encoders.len() {
             let layer_index = index as u32;
-            let layers = self.shared.layers.clone();
             let layer = &mut self.encoders[index];
             if !layers.is_active(layer_index) || !layer.due(timestamp_us, self.config.fps) {
                 continue;
