@@ -29,8 +29,9 @@ enum Scenario {
     /// The `local` room with one hostile participant flooding it (`bot load --flooders 1`):
     /// compare its loss and p99 with `local`'s.
     Flooder,
-    /// The `local` room with simulcast (`bot load --simulcast`): three layers per sender, each
-    /// receiver taking the small layer of all but the speaker's large one.
+    /// The `local` room with simulcast (`bot load --simulcast`): three layers per sender. Each
+    /// receiver takes the small layer of all but the speaker's large one (everyone talking, then
+    /// three talkers), then shows the web client's speaker view and grid page (three talkers).
     Simulcast,
     /// `simulcast` through a real nats-server.
     SimulcastNats,
@@ -84,6 +85,16 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 600_000)]
     loss_video_bitrate: u64,
 }
+
+/// The simulcast scenario's rows: (name, `bot load --view`, `--talkers`). The first is the
+/// room `simulcast-nats` repeats through NATS; three talkers is a meeting where the others are
+/// muted.
+const SIMULCAST_MIXES: [(&str, &str, Option<usize>); 4] = [
+    ("ws, simulcast", "thumbnails", None),
+    ("ws, simulcast, 3 talk", "thumbnails", Some(3)),
+    ("ws, speaker view, 3 talk", "speaker", Some(3)),
+    ("ws, grid page, 3 talk", "grid", Some(3)),
+];
 
 /// The stream modes compared under loss.
 const STREAM_MODES: [&str; 3] = ["per-packet", "per-sender", "single"];
@@ -262,6 +273,26 @@ fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Vec<Row>> {
     if scenario == Scenario::Flood {
         return Ok(vec![run_flood(args)?]);
     }
+    if scenario == Scenario::Simulcast {
+        let mut rows = Vec::new();
+        for (name, view, talkers) in SIMULCAST_MIXES {
+            println!("xtask: bench simulcast: {name}");
+            let mut bot_args = vec!["--simulcast".into(), "--view".into(), view.into()];
+            if let Some(talkers) = talkers {
+                bot_args.extend(["--talkers".into(), talkers.to_string()]);
+            }
+            rows.push(run_once(Run {
+                scenario,
+                name: name.to_owned(),
+                participants: args.participants,
+                duration: args.duration,
+                bot_args,
+                link: None,
+                nats: None,
+            })?);
+        }
+        return Ok(rows);
+    }
     if scenario != Scenario::Loss {
         let run = Run {
             scenario,
@@ -270,7 +301,7 @@ fn run_scenario(scenario: Scenario, args: &BenchArgs) -> Result<Vec<Row>> {
             duration: args.duration,
             bot_args: match scenario {
                 Scenario::Flooder => vec!["--flooders".into(), "1".into()],
-                Scenario::Simulcast | Scenario::SimulcastNats => vec!["--simulcast".into()],
+                Scenario::SimulcastNats => vec!["--simulcast".into()],
                 _ => Vec::new(),
             },
             link: None,
@@ -350,7 +381,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     println!("\nmachine: {}", machine());
     println!(
-        "{:<20} {:>12} {:>8} {:>11} {:>8} {:>10} {:>7} {:>7} {:>7} {:>7} {:>16} {:>9} {:>12} {:>14}",
+        "{:<24} {:>12} {:>8} {:>11} {:>8} {:>10} {:>7} {:>7} {:>7} {:>7} {:>16} {:>9} {:>12} {:>14}",
         "scenario",
         "delivered/s",
         "MB/s",
@@ -371,7 +402,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         let l = |k: &str| r["latency_ms"][k].as_f64().unwrap_or(f64::NAN);
         println!(
-            "{:<20} {:>12.0} {:>8.1} {:>11.2} {:>8.3} {:>10} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>11.1} ({:>4.2}) {:>9.2} {:>12.1} {:>14}",
+            "{:<24} {:>12.0} {:>8.1} {:>11.2} {:>8.3} {:>10} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>11.1} ({:>4.2}) {:>9.2} {:>12.1} {:>14}",
             row.name,
             f("delivered_packets_per_sec"),
             f("delivered_mbytes_per_sec"),

@@ -9,9 +9,11 @@
 //!   `Performance.getMetrics`: `TaskDuration` for any task, `ScriptDuration` for script).
 //!
 //! With `--participants 6`, four native participants (`bot camera` at the same size, real
-//! H.264 through the call engine) join the two pages. `--senders 2,5,8` adds the receiving
+//! H.264 through the call engine) join the two pages. `--senders 5,9` adds the receiving
 //! scenario: one page, sending its own 640x360 camera, with N `bot camera`s at 640x360 30 fps:
-//! its main thread and the frames it decodes per peer.
+//! its main thread, the frames it decodes per peer and their size, once with the cameras
+//! sending one layer (`bot camera --no-simulcast`: the page gets every camera at full size,
+//! as before simulcast) and once with simulcast (the page gets the layer each tile needs).
 
 use std::time::{Duration, Instant};
 
@@ -38,7 +40,7 @@ pub struct ClientBenchArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [2usize, 6])]
     participants: Vec<usize>,
     /// The receiving scenario: one page with this many native 640x360 senders (0: skipped).
-    #[arg(long, value_delimiter = ',', default_values_t = [2usize, 5, 8])]
+    #[arg(long, value_delimiter = ',', default_values_t = [5usize, 9])]
     senders: Vec<usize>,
     /// In the receiving scenario, also sample the page's main thread with V8's profiler for
     /// this many seconds and print where it spends them (the functions seen most).
@@ -92,8 +94,11 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
     }
     let mut receiving = Vec::new();
     for &n in args.senders.iter().filter(|&&n| n > 0) {
-        println!("xtask: bench-client: one page receiving {n} native 640x360 senders: {} s", args.duration);
-        receiving.push(runtime.block_on(run_senders(&http, n, &args))?);
+        for simulcast in [false, true] {
+            let how = if simulcast { "simulcast, subscribed by tile" } else { "one layer each" };
+            println!("xtask: bench-client: one page receiving {n} native 640x360 senders ({how}): {} s", args.duration);
+            receiving.push(runtime.block_on(run_senders(&http, n, simulcast, &args))?);
+        }
     }
     let relay = usage(server.0.id())?;
     println!("\nmachine: {}", machine());
@@ -144,11 +149,20 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
     }
     if !receiving.is_empty() {
         println!("\none page (its own 640x360 camera) receiving N native 640x360 30 fps senders:");
-        println!("{:>7} {:>7} {:>8} {:>16}", "senders", "main %", "script %", "fps per peer min/mean");
+        println!(
+            "{:>7} {:>10} {:>7} {:>8} {:>21} {:>14}",
+            "senders", "simulcast", "main %", "script %", "fps per peer min/mean", "sizes decoded"
+        );
         for r in &receiving {
             println!(
-                "{:>7} {:>7.1} {:>8.1} {:>9.1}/{:.1}",
-                r.senders, r.main_busy, r.script_busy, r.fps_min, r.fps_mean
+                "{:>7} {:>10} {:>7.1} {:>8.1} {:>14.1}/{:<6.1} {:>14}",
+                r.senders,
+                if r.simulcast { "yes" } else { "no" },
+                r.main_busy,
+                r.script_busy,
+                r.fps_min,
+                r.fps_mean,
+                r.sizes
             );
         }
     }
@@ -195,14 +209,16 @@ fn busy_share(before: (f64, f64, f64), after: (f64, f64, f64)) -> (f64, f64) {
     (100.0 * (after.1 - before.1) / span, 100.0 * (after.2 - before.2) / span)
 }
 
-/// `bot camera`s sending `width`x`height` at 30 fps into `room` (killed when dropped).
-fn cameras(http: &str, room: &str, n: usize, resolution: &str) -> Result<Vec<testkit::KillOnDrop>> {
+/// `bot camera`s sending `width`x`height` at 30 fps into `room` (killed when dropped); with
+/// `simulcast`, in layers as the page subscribes, else as one.
+fn cameras(http: &str, room: &str, n: usize, resolution: &str, simulcast: bool) -> Result<Vec<testkit::KillOnDrop>> {
     let (width, height) = resolution.split_once('x').context("a resolution is WIDTHxHEIGHT")?;
     (0..n)
         .map(|i| {
             let child = std::process::Command::new(crate::target_dir().join("release/bot"))
                 .args(["camera", "--server", http, "--room", room, "--name", &format!("Camera {}", i + 1)])
                 .args(["--width", width, "--height", height, "--fps", "30", "--noise", "6", "--bitrate", "600000"])
+                .args((!simulcast).then_some("--no-simulcast"))
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
@@ -214,6 +230,9 @@ fn cameras(http: &str, room: &str, n: usize, resolution: &str) -> Result<Vec<tes
 
 struct Receiving {
     senders: usize,
+    simulcast: bool,
+    /// The sizes of the cameras the page decoded, and how many of each ("320x180 ×5").
+    sizes: String,
     main_busy: f64,
     script_busy: f64,
     fps_min: f64,
@@ -221,12 +240,12 @@ struct Receiving {
 }
 
 /// One page, its own 640x360 camera on, receiving `n` native 640x360 cameras.
-async fn run_senders(http: &str, n: usize, args: &ClientBenchArgs) -> Result<Receiving> {
-    let room = format!("bench-senders-{n}");
+async fn run_senders(http: &str, n: usize, simulcast: bool, args: &ClientBenchArgs) -> Result<Receiving> {
+    let room = format!("bench-senders-{n}-{}", if simulcast { "simulcast" } else { "one-layer" });
     let kiosk = kiosk_token(&room)?;
     let ada = Browser::launch().await?;
     ada.goto(&format!("{http}/room/{room}?name=Ada&kiosk={kiosk}&resolution=640x360")).await?;
-    let _cameras = cameras(http, &room, n, "640x360")?;
+    let _cameras = cameras(http, &room, n, "640x360", simulcast)?;
     let started = Instant::now();
     loop {
         let s = stats(&ada).await;
@@ -247,8 +266,14 @@ async fn run_senders(http: &str, n: usize, args: &ClientBenchArgs) -> Result<Rec
     let (before, t0) = (frames(&stats(&ada).await), busy(&ada).await?);
     let clock = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
-    let (after, t1) = (frames(&stats(&ada).await), busy(&ada).await?);
+    let last = stats(&ada).await;
+    let (after, t1) = (frames(&last), busy(&ada).await?);
     let elapsed = clock.elapsed().as_secs_f64();
+    let mut sizes = std::collections::BTreeMap::new();
+    for p in last["peers"].as_array().into_iter().flatten() {
+        *sizes.entry((p["width"].as_u64().unwrap_or(0), p["height"].as_u64().unwrap_or(0))).or_insert(0) += 1;
+    }
+    let sizes = sizes.iter().map(|((w, h), n)| format!("{w}x{h} ×{n}")).collect::<Vec<_>>().join(", ");
     if let Some(seconds) = args.profile {
         let profile = ada.cpu_profile(Duration::from_secs(seconds)).await?;
         println!("xtask:   where the main thread is, {n} senders ({seconds} s of samples, idle included):");
@@ -261,6 +286,8 @@ async fn run_senders(http: &str, n: usize, args: &ClientBenchArgs) -> Result<Rec
     ada.quit().await;
     Ok(Receiving {
         senders: n,
+        simulcast,
+        sizes,
         main_busy,
         script_busy,
         fps_min: fps.iter().copied().fold(f64::INFINITY, f64::min),
@@ -327,7 +354,7 @@ async fn run_case(
     )
     .await
     .context("the first participant never connected")?;
-    let _cameras = cameras(http, &room, participants.saturating_sub(2), resolution)?;
+    let _cameras = cameras(http, &room, participants.saturating_sub(2), resolution, true)?;
     let bob = Browser::launch().await?;
     bob.goto(&link("Bob")).await?;
     let joined = first_frame(&bob, "Ada", Duration::from_secs(20)).await?;

@@ -110,6 +110,10 @@ pub struct CameraArgs {
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long)]
     duration: Option<u64>,
+    /// Send the camera as one layer, as a client without simulcast does: every receiver gets
+    /// it at full size whatever it shows (to compare against).
+    #[arg(long, env = "BOT_NO_SIMULCAST")]
+    no_simulcast: bool,
 }
 
 /// Encoded frames waiting for the network: beyond this the newest is dropped at the encoder.
@@ -201,7 +205,8 @@ pub async fn run(args: CameraArgs) -> Result<()> {
         .await?
         .context("generating the identity key")?;
     let size = (opened.size.0 as u32, opened.size.1 as u32);
-    let mut session = Session::new(identity, &args.name, &opened.codec, size, opened.simulcast, shared.layers.clone());
+    let simulcast = opened.simulcast && !args.no_simulcast;
+    let mut session = Session::new(identity, &args.name, &opened.codec, size, simulcast, shared.layers.clone());
     // CPU from here on is the camera's, not the one-off RSA key.
     let cpu_before = cpu_seconds();
     eprintln!("bot camera: key fingerprint {}", session.fingerprint());

@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use link::Transport;
-use participant::{Live, Participant, SendPlan};
+use participant::{Live, Participant, SendPlan, ViewMix};
 use stats::{Latency, ReceiverStats, Summary};
 use videocall_types::framing::StreamMode;
 
@@ -76,12 +76,18 @@ pub struct LoadArgs {
     /// packets are not counted; the summary says how they fared.
     #[arg(long, default_value_t = 0)]
     pub flooders: usize,
-    /// Simulcast: each participant sends its video in three layers (a tenth, a third and all of
-    /// `--video-bitrate`), only those the relays demand, and shows the speaker (the room's
-    /// lowest session) large and everyone else as thumbnails: it subscribes to the smallest
-    /// layer of all but the speaker, whose largest it takes.
+    /// Simulcast: each participant sends its video in three layers, only those the relays
+    /// demand: the web client's 320x180 and 640x360 layers (their bitrates and frame rates)
+    /// and a top one at `--video-bitrate`. Each subscribes to what its `--view` shows.
     #[arg(long)]
     pub simulcast: bool,
+    /// With `--simulcast`, what each receiver shows and so subscribes to.
+    #[arg(long, value_enum, default_value_t = ViewMix::Thumbnails)]
+    pub view: ViewMix,
+    /// Participants per room whose microphone is on (the lowest sessions, the speaker first):
+    /// the others are muted and, as the web client does, send no audio. Default: everyone.
+    #[arg(long)]
+    pub talkers: Option<usize>,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -170,7 +176,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     }
     if args.simulcast {
         for p in &mut participants {
-            p.subscribe().await?;
+            p.subscribe(args.view).await?;
         }
     }
     if !args.quiet {
@@ -187,8 +193,10 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let end = start + Duration::from_secs_f64(args.duration);
     let plan = args.plan();
     let mut running = Vec::with_capacity(participants.len());
+    let talkers = args.talkers.unwrap_or(usize::MAX);
     for p in participants {
         let room = p.room;
+        let plan = if p.talks(talkers) { plan } else { SendPlan { audio_pps: 0, ..plan } };
         let (sender, receiver) = p.run(plan, start, end, stop_rx.clone(), live.clone());
         running.push((room, sender, receiver));
     }
@@ -261,6 +269,8 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         reordered: total.reordered,
         latency_ms: Latency::of(&total.latency_us),
         simulcast: args.simulcast,
+        view: args.simulcast.then_some(args.view),
+        talkers: args.talkers.map_or(args.participants / rooms, |t| t.min(args.participants / rooms)),
         downlink_mbit_per_receiver: downlinks.iter().sum::<f64>() / downlinks.len().max(1) as f64,
         downlink_mbit_max: downlinks.iter().copied().fold(0.0, f64::max),
         flood,

@@ -2,7 +2,7 @@
 //! everything it receives.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -11,10 +11,9 @@ use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use videocall_client::call::VideoStream;
+use videocall_client::call::{LOWER_LAYERS, Mode, Stage, VideoStream, View, Want, frame_due};
 use videocall_types::{
-    LARGEST_LAYER, LayerDemand, LayerWant, MAX_LAYERS, MediaStream, PacketType, PacketWrapper, PresencePacket, Route,
-    Subscription, presence_packet::Event,
+    LayerDemand, MAX_LAYERS, MediaStream, PacketType, PacketWrapper, PresencePacket, Route, presence_packet::Event,
 };
 
 use super::link::{self, LinkReceiver, LinkSender, Transport, WebTransportInfo};
@@ -37,21 +36,77 @@ pub struct SendPlan {
     pub keyframe_every: u32,
     pub audio_pps: u32,
     pub audio_bytes: usize,
-    /// Video in three layers ([`LAYER_SHARES`]) sent as the relays demand, each receiver taking
-    /// the smallest layer of everyone but the speaker's largest.
+    /// Video in three layers ([`Layer::of`]) sent as the relays demand, each receiver taking
+    /// what its [`ViewMix`] shows.
     pub simulcast: bool,
 }
 
-/// With simulcast, each layer's share of the video bitrate, smallest first: 320x180 at
-/// 150 kb/s, 640x360 at 500 kb/s and 1280x720 at 1.5 Mb/s, as the web client's layers.
-pub const LAYER_SHARES: [f64; MAX_LAYERS as usize] = [0.1, 1.0 / 3.0, 1.0];
+/// What each receiver shows, and so subscribes to, with simulcast. The speaker is the room's
+/// lowest session (one of the talkers, see `--talkers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ViewMix {
+    /// Everyone at once: the speaker's largest layer and everyone else's smallest. No page of
+    /// the web client shows this many (its grid pages hold 15), so it is the worst case.
+    Thumbnails,
+    /// The web client's speaker view: the speaker large, a strip of thumbnails (its first
+    /// page), nobody else.
+    Speaker,
+    /// The web client's grid: the first page of thumbnails, nobody else.
+    Grid,
+}
 
-/// What the relays demand of a simulcast sender: which layers, and a keyframe.
+/// A thumbnail's width in device pixels, for [`Stage::view`]: what a tile of a 4x4 grid on a
+/// 1280-pixel-wide window measures, which takes the smallest layer.
+const THUMBNAIL_WIDTH: u32 = 320;
+/// The large tile's width in the speaker view: most of a 1280-pixel-wide window, which takes
+/// the largest layer.
+const SPEAKER_WIDTH: u32 = 1280;
+
+/// One simulcast layer as the load generator sends it, like one of the web client's encoders:
+/// the lower layers at the bitrate and frame rate of [`LOWER_LAYERS`], the top one at
+/// `--video-bitrate` and `--fps`, each with its own keyframe rhythm.
+struct Layer {
+    fps: f64,
+    sizer: FrameSizer,
+    /// When it last took a frame, microseconds since the start.
+    last_frame_us: Option<f64>,
+    /// A relay asked for a keyframe: the next frame is one.
+    key_demanded: bool,
+}
+
+impl Layer {
+    fn of(plan: &SendPlan, layer: u32) -> Self {
+        let top_fps = f64::from(plan.fps.max(1));
+        let (fps, frame_bytes) = match LOWER_LAYERS.get(layer as usize).filter(|_| layer + 1 < MAX_LAYERS) {
+            Some(spec) => {
+                let fps = spec.fps.min(top_fps);
+                (fps, (f64::from(spec.bitrate) / 8.0 / fps) as usize)
+            }
+            None => (top_fps, plan.video_frame_bytes),
+        };
+        let keyframe_every = (f64::from(plan.keyframe_every) * fps / top_fps).round() as u32;
+        Self { fps, sizer: FrameSizer::new(frame_bytes, keyframe_every), last_frame_us: None, key_demanded: false }
+    }
+
+    /// At a camera frame `now_us`: this layer's frame (its size, whether a keyframe), if it takes one.
+    fn frame(&mut self, now_us: f64, rng: &mut impl rand::Rng) -> Option<(usize, bool)> {
+        if !frame_due(self.fps, self.last_frame_us, now_us) {
+            return None;
+        }
+        self.last_frame_us = Some(now_us);
+        let (size, key) = self.sizer.next(rng);
+        Some((size, key || std::mem::take(&mut self.key_demanded)))
+    }
+}
+
+/// What the relays demand of a simulcast sender: which layers, and keyframes of which.
 #[derive(Default)]
 struct Demand {
     /// Bit n: layer n is sent. Before any demand, the top layer alone.
     layers: AtomicU32,
-    keyframe: AtomicBool,
+    /// Bit n: layer n's next frame is a keyframe.
+    keyframes: AtomicU32,
 }
 
 pub struct Participant {
@@ -151,24 +206,36 @@ impl Participant {
         Ok(())
     }
 
-    /// With simulcast: tells the relay this participant shows the speaker (the lowest session
-    /// in the room) large and everyone else as thumbnails.
-    pub async fn subscribe(&mut self) -> Result<()> {
-        let speaker = self.known.iter().copied().chain([self.session]).min().unwrap_or(0);
-        let want = |session: u64, max_layer: u32| LayerWant {
-            session,
-            stream: MediaStream::STREAM_CAMERA.into(),
-            max_layer,
-            ..Default::default()
-        };
-        let subscription = Subscription {
-            wants: (speaker != self.session).then(|| want(speaker, LARGEST_LAYER)).into_iter().collect(),
-            defaults: vec![want(0, 0)],
-            ..Default::default()
+    /// Whether this participant is one of the room's `talkers` lowest sessions: it sends audio.
+    /// The others are muted, and a muted web client sends no audio at all.
+    pub fn talks(&self, talkers: usize) -> bool {
+        self.known.iter().filter(|&&s| s < self.session).count() < talkers
+    }
+
+    /// With simulcast: tells the relay what this participant shows (`mix`), with the room's
+    /// lowest session as the speaker. The speaker and grid views are laid out by the web
+    /// client's own [`Stage`].
+    pub async fn subscribe(&mut self, mix: ViewMix) -> Result<()> {
+        let mut others: Vec<u64> = self.known.iter().copied().collect();
+        others.sort_unstable();
+        let speaker = others.first().copied().filter(|&s| s < self.session);
+        let view = match mix {
+            ViewMix::Thumbnails => View {
+                wants: speaker.map(|s| (s, VideoStream::Camera, Want::LARGEST)).into_iter().collect(),
+                camera_default: Want::UpTo(0),
+                ..View::default()
+            },
+            ViewMix::Speaker => {
+                let mut stage = Stage::default();
+                stage.set_mode(Mode::Speaker);
+                stage.heard(&speaker.into_iter().collect::<Vec<_>>());
+                Stage::view(&stage.layout(&others), THUMBNAIL_WIDTH, SPEAKER_WIDTH)
+            }
+            ViewMix::Grid => Stage::view(&Stage::default().layout(&others), THUMBNAIL_WIDTH, SPEAKER_WIDTH),
         };
         let packet = PacketWrapper {
             packet_type: PacketType::SUBSCRIPTION.into(),
-            data: subscription.write_to_bytes()?,
+            data: view.to_subscription().write_to_bytes()?,
             ..Default::default()
         };
         self.sender.send(packet.write_to_bytes()?).await
@@ -211,6 +278,7 @@ async fn send(
     let (mut sent, mut sent_bytes) = (0u64, 0u64);
     // Sequence numbers per stream: audio, then each layer (a receiver takes one layer).
     let mut seqs = [0u64; 1 + MAX_LAYERS as usize];
+    let mut layers: Vec<Layer> = (0..MAX_LAYERS).map(|l| Layer::of(&plan, l)).collect();
     loop {
         let (kind, size, keyframe) = tokio::select! {
             _ = video.tick(), if plan.fps > 0 => {
@@ -222,11 +290,14 @@ async fn send(
         };
         let mut packets = Vec::with_capacity(MAX_LAYERS as usize);
         if kind == Kind::Video && plan.simulcast {
-            let keyframe = keyframe | demand.keyframe.swap(false, Ordering::Relaxed);
-            let layers = demand.layers.load(Ordering::Relaxed);
-            for layer in (0..MAX_LAYERS).filter(|l| layers & (1 << l) != 0) {
+            let demanded = demand.keyframes.swap(0, Ordering::Relaxed);
+            let active = demand.layers.load(Ordering::Relaxed);
+            let now_us = Instant::now().saturating_duration_since(start).as_secs_f64() * 1e6;
+            for layer in (0..MAX_LAYERS).filter(|l| active & (1 << l) != 0) {
+                let spec = &mut layers[layer as usize];
+                spec.key_demanded |= demanded & (1 << layer) != 0;
+                let Some((size, keyframe)) = spec.frame(now_us, &mut rng) else { continue };
                 let seq = &mut seqs[1 + layer as usize];
-                let size = (size as f64 * LAYER_SHARES[layer as usize]) as usize;
                 let mut packet = media(Stamp { kind, seq: *seq, sent_at_ns: now_ns() }, size);
                 Route::video(MediaStream::STREAM_CAMERA, layer, MAX_LAYERS, keyframe, *seq + 1).apply(&mut packet);
                 *seq += 1;
@@ -291,9 +362,7 @@ async fn receive(
             if layers != 0 {
                 demand.layers.store(layers, Ordering::Relaxed);
             }
-            if keyframes != 0 {
-                demand.keyframe.store(true, Ordering::Relaxed);
-            }
+            demand.keyframes.fetch_or(keyframes, Ordering::Relaxed);
             continue;
         }
         if packet.packet_type.enum_value() != Ok(PacketType::MEDIA) {

@@ -127,6 +127,10 @@ pub struct Summary {
     /// Simulcast (`--simulcast`): each receiver takes one layer of each sender, so loss counts
     /// what is missing inside the streams it took, not what it was never meant to get.
     pub simulcast: bool,
+    /// With simulcast, what each receiver showed (`--view`).
+    pub view: Option<super::participant::ViewMix>,
+    /// Participants per room that sent audio (`--talkers`).
+    pub talkers: usize,
     /// What each receiver took, Mbit/s: the mean over receivers and the largest.
     pub downlink_mbit_per_receiver: f64,
     pub downlink_mbit_max: f64,
@@ -174,7 +178,8 @@ impl Summary {
              duplicates   {}\n\
              reordered    {}\n\
              latency ms   p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}\n\
-             downlink     {:.2} Mbit/s per receiver (largest {:.2}){}\n",
+             downlink     {:.2} Mbit/s per receiver (largest {:.2}){}\n\
+             talkers      {} per room\n",
             self.server,
             self.transport,
             self.participants,
@@ -197,7 +202,11 @@ impl Summary {
             l.max,
             self.downlink_mbit_per_receiver,
             self.downlink_mbit_max,
-            if self.simulcast { ", simulcast: one layer of each sender" } else { "" },
+            match self.view {
+                Some(view) => format!(", simulcast: one layer of each sender shown ({view:?} view)"),
+                None => String::new(),
+            },
+            self.talkers,
         );
         table + &flood
     }
