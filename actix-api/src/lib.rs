@@ -198,12 +198,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     registry.register("api_errors", "API requests answered with an error, by status", api_errors.clone());
     let mut site_tls = config.site_tls()?.map(tls::SiteTls::load).transpose()?;
     let https_listener = match config.https_listen {
-        Some(listen) => {
-            let listener =
-                std::net::TcpListener::bind(listen).with_context(|| format!("binding the HTTPS listener {listen}"))?;
-            listener.set_nonblocking(true)?;
-            Some(listener)
-        }
+        Some(listen) => Some(tcp_listener(listen).with_context(|| format!("binding the HTTPS listener {listen}"))?),
         None => None,
     };
     let https_addr = https_listener.as_ref().map(std::net::TcpListener::local_addr).transpose()?;
@@ -296,7 +291,8 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         if let Some(workers) = config.workers {
             server = server.workers(workers);
         }
-        let mut server = server.bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        let listener = tcp_listener(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        let mut server = server.listen(listener).with_context(|| format!("listening on {}", config.listen))?;
         let addr = server.addrs().first().copied().context("no bound address")?;
         let _ = state.http_addr.set(addr);
         if let (Some(listener), Some(site)) = (https_listener, &site_tls) {
@@ -378,4 +374,25 @@ async fn hourly(store: Store, retention: Option<(PathBuf, std::time::Duration)>)
             }
         }
     }
+}
+
+/// What a connection's kernel send buffer may hold not yet sent (`TCP_NOTSENT_LOWAT`; the
+/// congestion window, not this, bounds what is in flight). Beyond it a write waits, so what a
+/// slow receiver cannot take stays in its relay queue, where the relay sees it (the receiver's
+/// layers step down) and drops by priority. Without it the kernel's buffer grows to megabytes
+/// on a fast path: seconds of video behind a slow downlink that the relay never sees. 32 KiB is
+/// a few video frames.
+const UNSENT_BYTES: u32 = 32 * 1024;
+
+/// A listening socket whose connections keep at most [`UNSENT_BYTES`] unsent in the kernel
+/// (accepted sockets inherit the option).
+fn tcp_listener(addr: SocketAddr) -> Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_notsent_lowat(UNSENT_BYTES)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }

@@ -147,3 +147,83 @@ async fn a_grid_takes_the_small_layers_and_a_pinned_camera_its_large_one_within_
     ada.quit().await;
     server.stop().await;
 }
+
+/// Per-receiver forwarding through real pages: Ada and Bob pin the same native camera (two
+/// layers: 640x360 at 1.2 Mbit/s, and the 320x180 thumbnail under it) and both take its large
+/// layer. Then Bob's downlink is throttled to 500 kbit/s (a TCP link in front of the relay
+/// that passes him only that much): the relay sees his queue back up and moves him to the
+/// small layer, while Ada keeps the large one all along. With the limit lifted, Bob gets the
+/// large layer back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_receiver_drops_to_the_small_layer_while_another_keeps_the_large_one() {
+    let server = start_with_client().await;
+    let room = "throttled";
+    let relay: std::net::SocketAddr = server.http.trim_start_matches("http://").parse().unwrap();
+    let link = testkit::ThrottledTcp::start(relay).unwrap();
+    let ada = Participant::join(&server.http, room, "Ada", "websocket").await;
+    let bob = Participant::join(&format!("http://{}", link.addr()), room, "Bob", "websocket").await;
+    let camera_args = ["--width", "640", "--height", "360", "--fps", "30", "--bitrate", "1200000", "--noise", "6"];
+    let _camera = bot_camera_as(&server.http, room, "websocket", "Camera", &camera_args);
+
+    let camera = |stats: &serde_json::Value| {
+        stats["peers"].as_array().and_then(|p| p.iter().find(|p| p["name"] == "Camera")).cloned().unwrap_or_default()
+    };
+    let at_layer = |peer: &serde_json::Value, layer: u32| {
+        let (width, height) = if layer == 1 { (640, 360) } else { (320, 180) };
+        peer["layer"] == layer && peer["width"] == width && peer["height"] == height
+    };
+    let session = ada
+        .wait_for_peers(2, Duration::from_secs(60), |p| p["name"] != "Camera" || p["frames_decoded"].as_u64() > Some(0))
+        .await;
+    let session = camera(&session)["session"].as_u64().unwrap();
+    for page in [&ada, &bob] {
+        common::web_client::click(&page.browser, &format!(".tile[data-session='{session}'] .pin")).await;
+    }
+    for page in [&ada, &bob] {
+        page.wait_for_peers(2, Duration::from_secs(30), |p| p["name"] != "Camera" || at_layer(p, 1)).await;
+    }
+
+    link.limit(Some(500_000));
+    let throttled = std::time::Instant::now();
+    let ada_before = camera(&ada.stats().await)["frames_decoded"].as_u64().unwrap_or(0);
+    let down = loop {
+        let (a, b) = (camera(&ada.stats().await), camera(&bob.stats().await));
+        assert!(at_layer(&a, 1), "Ada lost the large layer while Bob was throttled: {a:#}");
+        if at_layer(&b, 0) {
+            break throttled.elapsed();
+        }
+        assert!(throttled.elapsed() < Duration::from_secs(30), "Bob never stepped down: {b:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Bob keeps decoding the small layer, and Ada the large one.
+    let bob_small = camera(&bob.stats().await)["frames_decoded"].as_u64().unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (a, b) = (camera(&ada.stats().await), camera(&bob.stats().await));
+    assert!(at_layer(&a, 1) && at_layer(&b, 0), "Ada {a:#}\nBob {b:#}");
+    let ada_fps = (a["frames_decoded"].as_u64().unwrap_or(0) - ada_before) as f64 / throttled.elapsed().as_secs_f64();
+    let bob_fps = (b["frames_decoded"].as_u64().unwrap_or(0) - bob_small) as f64 / 3.0;
+    assert!(ada_fps > 15.0, "Ada decoded {ada_fps:.1} frames a second of the large layer");
+    assert!(bob_fps > 5.0, "Bob decoded {bob_fps:.1} frames a second of the small layer");
+
+    link.limit(None);
+    let lifted = std::time::Instant::now();
+    let up = loop {
+        if at_layer(&camera(&bob.stats().await), 1) {
+            break lifted.elapsed();
+        }
+        assert!(lifted.elapsed() < Duration::from_secs(30), "Bob never came back up: {:#}", bob.stats().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "throttled to 500 kbit/s: Bob on the small layer after {} ms ({bob_fps:.1} fps), Ada kept the large one \
+         ({ada_fps:.1} fps); limit lifted: Bob large again after {} ms",
+        down.as_millis(),
+        up.as_millis()
+    );
+    assert_eq!(bob.stats().await["transport"], "WebSocket", "Bob stayed on the same connection");
+    let connected = "const c = document.querySelector('#connection'); return !!c && c.dataset.state === 'connected'";
+    common::web_client::wait(&bob.browser, connected, 5).await;
+    ada.quit().await;
+    bob.quit().await;
+    server.stop().await;
+}

@@ -29,7 +29,7 @@ impl Drop for Chromium {
 }
 
 pub struct Browser {
-    _chromium: Chromium,
+    chromium: Chromium,
     /// The browser's DevTools connection, the last command id, and the page's session.
     devtools: tokio::sync::Mutex<(WebSocketStream<TcpStream>, u64)>,
     page_session: String,
@@ -110,8 +110,7 @@ impl Browser {
         let (ws, _) = tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}{path}"), stream)
             .await
             .context("connecting to the browser")?;
-        let mut browser =
-            Self { _chromium: chromium, devtools: tokio::sync::Mutex::new((ws, 0)), page_session: String::new() };
+        let mut browser = Self { chromium, devtools: tokio::sync::Mutex::new((ws, 0)), page_session: String::new() };
         let targets = browser.send(None, "Target.getTargets", json!({})).await?;
         let page = targets["targetInfos"]
             .as_array()
@@ -167,6 +166,12 @@ impl Browser {
         let answer = self.command("Performance.getMetrics", json!({})).await?;
         let metrics = answer["metrics"].as_array().context("no metrics")?;
         Ok(metrics.iter().filter_map(|m| Some((m["name"].as_str()?.to_owned(), m["value"].as_f64()?))).collect())
+    }
+
+    /// CPU seconds the browser has used so far: its own process and every one it started and
+    /// still runs (renderers with their workers, the GPU and audio processes), from `/proc`.
+    pub fn cpu_seconds(&self) -> f64 {
+        process_tree_cpu_seconds(self.chromium.process.id())
     }
 
     /// Samples the page's main thread for `span` with V8's CPU profiler (DevTools `Profiler`)
@@ -279,4 +284,35 @@ async fn devtools_endpoint(profile: &std::path::Path) -> Result<(u16, String)> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// User and system CPU seconds of `root` and its descendants, as `/proc` has them now.
+fn process_tree_cpu_seconds(root: u32) -> f64 {
+    // (pid, parent, ticks) of every process; fields after the command name, which is in
+    // parentheses and may hold spaces: the parent is the 2nd, utime and stime the 12th and 13th.
+    let mut processes = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        if let (Some(parent), Some(user), Some(system)) = (number(1), number(11), number(12)) {
+            processes.push((pid, parent as u32, user + system));
+        }
+    }
+    let mut tree = vec![root];
+    let mut ticks = 0;
+    while let Some(pid) = tree.pop() {
+        for (child, parent, t) in &processes {
+            if *child == pid {
+                ticks += t;
+            }
+            if *parent == pid {
+                tree.push(*child);
+            }
+        }
+    }
+    // USER_HZ: 100 ticks a second on Linux.
+    ticks as f64 / 100.0
 }

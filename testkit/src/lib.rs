@@ -2,8 +2,8 @@
 //!
 //! Nothing here is a mock: [`NatsServer`] runs the `nats-server` binary, [`PostgresServer`] a
 //! throwaway PostgreSQL server of the test's own, [`Browser`] runs headless Chromium over the
-//! DevTools protocol, [`LossyLink`] is a real UDP path with delay and loss, [`media`] asks
-//! Debian's ffmpeg about media files.
+//! DevTools protocol, [`LossyLink`] is a real UDP path with delay and loss, [`ThrottledTcp`] a
+//! TCP path with a slow downlink, [`media`] asks Debian's ffmpeg about media files.
 
 mod browser;
 mod disk;
@@ -13,6 +13,7 @@ mod nats;
 mod netns;
 mod pebble;
 mod postgres;
+mod throttle;
 mod tls;
 
 pub use browser::{Browser, LaunchOptions};
@@ -22,6 +23,7 @@ pub use nats::{NatsCluster, NatsSecurity, NatsServer};
 pub use netns::{Host, TwoHosts};
 pub use pebble::Pebble;
 pub use postgres::{PostgresServer, ThrowawayDatabase, postgres_binaries};
+pub use throttle::ThrottledTcp;
 pub use tls::{Https, HttpsResponse, presented_certificate, spki_sha256_base64};
 
 use std::net::{TcpListener, TcpStream};

@@ -85,6 +85,7 @@ fn server_config(options: &WebTransportOptions, identity: Identity) -> Result<Se
     transport
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(limits::MAX_CONCURRENT_UNI_STREAMS))
         .receive_window(quinn::VarInt::from_u32(limits::CONNECTION_RECEIVE_WINDOW))
+        .send_window(limits::CONNECTION_SEND_WINDOW)
         .stream_receive_window(quinn::VarInt::from_u32(
             u32::try_from(options.max_packet_bytes + 4096).unwrap_or(u32::MAX),
         ))

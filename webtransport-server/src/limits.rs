@@ -26,3 +26,10 @@ pub const CONNECTION_RECEIVE_WINDOW: u32 = 2 * 1024 * 1024;
 
 /// Datagrams a client may send per second (heartbeats need a few); the rest are dropped.
 pub const DATAGRAMS_PER_SECOND: u32 = 50;
+
+/// Bytes quinn holds of what the relay wrote to one client, sent or not yet acknowledged. What
+/// a slow receiver cannot take must wait in its relay queue, where the relay sees it (its
+/// layers step down) and drops by priority: quinn's default (10 MB) would hold a minute of
+/// video at a slow receiver's rate where the relay cannot see it. 1 MiB a round trip is still
+/// 80 Mbit/s at 100 ms, ten times a receiver's share of a 25-person room.
+pub const CONNECTION_SEND_WINDOW: u64 = 1024 * 1024;

@@ -150,16 +150,17 @@ pub fn run(args: ClientBenchArgs) -> Result<()> {
     if !receiving.is_empty() {
         println!("\none page (its own 640x360 camera) receiving N native 640x360 30 fps senders:");
         println!(
-            "{:>7} {:>10} {:>7} {:>8} {:>21} {:>14}",
-            "senders", "simulcast", "main %", "script %", "fps per peer min/mean", "sizes decoded"
+            "{:>7} {:>10} {:>7} {:>8} {:>14} {:>21}  sizes decoded",
+            "senders", "simulcast", "main %", "script %", "browser cores", "fps per peer min/mean"
         );
         for r in &receiving {
             println!(
-                "{:>7} {:>10} {:>7.1} {:>8.1} {:>14.1}/{:<6.1} {:>14}",
+                "{:>7} {:>10} {:>7.1} {:>8.1} {:>14.2} {:>14.1}/{:<6.1}  {}",
                 r.senders,
                 if r.simulcast { "yes" } else { "no" },
                 r.main_busy,
                 r.script_busy,
+                r.browser_cores,
                 r.fps_min,
                 r.fps_mean,
                 r.sizes
@@ -233,6 +234,8 @@ struct Receiving {
     simulcast: bool,
     /// The sizes of the cameras the page decoded, and how many of each ("320x180 ×5").
     sizes: String,
+    /// CPU the whole browser used (its page, the call's worker, decoders, GPU process), cores.
+    browser_cores: f64,
     main_busy: f64,
     script_busy: f64,
     fps_min: f64,
@@ -263,11 +266,11 @@ async fn run_senders(http: &str, n: usize, simulcast: bool, args: &ClientBenchAr
     let frames = |s: &Value| -> Vec<u64> {
         s["peers"].as_array().map_or(vec![], |p| p.iter().map(|p| p["frames_decoded"].as_u64().unwrap_or(0)).collect())
     };
-    let (before, t0) = (frames(&stats(&ada).await), busy(&ada).await?);
+    let (before, t0, cpu0) = (frames(&stats(&ada).await), busy(&ada).await?, ada.cpu_seconds());
     let clock = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
     let last = stats(&ada).await;
-    let (after, t1) = (frames(&last), busy(&ada).await?);
+    let (after, t1, cpu1) = (frames(&last), busy(&ada).await?, ada.cpu_seconds());
     let elapsed = clock.elapsed().as_secs_f64();
     let mut sizes = std::collections::BTreeMap::new();
     for p in last["peers"].as_array().into_iter().flatten() {
@@ -288,6 +291,7 @@ async fn run_senders(http: &str, n: usize, simulcast: bool, args: &ClientBenchAr
         senders: n,
         simulcast,
         sizes,
+        browser_cores: (cpu1 - cpu0) / elapsed,
         main_busy,
         script_busy,
         fps_min: fps.iter().copied().fold(f64::INFINITY, f64::min),

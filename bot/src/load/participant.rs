@@ -310,9 +310,16 @@ async fn send(
             Route::audio(seqs[0]).apply(&mut packet);
             packets.push(packet);
         } else {
-            // One sequence over all of a sender's packets: every receiver gets them all.
+            // One sequence over all of a sender's packets: every receiver gets them all. The
+            // routing header is a client's without simulcast: the camera as one layer.
             let mut packet = media(Stamp { kind, seq: sent, sent_at_ns: now_ns() }, size);
-            packet.keyframe = keyframe;
+            let frame = &mut seqs[if kind == Kind::Video { 1 } else { 0 }];
+            *frame += 1;
+            let route = match kind {
+                Kind::Video => Route::video(MediaStream::STREAM_CAMERA, 0, 1, keyframe, *frame),
+                Kind::Audio => Route::audio(*frame),
+            };
+            route.apply(&mut packet);
             packets.push(packet);
         }
         for packet in packets {
