@@ -288,31 +288,26 @@ async fn devtools_endpoint(profile: &std::path::Path) -> Result<(u16, String)> {
 
 /// User and system CPU seconds of `root` and its descendants, as `/proc` has them now.
 fn process_tree_cpu_seconds(root: u32) -> f64 {
-    // (pid, parent, ticks) of every process; fields after the command name, which is in
-    // parentheses and may hold spaces: the parent is the 2nd, utime and stime the 12th and 13th.
-    let mut processes = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-        if let (Some(parent), Some(user), Some(system)) = (number(1), number(11), number(12)) {
-            processes.push((pid, parent as u32, user + system));
-        }
-    }
+    let processes: Vec<(u32, crate::ProcStat)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((pid, crate::proc_stat(pid)?))
+        })
+        .collect();
     let mut tree = vec![root];
-    let mut ticks = 0;
+    let mut seconds = 0.0;
     while let Some(pid) = tree.pop() {
-        for (child, parent, t) in &processes {
+        for (child, stat) in &processes {
             if *child == pid {
-                ticks += t;
+                seconds += stat.cpu_seconds;
             }
-            if *parent == pid {
+            if stat.parent == pid {
                 tree.push(*child);
             }
         }
     }
-    // USER_HZ: 100 ticks a second on Linux.
-    ticks as f64 / 100.0
+    seconds
 }

@@ -105,3 +105,22 @@ fn is_executable(path: &std::path::Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
+
+/// What `/proc/{pid}/stat` says of a process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcStat {
+    pub parent: u32,
+    /// User and system CPU time so far.
+    pub cpu_seconds: f64,
+}
+
+/// Reads `/proc/{pid}/stat`; `None` when the process is gone or the file unreadable.
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces: the
+    // parent is the 2nd; utime and stime the 12th and 13th, in USER_HZ ticks (100 a second).
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let number = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(ProcStat { parent: number(1)? as u32, cpu_seconds: (number(11)? + number(12)?) as f64 / 100.0 })
+}

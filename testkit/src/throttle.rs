@@ -120,9 +120,9 @@ impl Pipes {
     fn spawn(self, rate: &Arc<AtomicU64>, stop: &Arc<AtomicBool>, passed_down: &Arc<AtomicU64>) -> Vec<JoinHandle<()>> {
         let mut threads = Vec::new();
         let (Ok(client), Ok(server)) = (self.client.try_clone(), self.server.try_clone()) else { return threads };
-        let never = Arc::new(AtomicU64::new(0));
-        let ignored = Arc::new(AtomicU64::new(0));
-        let up = (self.client, self.server, never, stop.clone(), ignored);
+        // Client to server: never limited (rate 0), not counted.
+        let (unlimited, not_counted) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let up = (self.client, self.server, unlimited, stop.clone(), not_counted);
         let down = (server, client, rate.clone(), stop.clone(), passed_down.clone());
         for (from, to, rate, stop, counter) in [up, down] {
             threads.push(std::thread::spawn(move || pump(from, to, &rate, &stop, &counter)));

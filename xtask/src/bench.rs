@@ -106,14 +106,7 @@ pub struct ProcUsage {
 }
 
 pub fn usage(pid: u32) -> Result<ProcUsage> {
-    let stat =
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let after = stat.rsplit_once(") ").map(|(_, rest)| rest).context("parsing /proc/pid/stat")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name; they
-    // count USER_HZ ticks, 100 per second on Linux.
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let stat = testkit::proc_stat(pid).with_context(|| format!("reading /proc/{pid}/stat"))?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let hwm_kb: f64 = status
         .lines()
@@ -121,7 +114,7 @@ pub fn usage(pid: u32) -> Result<ProcUsage> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
-    Ok(ProcUsage { cpu_seconds: ticks as f64 / 100.0, peak_rss_mb: hwm_kb / 1024.0 })
+    Ok(ProcUsage { cpu_seconds: stat.cpu_seconds, peak_rss_mb: hwm_kb / 1024.0 })
 }
 
 pub fn wait_ready(http: &str) -> Result<()> {

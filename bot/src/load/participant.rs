@@ -280,12 +280,9 @@ async fn send(
     let mut seqs = [0u64; 1 + MAX_LAYERS as usize];
     let mut layers: Vec<Layer> = (0..MAX_LAYERS).map(|l| Layer::of(&plan, l)).collect();
     loop {
-        let (kind, size, keyframe) = tokio::select! {
-            _ = video.tick(), if plan.fps > 0 => {
-                let (size, key) = sizer.next(&mut rng);
-                (Kind::Video, size, key)
-            }
-            _ = audio.tick(), if plan.audio_pps > 0 => (Kind::Audio, plan.audio_bytes, false),
+        let kind = tokio::select! {
+            _ = video.tick(), if plan.fps > 0 => Kind::Video,
+            _ = audio.tick(), if plan.audio_pps > 0 => Kind::Audio,
             _ = tokio::time::sleep_until(end) => break,
         };
         let mut packets = Vec::with_capacity(MAX_LAYERS as usize);
@@ -305,20 +302,23 @@ async fn send(
             }
         } else if plan.simulcast {
             // Audio: its own stream, always forwarded.
-            let mut packet = media(Stamp { kind, seq: seqs[0], sent_at_ns: now_ns() }, size);
+            let mut packet = media(Stamp { kind, seq: seqs[0], sent_at_ns: now_ns() }, plan.audio_bytes);
             seqs[0] += 1;
             Route::audio(seqs[0]).apply(&mut packet);
             packets.push(packet);
         } else {
             // One sequence over all of a sender's packets: every receiver gets them all. The
             // routing header is a client's without simulcast: the camera as one layer.
-            let mut packet = media(Stamp { kind, seq: sent, sent_at_ns: now_ns() }, size);
             let frame = &mut seqs[if kind == Kind::Video { 1 } else { 0 }];
             *frame += 1;
-            let route = match kind {
-                Kind::Video => Route::video(MediaStream::STREAM_CAMERA, 0, 1, keyframe, *frame),
-                Kind::Audio => Route::audio(*frame),
+            let (size, route) = match kind {
+                Kind::Video => {
+                    let (size, keyframe) = sizer.next(&mut rng);
+                    (size, Route::video(MediaStream::STREAM_CAMERA, 0, 1, keyframe, *frame))
+                }
+                Kind::Audio => (plan.audio_bytes, Route::audio(*frame)),
             };
+            let mut packet = media(Stamp { kind, seq: sent, sent_at_ns: now_ns() }, size);
             route.apply(&mut packet);
             packets.push(packet);
         }
