@@ -183,9 +183,16 @@ async fn a_throttled_receiver_drops_to_the_small_layer_while_another_keeps_the_l
         page.wait_for_peers(2, Duration::from_secs(30), |p| p["name"] != "Camera" || at_layer(p, 1)).await;
     }
 
+    // Ada's frame rate before the limit is what "unaffected" is measured against: on a loaded
+    // machine the camera itself captures fewer frames, and that is not Bob's doing.
+    let decoded = |peer: &serde_json::Value| peer["frames_decoded"].as_u64().unwrap_or(0);
+    let ada_start = decoded(&camera(&ada.stats().await));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ada_baseline = (decoded(&camera(&ada.stats().await)) - ada_start) as f64 / 3.0;
+
     link.limit(Some(500_000));
     let throttled = std::time::Instant::now();
-    let ada_before = camera(&ada.stats().await)["frames_decoded"].as_u64().unwrap_or(0);
+    let ada_before = decoded(&camera(&ada.stats().await));
     let down = loop {
         let (a, b) = (camera(&ada.stats().await), camera(&bob.stats().await));
         assert!(at_layer(&a, 1), "Ada lost the large layer while Bob was throttled: {a:#}");
@@ -196,14 +203,20 @@ async fn a_throttled_receiver_drops_to_the_small_layer_while_another_keeps_the_l
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // Bob keeps decoding the small layer, and Ada the large one.
-    let bob_small = camera(&bob.stats().await)["frames_decoded"].as_u64().unwrap_or(0);
+    let bob_small = decoded(&camera(&bob.stats().await));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (a, b) = (camera(&ada.stats().await), camera(&bob.stats().await));
     assert!(at_layer(&a, 1) && at_layer(&b, 0), "Ada {a:#}\nBob {b:#}");
-    let ada_fps = (a["frames_decoded"].as_u64().unwrap_or(0) - ada_before) as f64 / throttled.elapsed().as_secs_f64();
-    let bob_fps = (b["frames_decoded"].as_u64().unwrap_or(0) - bob_small) as f64 / 3.0;
-    assert!(ada_fps > 15.0, "Ada decoded {ada_fps:.1} frames a second of the large layer");
-    assert!(bob_fps > 5.0, "Bob decoded {bob_fps:.1} frames a second of the small layer");
+    let ada_fps = (decoded(&a) - ada_before) as f64 / throttled.elapsed().as_secs_f64();
+    let bob_fps = (decoded(&b) - bob_small) as f64 / 3.0;
+    // Had Bob's backlog held Ada up, she would get what fits through his 500 kbit/s: under
+    // half of the 1.2 Mbit/s layer.
+    assert!(
+        ada_fps > 0.6 * ada_baseline,
+        "Ada decoded {ada_fps:.1} frames a second of the large layer while Bob was throttled, \
+         {ada_baseline:.1} before"
+    );
+    assert!(bob_fps > 2.0, "Bob decoded {bob_fps:.1} frames a second of the small layer");
 
     link.limit(None);
     let lifted = std::time::Instant::now();
@@ -216,7 +229,7 @@ async fn a_throttled_receiver_drops_to_the_small_layer_while_another_keeps_the_l
     };
     println!(
         "throttled to 500 kbit/s: Bob on the small layer after {} ms ({bob_fps:.1} fps), Ada kept the large one \
-         ({ada_fps:.1} fps); limit lifted: Bob large again after {} ms",
+         ({ada_fps:.1} fps, {ada_baseline:.1} before); limit lifted: Bob large again after {} ms",
         down.as_millis(),
         up.as_millis()
     );
