@@ -12,8 +12,8 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use videocall_client::Millis;
 use videocall_client::call::{
-    BACKOFF_MS, Connection, EncodedVideo, Engine, Failure, IncomingVideo, MAX_CHAT_CHARS, MediaState, Output, RUNGS,
-    Rung, TransportKind, Update, VideoStream, View, Want,
+    BACKOFF_MS, Connection, EncodedVideo, Engine, Failure, IncomingVideo, LOWER_LAYERS, MAX_CHAT_CHARS, MediaState,
+    Output, RUNGS, Rung, TransportKind, Update, VideoStream, View, Want,
 };
 use videocall_types::presence_packet::Event as Presence;
 use videocall_types::{
@@ -694,6 +694,55 @@ fn simulcast_layers_run_as_the_relay_demands_and_each_frame_names_its_layer() {
     net.client("alice").engine.handle_bytes(now + 20, generation, &forged.write_to_bytes().unwrap());
     assert_eq!(layers(&mut net), [(u32::MAX, vec![])]);
     assert_eq!(net.clients["alice"].engine.send_layers(VideoStream::Camera).active(), 0b011);
+}
+
+#[test]
+fn a_congested_simulcast_camera_never_encodes_one_size_twice() {
+    let mut net = Net::pair();
+    let alice = net.session_of("alice");
+    net.client("alice").engine.camera_opened(1280, 720);
+    let generation = net.clients["alice"].generation();
+    let now = net.now;
+    net.client("alice").engine.handle_bytes(now, generation, &demand(alice, 0b111, 0));
+    net.client("alice").take();
+    // Each rung's width, and the layers that run if that step changed them.
+    let steps = |net: &mut Net| -> Vec<(u32, Option<u32>)> {
+        let mut steps: Vec<(u32, Option<u32>)> = Vec::new();
+        for output in net.client("alice").take() {
+            match (output, steps.last_mut()) {
+                (Output::Rung(rung), _) => steps.push((rung.width, None)),
+                (Output::Layers { stream: VideoStream::Camera, active }, Some(step)) => step.1 = Some(active),
+                _ => {}
+            }
+        }
+        steps
+    };
+
+    // Our own send queue grows: the top layer steps down to 960x540 over the same two layers…
+    net.client("alice").engine.set_queued_bytes(100_000.0);
+    net.advance(1_000);
+    assert_eq!(steps(&mut net), [(960, None)]);
+    assert_eq!(net.clients["alice"].engine.camera_lower_layers(), LOWER_LAYERS);
+    // …then to 640x480: the 640x360 layer goes, whoever took it gets the top one.
+    net.advance(1_000);
+    assert_eq!(steps(&mut net), [(640, Some(0b11))], "the two that stay run: whoever took the middle gets the top");
+    assert_eq!(net.clients["alice"].engine.camera_lower_layers(), &LOWER_LAYERS[..1]);
+    let top = send_layer(&mut net, 1, true).unwrap();
+    assert_eq!((top.layer, top.layers), (1, 2));
+    assert_eq!(send_layer(&mut net, 2, false), None, "a frame of the old top, still in its encoder");
+    net.advance(2_000);
+    assert_eq!(steps(&mut net), [(640, None), (320, Some(0b1))], "at 320x240 the camera is one layer");
+    assert!(net.clients["alice"].engine.camera_lower_layers().is_empty());
+
+    // The queue clears: ten clean seconds a step, the layers come back paused, the top runs.
+    net.client("alice").engine.set_queued_bytes(0.0);
+    net.advance(10_000);
+    assert_eq!(steps(&mut net), [(640, Some(0b10))]);
+    net.advance(20_000);
+    assert_eq!(steps(&mut net), [(640, None), (960, Some(0b100))]);
+    assert_eq!(net.clients["alice"].engine.camera_lower_layers(), LOWER_LAYERS);
+    assert_eq!(send_layer(&mut net, 1, true), None, "paused until a relay asks for it");
+    assert_eq!(send_layer(&mut net, 2, true).map(|r| r.layers), Some(3));
 }
 
 #[test]

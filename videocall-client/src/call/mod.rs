@@ -274,7 +274,9 @@ pub enum Output {
         stream: VideoStream,
         active: u32,
     },
-    /// Reconfigure the camera's encoder.
+    /// Reconfigure the camera's top layer to this rung, and its lower layers to
+    /// [`Engine::camera_lower_layers`] (a rung as narrow as a lower layer replaces it). When
+    /// the lower layers changed, an [`Output::Layers`] follows: which run, numbered anew.
     Rung(Rung),
     /// Start (or unmute) or stop (mute) the microphone's sender.
     Microphone {
@@ -562,12 +564,14 @@ impl<R: CryptoRngCore> Engine<R> {
             self.links.values().map(|l| l.reported_loss).max().unwrap_or(0)
         };
         let Some(ladder) = self.ladder.as_mut() else { return };
-        if ladder.tick(worst_loss, self.queued_bytes) {
-            let rung = ladder.rung();
+        let moved = ladder.tick(worst_loss, self.queued_bytes);
+        let rung = ladder.rung();
+        if moved {
             self.outputs.push_back(Output::Rung(rung));
+            self.plan_camera_layers(rung);
         }
         let (codec, width, height) = self.sending.clone();
-        let bitrate_bps = ladder.rung().bitrate;
+        let bitrate_bps = rung.bitrate;
         self.show(Update::Sending { codec, bitrate_bps, width, height });
     }
 
@@ -588,6 +592,21 @@ impl<R: CryptoRngCore> Engine<R> {
         let active = self.send[VideoStream::Camera.index()].active();
         self.outputs.push_back(Output::Layers { stream: VideoStream::Camera, active });
         rung
+    }
+
+    /// The ladder moved the top layer to `rung`: the layers under it are those narrower than
+    /// the rung. Stepping down to 640x480 drops the 640x360 layer (the top now sends about that
+    /// size, and a congested uplink would carry it twice); stepping back up brings it back.
+    fn plan_camera_layers(&mut self, rung: Rung) {
+        let lower = if self.simulcast { lower_layers(rung.width) } else { Vec::new() };
+        if lower == self.camera_lower {
+            return;
+        }
+        self.camera_lower = lower;
+        let send = &mut self.send[VideoStream::Camera.index()];
+        send.resize(self.camera_lower.len() as u32 + 1);
+        let active = send.active();
+        self.outputs.push_back(Output::Layers { stream: VideoStream::Camera, active });
     }
 
     /// Whether the camera opened next sends lower layers besides its own size (on by default;

@@ -10,6 +10,7 @@
 use videocall_types::{LARGEST_LAYER, LayerDemand, LayerWant, MAX_LAYERS, MediaStream, Subscription};
 
 use super::VideoStream;
+use super::ladder::Rung;
 use crate::Millis;
 
 /// One simulcast layer below the camera's own size: its size and bitrate.
@@ -30,6 +31,13 @@ pub const LOWER_LAYERS: [LayerSpec; 2] = [
     LayerSpec { width: 320, height: 180, bitrate: 150_000, fps: 15.0 },
     LayerSpec { width: 640, height: 360, bitrate: 500_000, fps: 30.0 },
 ];
+
+impl From<Rung> for LayerSpec {
+    /// The top layer at a ladder rung.
+    fn from(rung: Rung) -> Self {
+        Self { width: rung.width, height: rung.height, bitrate: rung.bitrate, fps: rung.fps }
+    }
+}
 
 impl LayerSpec {
     /// The size this layer encodes a `width` x `height` camera frame at: its own width with
@@ -126,6 +134,22 @@ impl SendLayers {
             due.push(layer);
         }
         (changed, due)
+    }
+
+    /// The stream now has `count` layers: the ladder moved the top layer to a size a lower
+    /// layer had (that one goes: it would encode the same size twice), or back above it (it
+    /// returns, paused until a relay asks for it). Lower layers that stay keep their state;
+    /// the top stays the top and runs if it or a layer merged into it ran.
+    pub fn resize(&mut self, count: u32) {
+        let count = count.clamp(1, MAX_LAYERS);
+        let kept = count.min(self.count) - 1;
+        let lower = self.active & ((1 << kept) - 1);
+        let top = u32::from(self.active >> kept != 0) << (count - 1);
+        self.count = count;
+        self.active = lower | top;
+        for last in &mut self.last_keyframe[kept as usize..] {
+            *last = None;
+        }
     }
 
     fn fold(&self, mask: u32) -> u32 {
@@ -250,6 +274,25 @@ mod tests {
         assert_eq!(send.demand(300, 0, 0), (false, vec![]), "no layer at all: nothing stops");
         assert_eq!(send.active(), 0b011);
         assert_eq!(send.demand(400, 0b001, 0b110), (true, vec![]), "no keyframe on a paused layer");
+    }
+
+    #[test]
+    fn a_resized_stream_keeps_its_lower_layers_and_its_top() {
+        let mut send = SendLayers::new(3);
+        send.demand(0, 0b011, 0);
+        send.resize(2);
+        assert_eq!((send.count(), send.active()), (2, 0b11), "the middle merged into the top, which runs for it");
+        send.resize(1);
+        assert_eq!(send.active(), 0b1);
+        send.resize(3);
+        assert_eq!((send.count(), send.active()), (3, 0b100), "the returning layers wait for a demand");
+
+        let mut thumbnails = SendLayers::new(3);
+        thumbnails.demand(0, 0b001, 0);
+        thumbnails.resize(2);
+        assert_eq!(thumbnails.active(), 0b01, "nobody took the layers that merged");
+        thumbnails.resize(3);
+        assert_eq!(thumbnails.active(), 0b001);
     }
 
     #[test]

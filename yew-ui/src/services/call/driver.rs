@@ -304,7 +304,9 @@ impl Driver {
             }
             Output::Rung(rung) => {
                 if let Some(camera) = &self.camera {
-                    camera.set_rung(rung.bitrate, rung.fps);
+                    if let Err(e) = camera.set_rung(rung.into(), self.engine.camera_lower_layers()) {
+                        web_sys::console::error_1(&format!("camera layers not changed: {e}").into());
+                    }
                     (self.page)(ToPage::Constraints { width: rung.width, height: rung.height, fps: rung.fps });
                 }
             }

@@ -1,8 +1,10 @@
 //! Camera or screen frames (a `MediaStreamTrackProcessor`'s stream, opened on the page and
 //! transferred to the call's worker) → one WebCodecs `VideoEncoder` per simulcast layer →
 //! encoded frames, each naming its layer. Every layer encodes the same captured frame: the
-//! top one at the frame's own size, the lower ones at their configured sizes (the browser's
-//! encoder scales a frame to the size it is configured for). Every captured `VideoFrame` is
+//! top one at the frame's own size (at most the ladder's rung), the lower ones at their
+//! configured sizes (the browser's encoder scales a frame to the size it is configured for).
+//! When the ladder moves the top layer as narrow as a lower one, that one goes, and comes
+//! back when the top grows past it again. Every captured `VideoFrame` is
 //! closed as soon as the encoders have it (or it is dropped), so the capture pipeline never
 //! stalls.
 
@@ -65,10 +67,12 @@ fn encoder_config(codec: &str, width: u32, height: u32, bitrate: u32, fps: f64) 
 
 /// One layer's settings and figures, shared with its encoder's output callback.
 struct Layer {
-    index: u32,
-    /// The size this layer is encoded at: `None`, the frame's own (the top layer); else at most
-    /// this width, the frame's aspect kept.
-    spec: Option<LayerSpec>,
+    /// Its place among the layers (smallest first): the top layer's changes as lower layers
+    /// come and go.
+    index: Cell<u32>,
+    /// The size this layer is encoded at: `None`, the frame's own (the top layer, until the
+    /// ladder moves it); else at most this width, the frame's aspect kept.
+    spec: Cell<Option<LayerSpec>>,
     bitrate: Cell<u32>,
     fps: Cell<f64>,
     /// Size the encoder is configured for; a frame of another size reconfigures it.
@@ -79,17 +83,35 @@ struct Layer {
     last_key_ms: Cell<f64>,
     /// Timestamp of the last frame this layer encoded, microseconds.
     last_frame_us: Cell<Option<f64>>,
-    /// (frame timestamp, capture wall time) of frames in the encoder.
-    captured: RefCell<VecDeque<(f64, f64)>>,
+    /// (frame timestamp, capture wall time, layer index) of frames in the encoder: a frame
+    /// keeps the index it was encoded under.
+    captured: RefCell<VecDeque<(f64, f64, u32)>>,
     dropped: Cell<u64>,
     /// Capture to encoded, milliseconds, the latest frames.
     encode_ms: RefCell<VecDeque<f64>>,
 }
 
 impl Layer {
+    fn new(index: u32, spec: Option<LayerSpec>, bitrate: u32, fps: f64, active: bool) -> Self {
+        Self {
+            index: Cell::new(index),
+            spec: Cell::new(spec),
+            bitrate: Cell::new(bitrate),
+            fps: Cell::new(fps),
+            size: Cell::new((0, 0)),
+            active: Cell::new(active),
+            force_key: Cell::new(true),
+            last_key_ms: Cell::new(0.0),
+            last_frame_us: Cell::new(None),
+            captured: RefCell::new(VecDeque::new()),
+            dropped: Cell::new(0),
+            encode_ms: RefCell::new(VecDeque::new()),
+        }
+    }
+
     /// The size this layer encodes a `width` x `height` frame at.
     fn size_for(&self, width: u32, height: u32) -> (u32, u32) {
-        self.spec.map_or((width, height), |spec| spec.size_for(width, height))
+        self.spec.get().map_or((width, height), |spec| spec.size_for(width, height))
     }
 }
 
@@ -103,14 +125,18 @@ struct LayerEncoder {
 
 struct Shared {
     codec: String,
+    on_encoded: OnEncoded,
     stopped: Cell<bool>,
     /// The camera is off: frames are closed unencoded (the page disables the track).
     paused: Cell<bool>,
 }
 
+/// Smallest layer first; the last is the top one. The capture loop reads them for each frame.
+type Layers = Rc<RefCell<Vec<LayerEncoder>>>;
+
 pub struct VideoSender {
-    /// Smallest layer first; the last is the top one.
-    layers: Rc<Vec<LayerEncoder>>,
+    layers: Layers,
+    dropped_by_gone_layers: Cell<u64>,
     shared: Rc<Shared>,
 }
 
@@ -127,43 +153,34 @@ impl VideoSender {
         lower: &[LayerSpec],
         on_encoded: OnEncoded,
     ) -> Result<Self, String> {
-        let shared = Rc::new(Shared { codec: codec.to_owned(), stopped: Cell::new(false), paused: Cell::new(false) });
-        let specs = lower.iter().copied().map(Some).chain(std::iter::once(None));
-        let layers = specs
+        let shared = Rc::new(Shared {
+            codec: codec.to_owned(),
+            on_encoded,
+            stopped: Cell::new(false),
+            paused: Cell::new(false),
+        });
+        let mut layers = lower
+            .iter()
             .enumerate()
-            .map(|(index, spec)| {
-                let (bitrate, fps) = spec.map_or((bitrate, fps), |s| (s.bitrate, s.fps));
-                let layer = Rc::new(Layer {
-                    index: index as u32,
-                    spec,
-                    bitrate: Cell::new(bitrate),
-                    fps: Cell::new(fps),
-                    size: Cell::new((0, 0)),
-                    active: Cell::new(true),
-                    force_key: Cell::new(true),
-                    last_key_ms: Cell::new(0.0),
-                    last_frame_us: Cell::new(None),
-                    captured: RefCell::new(VecDeque::new()),
-                    dropped: Cell::new(0),
-                    encode_ms: RefCell::new(VecDeque::new()),
-                });
-                LayerEncoder::new(layer, shared.clone(), on_encoded.clone())
-            })
+            .map(|(index, spec)| Layer::new(index as u32, Some(*spec), spec.bitrate, spec.fps, true))
+            .map(|layer| LayerEncoder::new(Rc::new(layer), &shared))
             .collect::<Result<Vec<_>, String>>()?;
-        let layers = Rc::new(layers);
+        layers.push(LayerEncoder::new(Rc::new(Layer::new(lower.len() as u32, None, bitrate, fps, true)), &shared)?);
+        let layers = Rc::new(RefCell::new(layers));
         spawn_local(capture_loop(reader(frames)?, layers.clone(), shared.clone()));
-        Ok(Self { layers, shared })
+        Ok(Self { layers, dropped_by_gone_layers: Cell::new(0), shared })
     }
 
-    fn top(&self) -> &Layer {
-        // `start` makes the top layer always.
-        &self.layers[self.layers.len() - 1].layer
+    fn top(&self) -> Rc<Layer> {
+        // `start` makes the top layer, and `set_rung` keeps it.
+        let layers = self.layers.borrow();
+        layers[layers.len() - 1].layer.clone()
     }
 
     /// The next frame of `layer` will be a keyframe (a receiver asked, or a relay switches
     /// someone to it).
     pub fn request_keyframe(&self, layer: u32) {
-        if let Some(l) = self.layers.get(layer as usize) {
+        if let Some(l) = self.layers.borrow().get(layer as usize) {
             l.layer.force_key.set(true);
         }
     }
@@ -171,8 +188,8 @@ impl VideoSender {
     /// Which layers run (bit n: layer n): what the relays' receivers take. A layer that starts
     /// again starts with a keyframe.
     pub fn set_active(&self, active: u32) {
-        for l in self.layers.iter() {
-            let on = active & (1 << l.layer.index) != 0;
+        for l in self.layers.borrow().iter() {
+            let on = active & (1 << l.layer.index.get()) != 0;
             if on && !l.layer.active.get() {
                 l.layer.force_key.set(true);
             }
@@ -180,19 +197,54 @@ impl VideoSender {
         }
     }
 
-    /// Moves the top layer to a ladder rung (the page asks the camera for its size): its
-    /// encoder follows the frames.
-    pub fn set_rung(&self, bitrate: u32, fps: f64) {
-        let top = self.top();
-        top.bitrate.set(bitrate);
-        top.fps.set(fps);
-        top.size.set((0, 0)); // reconfigure at the next frame
+    /// Moves the top layer to a ladder rung, `top` (the page asks the camera for its size; the
+    /// encoder scales frames down to it until then), with `lower` under it. A lower layer no
+    /// longer planned is closed (what it still had to encode is dropped: its receivers take
+    /// the top's next keyframe instead); a returning one starts paused, until
+    /// [`VideoSender::set_active`].
+    pub fn set_rung(&self, top: LayerSpec, lower: &[LayerSpec]) -> Result<(), String> {
+        let mut layers = self.layers.borrow_mut();
+        let Some(top_layer) = layers.pop() else { return Ok(()) };
+        let planned = |l: &LayerEncoder| l.layer.spec.get().is_some_and(|s| lower.contains(&s));
+        for gone in layers.iter().filter(|l| !planned(l)) {
+            self.dropped_by_gone_layers.set(self.dropped_by_gone_layers.get() + gone.layer.dropped.get());
+        }
+        let mut kept: Vec<LayerEncoder> = layers.drain(..).filter(planned).collect();
+        let mut failed = Ok(());
+        for spec in lower {
+            let index = layers.len() as u32;
+            let layer = match kept.iter().position(|l| l.layer.spec.get() == Some(*spec)) {
+                Some(at) => kept.remove(at),
+                None => {
+                    let layer = Rc::new(Layer::new(index, Some(*spec), spec.bitrate, spec.fps, false));
+                    match LayerEncoder::new(layer, &self.shared) {
+                        Ok(encoder) => encoder,
+                        // The layers above it move down: the engine's numbering no longer
+                        // holds, but the top layer goes on.
+                        Err(e) => {
+                            failed = Err(e);
+                            break;
+                        }
+                    }
+                }
+            };
+            layer.layer.index.set(index);
+            layers.push(layer);
+        }
+        let layer = &top_layer.layer;
+        layer.index.set(layers.len() as u32);
+        layer.spec.set(Some(top));
+        layer.bitrate.set(top.bitrate);
+        layer.fps.set(top.fps);
+        layer.size.set((0, 0)); // reconfigure at the next frame
+        layers.push(top_layer);
+        failed
     }
 
     /// Off: frames are closed unencoded; back on, each layer's first is a keyframe.
     pub fn set_paused(&self, paused: bool) {
         self.shared.paused.set(paused);
-        for l in self.layers.iter() {
+        for l in self.layers.borrow().iter() {
             l.layer.force_key.set(true);
         }
     }
@@ -202,33 +254,36 @@ impl VideoSender {
         self.top().encode_ms.borrow().iter().copied().collect()
     }
 
-    /// Frames not encoded because an encoder was behind, all layers.
+    /// Frames not encoded because an encoder was behind, all layers (those gone too).
     pub fn dropped(&self) -> u64 {
-        self.layers.iter().map(|l| l.layer.dropped.get()).sum()
+        let now = self.layers.borrow().iter().map(|l| l.layer.dropped.get()).sum::<u64>();
+        now + self.dropped_by_gone_layers.get()
     }
 
     /// The layers that run (bit n: layer n), and how many there are.
     pub fn layers(&self) -> (u32, u32) {
-        let active = self.layers.iter().filter(|l| l.layer.active.get()).fold(0, |m, l| m | (1 << l.layer.index));
-        (active, self.layers.len() as u32)
+        let layers = self.layers.borrow();
+        let active = layers.iter().filter(|l| l.layer.active.get()).fold(0, |m, l| m | (1 << l.layer.index.get()));
+        (active, layers.len() as u32)
     }
 }
 
 impl LayerEncoder {
-    fn new(layer: Rc<Layer>, shared: Rc<Shared>, on_encoded: OnEncoded) -> Result<Self, String> {
-        let out = layer.clone();
+    fn new(layer: Rc<Layer>, shared: &Rc<Shared>) -> Result<Self, String> {
+        let (out, shared) = (layer.clone(), shared.clone());
         let output = Closure::<dyn FnMut(EncodedVideoChunk)>::new(move |chunk: EncodedVideoChunk| {
             let mut data = vec![0u8; chunk.byte_length() as usize];
             if chunk.copy_to_with_u8_slice(&mut data).is_err() {
                 return;
             }
             let timestamp = chunk.timestamp();
-            let capture_ms = {
+            let (capture_ms, index) = {
                 let mut captured = out.captured.borrow_mut();
-                while captured.front().is_some_and(|(t, _)| *t < timestamp) {
+                while captured.front().is_some_and(|(t, ..)| *t < timestamp) {
                     captured.pop_front();
                 }
-                captured.front().filter(|(t, _)| *t == timestamp).map_or(js::wall_ms(), |(_, c)| *c)
+                let entry = captured.front().filter(|(t, ..)| *t == timestamp);
+                entry.map_or((js::wall_ms(), out.index.get()), |(_, c, i)| (*c, *i))
             };
             let mut encode_ms = out.encode_ms.borrow_mut();
             encode_ms.push_back(js::wall_ms() - capture_ms);
@@ -237,9 +292,9 @@ impl LayerEncoder {
             }
             drop(encode_ms);
             let (width, height) = out.size.get();
-            on_encoded(EncodedVideo {
+            (shared.on_encoded)(EncodedVideo {
                 codec: shared.codec.clone(),
-                layer: out.index,
+                layer: index,
                 keyframe: chunk.type_() == EncodedVideoChunkType::Key,
                 data,
                 timestamp_us: timestamp,
@@ -249,9 +304,9 @@ impl LayerEncoder {
                 capture_ms,
             });
         });
-        let index = layer.index;
+        let failed = layer.clone();
         let error = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
-            web_sys::console::warn_3(&"video encoder error, layer".into(), &index.into(), &e);
+            web_sys::console::warn_3(&"video encoder error, layer".into(), &failed.index.get().into(), &e);
         });
         let encoder =
             VideoEncoder::new(&VideoEncoderInit::new(error.as_ref().unchecked_ref(), output.as_ref().unchecked_ref()))
@@ -285,7 +340,7 @@ impl LayerEncoder {
         let key = layer.force_key.get() || now - layer.last_key_ms.get() >= KEYFRAME_INTERVAL_MS;
         let options = VideoEncoderEncodeOptions::new();
         options.set_key_frame(key);
-        layer.captured.borrow_mut().push_back((frame.timestamp(), capture_ms));
+        layer.captured.borrow_mut().push_back((frame.timestamp(), capture_ms, layer.index.get()));
         if encoder.encode_with_options(frame, &options).is_ok() {
             layer.last_frame_us.set(Some(frame.timestamp()));
             if key {
@@ -296,18 +351,22 @@ impl LayerEncoder {
     }
 }
 
-impl Drop for VideoSender {
+impl Drop for LayerEncoder {
     fn drop(&mut self) {
-        self.shared.stopped.set(true);
-        for l in self.layers.iter() {
-            if l.encoder.state() != CodecState::Closed {
-                let _ = l.encoder.close();
-            }
+        if self.encoder.state() != CodecState::Closed {
+            let _ = self.encoder.close();
         }
     }
 }
 
-async fn capture_loop(reader: web_sys::ReadableStreamDefaultReader, layers: Rc<Vec<LayerEncoder>>, shared: Rc<Shared>) {
+impl Drop for VideoSender {
+    fn drop(&mut self) {
+        self.shared.stopped.set(true);
+        self.layers.borrow_mut().clear();
+    }
+}
+
+async fn capture_loop(reader: web_sys::ReadableStreamDefaultReader, layers: Layers, shared: Rc<Shared>) {
     while let Some(value) = next_frame(&reader).await {
         let frame: VideoFrame = value.unchecked_into();
         if shared.stopped.get() {
@@ -316,7 +375,7 @@ async fn capture_loop(reader: web_sys::ReadableStreamDefaultReader, layers: Rc<V
         }
         if !shared.paused.get() {
             let (capture_ms, now) = (js::wall_ms(), js::now_ms());
-            for layer in layers.iter() {
+            for layer in layers.borrow().iter() {
                 layer.offer(&shared.codec, &frame, capture_ms, now);
             }
         }
