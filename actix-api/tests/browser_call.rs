@@ -156,3 +156,86 @@ async fn both_reconnect_and_exchange_keys_again_after_the_relay_restarts() {
     bob.quit().await;
     server.stop().await;
 }
+
+/// The ladder and simulcast together, through a real page: Ada's uplink is throttled to
+/// 300 kbit/s (her WebTransport session crosses a UDP link that passes only that much from
+/// her, queueing at most 200 ms and dropping the rest, as a slow uplink's router does), her
+/// send queue grows and her camera steps down. Once its top layer is as narrow as a lower one,
+/// that lower layer goes (it would carry the same size twice over a link that is already full),
+/// down to one 320x240 layer, which fits, so her frames reach Bob fresh again; Bob, who
+/// pinned her, keeps decoding her all along. With the limit lifted, she steps back up and her
+/// layers come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_on_a_slow_uplink_steps_down_shedding_layers_and_comes_back() {
+    let (server, link) = common::web_client::start_with_client_behind_link().await;
+    // Only Ada's datagrams cross the link: Bob uses WebSocket.
+    let ada = Participant::join(&server.http, "uplink", "Ada", "webtransport").await;
+    let bob = Participant::join(&server.http, "uplink", "Bob", "websocket").await;
+    let stats = bob.wait_for_peers(1, Duration::from_secs(30), |p| p["frames_decoded"].as_u64() >= Some(30)).await;
+    let session = peer(&stats, "Ada")["session"].as_u64().unwrap();
+    click(&bob.browser, &format!(".tile[data-session='{session}'] .pin")).await;
+    let count = |stats: &Value| stats["sending_layers"]["count"].as_u64().unwrap_or(0);
+    let full = count(&ada.stats().await);
+    assert!(full >= 2, "Ada's camera sends simulcast layers: {:#}", ada.stats().await);
+
+    link.limit_up(Some(300_000));
+    let throttled = std::time::Instant::now();
+    let mut counts = vec![full];
+    while counts.last() != Some(&1) {
+        assert!(throttled.elapsed() < Duration::from_secs(60), "Ada never got down to one layer: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = count(&ada.stats().await);
+        if counts.last() != Some(&now) {
+            counts.push(now);
+        }
+    }
+    let down = throttled.elapsed();
+    assert!(counts.windows(2).all(|w| w[1] < w[0]), "one layer less at a time: {counts:?}");
+    // Bob decodes her one layer: the top, now 320 wide.
+    let before = frames(&bob.stats().await, "Ada");
+    let small = |p: &Value| p["layer"] == 0 && p["width"].as_u64() <= Some(320);
+    let stats = bob
+        .wait_for_peers(1, Duration::from_secs(20), |p| small(p) && p["frames_decoded"].as_u64() >= Some(before + 20))
+        .await;
+    println!("Bob decodes Ada at {}x{}", peer(&stats, "Ada")["width"], peer(&stats, "Ada")["height"]);
+    // What queued while the link was full drains: her frames arrive fresh again.
+    let median_latency = |stats: &Value| {
+        let all = peer(stats, "Ada")["latency_ms"].as_array().cloned().unwrap_or_default();
+        let mut recent: Vec<f64> = all[all.len().saturating_sub(10)..].iter().filter_map(Value::as_f64).collect();
+        recent.sort_by(f64::total_cmp);
+        recent.get(recent.len() / 2).copied().unwrap_or(f64::MAX)
+    };
+    let stale = median_latency(&stats);
+    loop {
+        let latency = median_latency(&bob.stats().await);
+        if latency < 1_000.0 {
+            println!(
+                "Ada's frames {stale:.0} ms late at one layer, {latency:.0} ms {} ms after the limit",
+                throttled.elapsed().as_millis()
+            );
+            break;
+        }
+        assert!(throttled.elapsed() < Duration::from_secs(60), "Ada's frames still reach Bob {latency:.0} ms late");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    link.limit_up(None);
+    let lifted = std::time::Instant::now();
+    let stats =
+        bob.wait_for_peers(1, Duration::from_secs(60), |p| p["layer"].as_u64() >= Some(1) && p["width"] == 640).await;
+    let up = lifted.elapsed();
+    assert!(count(&ada.stats().await) >= 2, "{:#}", ada.stats().await);
+    println!(
+        "uplink at 300 kbit/s: Ada's layers {counts:?}, one layer after {} ms; limit lifted: Bob decodes her \
+         {}x{} (layer {}) after {} ms",
+        down.as_millis(),
+        peer(&stats, "Ada")["width"],
+        peer(&stats, "Ada")["height"],
+        peer(&stats, "Ada")["layer"],
+        up.as_millis()
+    );
+    assert_eq!(peer(&stats, "Ada")["decode_errors"], 0, "{stats:#}");
+    ada.quit().await;
+    bob.quit().await;
+    server.stop().await;
+}

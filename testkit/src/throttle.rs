@@ -76,7 +76,7 @@ impl ThrottledTcp {
     }
 
     /// Limits the server-to-client direction to `bits_per_sec`, or lifts the limit (`None`).
-    pub fn limit(&self, bits_per_sec: Option<u64>) {
+    pub fn limit_down(&self, bits_per_sec: Option<u64>) {
         self.rate.store(bits_per_sec.unwrap_or(0), Ordering::Relaxed);
     }
 
@@ -181,7 +181,7 @@ mod tests {
             while socket.write_all(&[7u8; 4096]).is_ok() {}
         });
         let link = ThrottledTcp::start(upstream).unwrap();
-        link.limit(Some(800_000));
+        link.limit_down(Some(800_000));
         let mut client = TcpStream::connect(link.addr()).unwrap();
         client.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let mut read_for = |seconds: f64| {
@@ -197,7 +197,7 @@ mod tests {
         };
         let limited = read_for(1.0);
         assert!((80_000.0..=125_000.0).contains(&limited), "{limited} bytes a second at 800 kbit/s");
-        link.limit(None);
+        link.limit_down(None);
         let free = read_for(0.5);
         assert!(free > 1_000_000.0, "{free} bytes a second unlimited");
         assert!(link.passed_down() as f64 >= limited);

@@ -30,6 +30,8 @@ pub const DATAGRAMS_PER_SECOND: u32 = 50;
 /// Bytes quinn holds of what the relay wrote to one client, sent or not yet acknowledged. What
 /// a slow receiver cannot take must wait in its relay queue, where the relay sees it (its
 /// layers step down) and drops by priority: quinn's default (10 MB) would hold a minute of
-/// video at a slow receiver's rate where the relay cannot see it. 1 MiB a round trip is still
-/// 80 Mbit/s at 100 ms, ten times a receiver's share of a 25-person room.
-pub const CONNECTION_SEND_WINDOW: u64 = 1024 * 1024;
+/// video at a slow receiver's rate where the relay cannot see it, and 1 MiB still kept a
+/// receiver throttled to 500 kbit/s on its large layer for over 30 s (`browser_bot.rs`).
+/// 256 KiB a round trip is 10 Mbit/s at 200 ms, more than a receiver's share of a 25-person
+/// room with simulcast (2.5–6.4 Mb/s, docs/benchmarks.md).
+pub const CONNECTION_SEND_WINDOW: u64 = 256 * 1024;

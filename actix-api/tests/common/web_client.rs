@@ -71,6 +71,21 @@ pub async fn start_with_client_and(adjust: impl FnOnce(&mut Config)) -> ClientSe
     ClientServer { server, http, _turn: turn }
 }
 
+/// The same, with browsers told to reach WebTransport through a UDP link in front of it (5 ms
+/// each way, no loss until the test limits it): whoever takes WebTransport crosses the link.
+pub async fn start_with_client_behind_link() -> (ClientServer, testkit::LossyLink) {
+    let webtransport = std::net::SocketAddr::from(([127, 0, 0, 1], testkit::free_udp_port()));
+    let config = testkit::LinkConfig { one_way_delay: std::time::Duration::from_millis(5), loss: 0.0, seed: 21 };
+    let link = testkit::LossyLink::start(webtransport, config).unwrap();
+    let url = format!("https://127.0.0.1:{}/", link.addr().port());
+    let server = start_with_client_and(|c| {
+        c.webtransport_listen = Some(webtransport);
+        c.webtransport_url = Some(url);
+    })
+    .await;
+    (server, link)
+}
+
 /// A participant: its own browser and profile.
 pub struct Participant {
     pub browser: Browser,

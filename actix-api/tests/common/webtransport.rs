@@ -21,8 +21,10 @@ pub struct WebTransportServer {
     pub hash: [u8; 32],
 }
 
+/// actix-api with WebTransport in-process: on `config`'s UDP address when the test chose one
+/// (a link in front of it, say), else on a free one.
 pub async fn start_with_webtransport(mut config: Config) -> WebTransportServer {
-    config.webtransport_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.webtransport_listen.get_or_insert_with(|| "127.0.0.1:0".parse().unwrap());
     let server = start(config).await;
     let http = http_url(&server);
     let (base, hash) = webtransport_info(&http).await;

@@ -94,11 +94,6 @@ pub fn describe(error: &JsValue) -> String {
     }
 }
 
-/// Swallows a promise's rejection (fire-and-forget writes) so it is not reported as unhandled.
-pub fn ignore_rejection(promise: &Promise, sink: &Closure<dyn FnMut(JsValue)>) {
-    let _ = promise.catch(sink);
-}
-
 pub fn window() -> Result<web_sys::Window, JsValue> {
     web_sys::window().ok_or_else(|| JsValue::from_str("no window"))
 }

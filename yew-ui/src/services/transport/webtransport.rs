@@ -27,7 +27,9 @@ pub struct WtLink {
     writer: WritableStreamDefaultWriter,
     /// Set when we close on purpose, so the closed promise is not reported as a loss.
     closing: Rc<Cell<bool>>,
-    ignore: Closure<dyn FnMut(JsValue)>,
+    /// Bytes written whose write has not completed: what waits for the QUIC stream to take it.
+    /// The writer's `desiredSize` counts chunks, not bytes, and cannot say this.
+    queued: Rc<Cell<f64>>,
 }
 
 impl WtLink {
@@ -74,22 +76,26 @@ impl WtLink {
                 on_incoming(Incoming::Closed { code, reason });
             }
         });
-        let ignore = Closure::<dyn FnMut(JsValue)>::new(|_| {});
-        Ok(Self { transport, writer, closing, ignore })
+        Ok(Self { transport, writer, closing, queued: Rc::default() })
     }
 
     pub fn send(&self, bytes: &[u8]) {
         let framed = framing::encode(bytes);
+        let size = framed.len() as f64;
         let chunk = Uint8Array::from(framed.as_slice());
-        js::ignore_rejection(&self.writer.write_with_chunk(&chunk), &self.ignore);
+        let written = JsFuture::from(self.writer.write_with_chunk(&chunk));
+        self.queued.set(self.queued.get() + size);
+        let queued = self.queued.clone();
+        // A failed write fails the session, which the closed promise reports.
+        spawn_local(async move {
+            let _ = written.await;
+            queued.set(queued.get() - size);
+        });
     }
 
+    /// Bytes waiting to go out: a slow uplink shows here, and steps the ladder down.
     pub fn queued_bytes(&self) -> f64 {
-        // desiredSize is the high-water mark minus what is queued: negative means backed up.
-        match self.writer.desired_size() {
-            Ok(Some(size)) if size < 0.0 => -size,
-            _ => 0.0,
-        }
+        self.queued.get()
     }
 }
 
