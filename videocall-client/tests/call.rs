@@ -13,7 +13,7 @@ use rand_core::SeedableRng;
 use videocall_client::Millis;
 use videocall_client::call::{
     BACKOFF_MS, Connection, EncodedVideo, Engine, Failure, IncomingVideo, LOWER_LAYERS, MAX_CHAT_CHARS, MediaState,
-    Output, RUNGS, Rung, TransportKind, Update, VideoStream, View, Want,
+    Output, QUEUE_HOLD_VIDEO_BYTES, RUNGS, Rung, TransportKind, Update, VideoStream, View, Want,
 };
 use videocall_types::presence_packet::Event as Presence;
 use videocall_types::{
@@ -539,6 +539,24 @@ fn a_growing_send_queue_steps_the_ladder_down() {
     let outputs = net.client("alice").take();
     assert!(outputs.contains(&Output::Rung(RUNGS[3])), "{outputs:?}");
     assert!(outputs.iter().any(|o| matches!(o, Output::Show(Update::Sending { bitrate_bps: 350_000, .. }))));
+}
+
+#[test]
+fn a_long_send_queue_holds_video_until_it_drains_to_half() {
+    let mut net = Net::two();
+    net.client("alice").take();
+    let mut held = |net: &mut Net, queued: f64| {
+        net.client("alice").engine.set_queued_bytes(queued);
+        net.client("alice").take().into_iter().find_map(|o| match o {
+            Output::HoldVideo { held } => Some(held),
+            _ => None,
+        })
+    };
+    assert_eq!(held(&mut net, 40_000.0), None);
+    assert_eq!(held(&mut net, QUEUE_HOLD_VIDEO_BYTES + 1.0), Some(true));
+    assert_eq!(held(&mut net, QUEUE_HOLD_VIDEO_BYTES * 0.6), None, "still more than half");
+    assert_eq!(held(&mut net, QUEUE_HOLD_VIDEO_BYTES * 0.4), Some(false));
+    assert_eq!(held(&mut net, 0.0), None);
 }
 
 #[test]

@@ -28,6 +28,11 @@ pub const RUNGS: &[Rung] = &[
 const LOSS_STEP_DOWN_PERMILLE: u32 = 30;
 /// Send queue above this many bytes steps down: half a second at 600 kb/s.
 const QUEUE_STEP_DOWN_BYTES: f64 = 40_000.0;
+/// Send queue above this many bytes holds video: no frame is encoded until the queue drains
+/// below half of it. What waits is then at most about a second at 500 kb/s, so the frames that
+/// do go out are fresh, while the ladder steps down to what the link takes (the queue is past
+/// [`QUEUE_STEP_DOWN_BYTES`] meanwhile). Audio is never held.
+pub const QUEUE_HOLD_VIDEO_BYTES: f64 = 64_000.0;
 /// Clean seconds before stepping up: a slow probe keeps oscillation away.
 const CLEAN_SECONDS_TO_STEP_UP: u32 = 10;
 

@@ -30,7 +30,7 @@ use videocall_types::{
     PacketWrapper, Route, VideoMetadata,
 };
 
-pub use ladder::{Ladder, RUNGS, Rung};
+pub use ladder::{Ladder, QUEUE_HOLD_VIDEO_BYTES, RUNGS, Rung};
 pub use layout::{GRID_PAGE, Layout, Mode, STRIP_PAGE, Stage, want_for_width};
 pub use loss::SequenceLoss;
 pub use simulcast::{LOWER_LAYERS, LayerSpec, SendLayers, View, Want, demand_for, frame_due, lower_layers};
@@ -286,6 +286,11 @@ pub enum Output {
     Camera {
         on: bool,
     },
+    /// Stop encoding video (camera and screen) while `held`: the send queue is too long for
+    /// more frames to arrive fresh ([`QUEUE_HOLD_VIDEO_BYTES`]).
+    HoldVideo {
+        held: bool,
+    },
     Decode(IncomingVideoBox),
     Play(IncomingAudio),
     Show(Update),
@@ -349,6 +354,7 @@ pub struct Engine<R> {
     /// The camera's codec and the size of its last frame.
     sending: (String, u32, u32),
     queued_bytes: f64,
+    video_held: bool,
     links: BTreeMap<u64, PeerLink>,
     outputs: VecDeque<Output>,
     /// Packets we could not use: not a protocol buffer, tampered, replayed.
@@ -380,6 +386,7 @@ impl<R: CryptoRngCore> Engine<R> {
             ladder: None,
             sending: (String::new(), 0, 0),
             queued_bytes: 0.0,
+            video_held: false,
             links: BTreeMap::new(),
             outputs: VecDeque::new(),
             dropped: 0,
@@ -575,9 +582,15 @@ impl<R: CryptoRngCore> Engine<R> {
         self.show(Update::Sending { codec, bitrate_bps, width, height });
     }
 
-    /// Bytes waiting in the transport's send queue: a growing queue steps the ladder down.
+    /// Bytes waiting in the transport's send queue (the adapter tells it as often as it
+    /// sends): a growing queue steps the ladder down, and a long one holds video.
     pub fn set_queued_bytes(&mut self, bytes: f64) {
         self.queued_bytes = bytes;
+        let held = if self.video_held { bytes > QUEUE_HOLD_VIDEO_BYTES / 2.0 } else { bytes > QUEUE_HOLD_VIDEO_BYTES };
+        if held != self.video_held {
+            self.video_held = held;
+            self.outputs.push_back(Output::HoldVideo { held });
+        }
     }
 
     /// The camera opened at `width` x `height`: the ladder starts at the rung it allows, which

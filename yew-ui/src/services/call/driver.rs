@@ -195,8 +195,6 @@ impl Driver {
             Msg::Playback(port) => self.audio_out = Some(Rc::new(AudioOut::new(port))),
             Msg::Wake => {
                 if self.engine.poll_timeout().is_some_and(|t| t <= now) {
-                    let queued = self.transport.as_ref().map_or(0.0, Transport::queued_bytes);
-                    self.engine.set_queued_bytes(queued);
                     self.engine.handle_timeout(now);
                 }
                 if now_ms >= self.next_report_ms {
@@ -265,9 +263,12 @@ impl Driver {
         }
     }
 
-    /// After each message: private-key work to WebCrypto, the engine's outputs carried out,
-    /// its packets sent.
+    /// After each message: the send queue told to the engine, private-key work to WebCrypto,
+    /// the engine's outputs carried out, its packets sent.
     fn after(&mut self) {
+        if let Some(transport) = &self.transport {
+            self.engine.set_queued_bytes(transport.queued_bytes());
+        }
         while let Some(work) = self.engine.poll_work() {
             let (tx, identity) = (self.tx.clone(), self.identity.clone());
             spawn_local(async move {
@@ -313,6 +314,11 @@ impl Driver {
             Output::Microphone { on } => {
                 if let Some(microphone) = &self.microphone {
                     microphone.set_muted(!on);
+                }
+            }
+            Output::HoldVideo { held } => {
+                for sender in [&self.camera, &self.screen].into_iter().flatten() {
+                    sender.set_held(held);
                 }
             }
             Output::Camera { on } => {

@@ -129,6 +129,10 @@ struct Shared {
     stopped: Cell<bool>,
     /// The camera is off: frames are closed unencoded (the page disables the track).
     paused: Cell<bool>,
+    /// The send queue is too long for more video: frames are closed unencoded, counted as
+    /// dropped.
+    held: Cell<bool>,
+    held_frames: Cell<u64>,
 }
 
 /// Smallest layer first; the last is the top one. The capture loop reads them for each frame.
@@ -158,6 +162,8 @@ impl VideoSender {
             on_encoded,
             stopped: Cell::new(false),
             paused: Cell::new(false),
+            held: Cell::new(false),
+            held_frames: Cell::new(0),
         });
         let mut layers = lower
             .iter()
@@ -249,15 +255,22 @@ impl VideoSender {
         }
     }
 
+    /// Held: frames are not encoded until released (the encoders go on from the last frame
+    /// they had, so no keyframe is needed).
+    pub fn set_held(&self, held: bool) {
+        self.shared.held.set(held);
+    }
+
     /// Capture-to-encoded times of the top layer's latest frames, milliseconds.
     pub fn encode_ms(&self) -> Vec<f64> {
         self.top().encode_ms.borrow().iter().copied().collect()
     }
 
-    /// Frames not encoded because an encoder was behind, all layers (those gone too).
+    /// Frames not encoded because an encoder was behind, all layers (those gone too), or
+    /// because the send queue held video.
     pub fn dropped(&self) -> u64 {
         let now = self.layers.borrow().iter().map(|l| l.layer.dropped.get()).sum::<u64>();
-        now + self.dropped_by_gone_layers.get()
+        now + self.dropped_by_gone_layers.get() + self.shared.held_frames.get()
     }
 
     /// The layers that run (bit n: layer n), and how many there are.
@@ -373,7 +386,9 @@ async fn capture_loop(reader: web_sys::ReadableStreamDefaultReader, layers: Laye
             frame.close();
             break;
         }
-        if !shared.paused.get() {
+        if shared.held.get() && !shared.paused.get() {
+            shared.held_frames.set(shared.held_frames.get() + 1);
+        } else if !shared.paused.get() {
             let (capture_ms, now) = (js::wall_ms(), js::now_ms());
             for layer in layers.borrow().iter() {
                 layer.offer(&shared.codec, &frame, capture_ms, now);
