@@ -545,7 +545,7 @@ fn a_growing_send_queue_steps_the_ladder_down() {
 fn a_long_send_queue_holds_video_until_it_drains_to_half() {
     let mut net = Net::two();
     net.client("alice").take();
-    let mut held = |net: &mut Net, queued: f64| {
+    let held = |net: &mut Net, queued: f64| {
         net.client("alice").engine.set_queued_bytes(queued);
         net.client("alice").take().into_iter().find_map(|o| match o {
             Output::HoldVideo { held } => Some(held),
