@@ -593,6 +593,12 @@ impl<R: CryptoRngCore> Engine<R> {
         }
     }
 
+    /// Whether video is held now (the last [`Output::HoldVideo`]): a sender started later
+    /// starts so.
+    pub fn video_held(&self) -> bool {
+        self.video_held
+    }
+
     /// The camera opened at `width` x `height`: the ladder starts at the rung it allows, which
     /// the camera's top layer starts with; the layers under it are [`lower_layers`] of that
     /// rung, for the adapter to encode alongside (paused until a relay asks for them).

@@ -428,6 +428,7 @@ impl Driver {
             Ok(sender) => {
                 sender.set_active(self.engine.send_layers(VideoStream::Camera).active());
                 sender.set_paused(!self.engine.media().video_on);
+                sender.set_held(self.engine.video_held());
                 self.camera = Some(sender);
             }
             Err(e) => web_sys::console::error_1(&format!("no camera encoding: {e}").into()),
@@ -444,6 +445,7 @@ impl Driver {
         {
             Ok(sender) => {
                 sender.set_active(self.engine.send_layers(VideoStream::Screen).active());
+                sender.set_held(self.engine.video_held());
                 self.screen = Some(sender);
                 self.engine.set_screen(now, true);
             }
